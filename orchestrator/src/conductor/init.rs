@@ -1,0 +1,101 @@
+//! The init every vessel starts with, uploaded into the container before it
+//! starts: creates the user with their uid, installs their keys and the host
+//! key the orchestrator generated, starts Jupyter when the image has it, and
+//! runs sshd in the foreground.
+
+use std::io::Write;
+
+/// Where the init and its inputs live inside the container (root only).
+pub const DIR: &str = "/.vessel";
+pub const ENTRYPOINT: &str = "/.vessel/init";
+
+const INIT: &str = include_str!("init.sh");
+
+pub struct InitInputs<'a> {
+    pub vessel_name: &'a str,
+    pub user: &'a str,
+    pub uid: i32,
+    /// Comma-separated GPU UUIDs, or `none`.
+    pub gpus: &'a str,
+    pub authorized_keys: &'a [String],
+    pub host_private_key: &'a str,
+    pub host_public_key: &'a str,
+    pub jupyter_token: &'a str,
+}
+
+/// The tar uploaded to `/` of the container. Every value in `env` is of a
+/// validated charset (names, numbers, UUIDs, hex), so single quotes suffice.
+pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
+    let env = format!(
+        "VESSEL_NAME='{}'\nVESSEL_USER='{}'\nVESSEL_UID='{}'\nVESSEL_GPUS='{}'\nJUPYTER_TOKEN='{}'\n",
+        inputs.vessel_name, inputs.user, inputs.uid, inputs.gpus, inputs.jupyter_token
+    );
+    let mut keys = inputs.authorized_keys.join("\n");
+    keys.push('\n');
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o700);
+    dir.set_size(0);
+    dir.set_uid(0);
+    dir.set_gid(0);
+    builder.append_data(&mut dir, ".vessel/", std::io::empty())?;
+    let files: [(&str, &[u8], u32); 5] = [
+        ("init", INIT.as_bytes(), 0o700),
+        ("env", env.as_bytes(), 0o600),
+        ("authorized_keys", keys.as_bytes(), 0o600),
+        (
+            "ssh_host_ed25519_key",
+            inputs.host_private_key.as_bytes(),
+            0o600,
+        ),
+        (
+            "ssh_host_ed25519_key.pub",
+            inputs.host_public_key.as_bytes(),
+            0o644,
+        ),
+    ];
+    for (name, data, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        builder.append_data(&mut header, format!(".vessel/{name}"), data)?;
+    }
+    let mut out = builder.into_inner()?;
+    out.flush()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_archive_holds_the_init_and_its_inputs() {
+        let keys = vec!["ssh-ed25519 AAAA alice".to_string()];
+        let tar = archive(&InitInputs {
+            vessel_name: "train",
+            user: "alice",
+            uid: 20001,
+            gpus: "GPU-a,GPU-b",
+            authorized_keys: &keys,
+            host_private_key: "PRIVATE",
+            host_public_key: "ssh-ed25519 BBBB",
+            jupyter_token: "abc",
+        })
+        .unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert!(names.contains(&".vessel/init".to_string()));
+        assert!(names.contains(&".vessel/ssh_host_ed25519_key".to_string()));
+        let text = String::from_utf8_lossy(&tar);
+        assert!(text.contains("VESSEL_GPUS='GPU-a,GPU-b'"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The conductor: workers on the Postgres job queue that bring each vessel's
+//! container in line with its state (provision `provisioning`, tear down
+//! `stopping`). Every step is idempotent, so a retry after a crash or a lost
+//! lease is safe.
+
+pub mod init;
+pub mod provision;
+pub mod ready;
+pub mod spec;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{info, warn, Instrument};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::domain::VesselState;
+use crate::hosts::HostPool;
+use crate::store::{jobs, vessels};
+use provision::ProvisionError;
+
+/// How often an idle worker looks at the queue without a notification: the
+/// floor for picking up retries whose backoff has passed.
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct Conductor {
+    pub(crate) db: PgPool,
+    pub(crate) hosts: Arc<HostPool>,
+    pub(crate) config: Arc<Config>,
+    /// Hosts whose vessel network is known to exist.
+    pub(crate) networks_ready: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+/// How a job ended for now.
+enum Outcome {
+    Done,
+    RetryAfter(Duration, String),
+}
+
+impl Conductor {
+    pub fn new(db: PgPool, hosts: Arc<HostPool>, config: Arc<Config>) -> Arc<Self> {
+        Arc::new(Conductor {
+            db,
+            hosts,
+            config,
+            networks_ready: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Starts the workers and the listener that wakes them.
+    pub fn spawn(self: &Arc<Self>, instance: &str) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move { me.listen().await }));
+        for n in 0..self.config.conductor.workers {
+            let me = self.clone();
+            let name = format!("{instance}/{n}");
+            tasks.push(tokio::spawn(async move { me.work(name).await }));
+        }
+        tasks
+    }
+
+    async fn listen(self: Arc<Self>) {
+        loop {
+            match PgListener::connect_with(&self.db).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(jobs::CHANNEL).await {
+                        warn!(error = %e, "cannot LISTEN for jobs");
+                    } else {
+                        // Anything queued while we were not listening.
+                        self.wake.notify_waiters();
+                        while listener.recv().await.is_ok() {
+                            self.wake.notify_waiters();
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot connect the job listener"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn work(self: Arc<Self>, worker: String) {
+        loop {
+            // Registered before looking at the queue, so a notification that
+            // arrives while we look is not lost.
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            loop {
+                match jobs::claim(&self.db, &worker, self.lease()).await {
+                    Ok(Some(job)) => self.run(&worker, job).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(error = %e, "cannot claim a job");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    fn lease(&self) -> Duration {
+        self.config.conductor.lease.duration()
+    }
+
+    async fn run(&self, worker: &str, job: jobs::Job) {
+        let span = tracing::info_span!("job", vessel = %job.vessel_id, attempt = job.attempts);
+        let renewer = {
+            let db = self.db.clone();
+            let lease = self.lease();
+            let worker = worker.to_string();
+            let id = job.vessel_id;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    if !matches!(jobs::renew(&db, id, &worker, lease).await, Ok(true)) {
+                        break;
+                    }
+                }
+            })
+        };
+        let outcome = self
+            .reconcile(job.vessel_id, job.attempts)
+            .instrument(span.clone())
+            .await;
+        renewer.abort();
+        let _enter = span.enter();
+        let result = match outcome {
+            Ok(Outcome::Done) => jobs::finish(&self.db, &job).await,
+            Ok(Outcome::RetryAfter(delay, why)) => {
+                info!(?delay, reason = %why, "will retry");
+                jobs::retry_later(&self.db, &job, delay, &why).await
+            }
+            Err(e) => {
+                let delay = self.backoff(job.attempts);
+                warn!(error = %e, ?delay, "database error; will retry");
+                jobs::retry_later(&self.db, &job, delay, &e.to_string()).await
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "cannot record the job's outcome; its lease will expire");
+        }
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let base = self.config.conductor.backoff.duration();
+        let factor = 2u32.saturating_pow((attempts - 1).clamp(0, 16) as u32);
+        (base * factor).min(Duration::from_secs(300))
+    }
+
+    /// Acts on the vessel until its state needs nothing more from us. The
+    /// state is re-read after each step: a kill may arrive mid-provision.
+    async fn reconcile(&self, id: Uuid, attempts: i32) -> Result<Outcome, sqlx::Error> {
+        loop {
+            let Some(vessel) = vessels::get(&mut *self.db.acquire().await?, id).await? else {
+                return Ok(Outcome::Done);
+            };
+            match vessel.state() {
+                VesselState::Provisioning => {
+                    let started = std::time::Instant::now();
+                    match self.provision(&vessel).await {
+                        Ok(()) => {
+                            let mut tx = self.db.begin().await?;
+                            let moved = vessels::transition(
+                                &mut tx,
+                                id,
+                                &[VesselState::Provisioning],
+                                VesselState::Running,
+                                None,
+                            )
+                            .await?;
+                            tx.commit().await?;
+                            if moved.is_some() {
+                                info!(elapsed_ms = started.elapsed().as_millis() as u64, "running");
+                                crate::metrics::provisioned(started.elapsed());
+                                return Ok(Outcome::Done);
+                            }
+                        }
+                        Err(ProvisionError::Transient(why))
+                            if attempts < self.config.conductor.max_attempts =>
+                        {
+                            self.remove_container(&vessel).await.ok();
+                            return Ok(Outcome::RetryAfter(self.backoff(attempts), why));
+                        }
+                        Err(e) => {
+                            let why = e.to_string();
+                            warn!(reason = %why, "provisioning failed");
+                            if let Err(cleanup) = self.remove_container(&vessel).await {
+                                // The host is out of reach; the reconciler
+                                // removes the container when it is back.
+                                warn!(error = %cleanup, "cannot remove the failed container");
+                            }
+                            let mut tx = self.db.begin().await?;
+                            vessels::free_reservation(&mut tx, id).await?;
+                            let moved = vessels::transition(
+                                &mut tx,
+                                id,
+                                &[VesselState::Provisioning],
+                                VesselState::Failed,
+                                Some(&why),
+                            )
+                            .await?;
+                            if moved.is_some() {
+                                tx.commit().await?;
+                                return Ok(Outcome::Done);
+                            }
+                            // Killed meanwhile: keep the reservation for the
+                            // teardown path, which frees it after removal.
+                            tx.rollback().await?;
+                        }
+                    }
+                }
+                VesselState::Stopping => {
+                    if let Err(e) = self.remove_container(&vessel).await {
+                        // Resources stay reserved until the container is
+                        // confirmed gone, so nothing is handed out twice.
+                        return Ok(Outcome::RetryAfter(
+                            self.backoff(attempts),
+                            format!("cannot remove the container yet: {e}"),
+                        ));
+                    }
+                    let mut tx = self.db.begin().await?;
+                    vessels::free_reservation(&mut tx, id).await?;
+                    vessels::transition(
+                        &mut tx,
+                        id,
+                        &[VesselState::Stopping],
+                        VesselState::Buried,
+                        None,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    info!("buried");
+                    return Ok(Outcome::Done);
+                }
+                _ => return Ok(Outcome::Done),
+            }
+        }
+    }
+}

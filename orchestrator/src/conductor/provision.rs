@@ -1,0 +1,295 @@
+//! Provisioning and removal of one vessel's container on its host.
+
+use bollard::errors::Error as DockerError;
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectNetworkOptions, RemoveContainerOptions, UploadToContainerOptions,
+};
+use bollard::Docker;
+use hyper::body::Bytes;
+use tracing::{debug, info};
+
+use super::spec::{self, VesselSpec};
+use super::{init, ready, Conductor};
+use crate::config::{DirectDriver, HostSpec, NetworkSpec};
+use crate::hosts::HostError;
+use crate::sshkeys::HostKey;
+use crate::store::vessels::VesselRow;
+use crate::store::{hosts as host_store, users, vessels};
+
+/// The image label that says the image runs Jupyter (on this port).
+pub const JUPYTER_LABEL: &str = "org.vessel.jupyter";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// Worth another attempt: the host or its daemon did not answer.
+    #[error("{0}")]
+    Transient(String),
+    /// Another attempt would fail the same way; the reason is for a person.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for ProvisionError {
+    fn from(e: sqlx::Error) -> Self {
+        ProvisionError::Transient(format!("database: {e}"))
+    }
+}
+
+fn docker_error(host: &str, what: &str, e: DockerError) -> ProvisionError {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } if status_code < 500 => {
+            ProvisionError::Permanent(format!("host {host} refused to {what}: {message}"))
+        }
+        other => ProvisionError::Transient(format!("host {host}: cannot {what}: {other}")),
+    }
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl Conductor {
+    pub(crate) async fn provision(&self, v: &VesselRow) -> Result<(), ProvisionError> {
+        let host = v
+            .host_name
+            .as_deref()
+            .ok_or_else(|| ProvisionError::Permanent("the vessel has no host".into()))?;
+        let spec = self.hosts.spec(host).ok_or_else(|| {
+            ProvisionError::Permanent(format!("host {host} is no longer in the inventory"))
+        })?;
+        let link = match self.hosts.link(host).await {
+            Ok(link) => link,
+            Err(e) => {
+                self.hosts.forget(host);
+                if let HostError::Ssh { .. } = e {
+                    // No new vessels go there until a probe succeeds.
+                    host_store::mark_offline(&self.db, host, &spec.queue, &e.to_string())
+                        .await
+                        .ok();
+                }
+                return Err(ProvisionError::Transient(e.to_string()));
+            }
+        };
+        let docker = &link.docker;
+
+        let image = docker.inspect_image(&v.image).await.map_err(|e| {
+            if is_not_found(&e) {
+                ProvisionError::Permanent(format!(
+                    "image {} is not on host {host} and no registry is set",
+                    v.image
+                ))
+            } else {
+                docker_error(host, "inspect the image", e)
+            }
+        })?;
+        let jupyter_port: Option<i32> = image
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|l| l.get(JUPYTER_LABEL).map(|p| p.parse().unwrap_or(8888)));
+        debug!(?jupyter_port, "image present");
+
+        self.ensure_network(host, spec, docker).await?;
+        let name = spec::container_name(&v.id.to_string());
+        remove_if_present(docker, &name)
+            .await
+            .map_err(|e| docker_error(host, "remove an earlier attempt's container", e))?;
+
+        let keys: Vec<String> = users::keys(&self.db, &v.owner_id)
+            .await?
+            .into_iter()
+            .map(|k| k.public_key)
+            .collect();
+        if keys.is_empty() {
+            return Err(ProvisionError::Permanent(
+                "no SSH key registered: add one, then create the vessel again".into(),
+            ));
+        }
+        let host_key = HostKey::generate(&format!("vessel-{}", v.name))
+            .map_err(|e| ProvisionError::Permanent(format!("cannot make a host key: {e}")))?;
+        vessels::set_access(&self.db, v.id, &host_key.public_openssh, jupyter_port).await?;
+
+        let id = v.id.to_string();
+        let body = spec::container_body(
+            spec,
+            &VesselSpec {
+                id: &id,
+                fleet: &self.config.fleet,
+                name: &v.name,
+                image: &v.image,
+                user: &v.owner_unix,
+                cores: &v.cores,
+                memory_bytes: v.memory_bytes,
+                pids_limit: self.config.conductor.pids_limit,
+                gpu_uuids: &v.gpu_uuids,
+                address: v.address.as_deref(),
+            },
+        );
+        docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| docker_error(host, "create the container", e))?;
+
+        let gpus = if v.gpu_uuids.is_empty() {
+            "none".to_string()
+        } else {
+            v.gpu_uuids.join(",")
+        };
+        let archive = init::archive(&init::InitInputs {
+            vessel_name: &v.name,
+            user: &v.owner_unix,
+            uid: v.owner_uid,
+            gpus: &gpus,
+            authorized_keys: &keys,
+            host_private_key: &host_key.private_openssh,
+            host_public_key: &host_key.public_openssh,
+            jupyter_token: v.jupyter_token.as_deref().unwrap_or_default(),
+        })
+        .map_err(|e| ProvisionError::Permanent(format!("cannot pack the init: {e}")))?;
+        docker
+            .upload_to_container(
+                &name,
+                Some(UploadToContainerOptions {
+                    path: "/".into(),
+                    ..Default::default()
+                }),
+                http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(archive))),
+            )
+            .await
+            .map_err(|e| docker_error(host, "upload the init", e))?;
+        docker
+            .start_container(&name, None)
+            .await
+            .map_err(|e| docker_error(host, "start the container", e))?;
+
+        let address = v.address.as_deref().ok_or_else(|| {
+            ProvisionError::Permanent("the vessel has no address to reach it on".into())
+        })?;
+        ready::wait_for_sshd(
+            docker,
+            &name,
+            address,
+            self.config.conductor.ready_timeout.duration(),
+        )
+        .await
+    }
+
+    /// Creates the host's vessel network if it is missing. Another worker
+    /// creating it at the same moment is fine.
+    async fn ensure_network(
+        &self,
+        host: &str,
+        spec: &HostSpec,
+        docker: &Docker,
+    ) -> Result<(), ProvisionError> {
+        if self.networks_ready.lock().expect("poisoned").contains(host) {
+            return Ok(());
+        }
+        let NetworkSpec::Direct {
+            docker_network,
+            driver,
+            parent,
+            subnet,
+            gateway,
+            ..
+        } = &spec.network;
+        match docker
+            .inspect_network(docker_network, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {
+                let mut options = std::collections::HashMap::new();
+                if let Some(parent) = parent {
+                    options.insert("parent".to_string(), parent.clone());
+                }
+                let request = NetworkCreateRequest {
+                    name: docker_network.clone(),
+                    driver: Some(match driver {
+                        DirectDriver::Bridge => "bridge".into(),
+                        DirectDriver::Macvlan => "macvlan".into(),
+                    }),
+                    options: Some(options),
+                    ipam: Some(Ipam {
+                        config: Some(vec![IpamConfig {
+                            subnet: Some(subnet.to_string()),
+                            gateway: gateway.map(|g| g.to_string()),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    labels: Some(std::collections::HashMap::from([(
+                        spec::LABEL_FLEET.to_string(),
+                        self.config.fleet.clone(),
+                    )])),
+                    ..Default::default()
+                };
+                match docker.create_network(request).await {
+                    Ok(_) => info!(network = %docker_network, "created the vessel network"),
+                    Err(DockerError::DockerResponseServerError {
+                        status_code: 409, ..
+                    }) => {}
+                    Err(e) => return Err(docker_error(host, "create the vessel network", e)),
+                }
+            }
+            Err(e) => return Err(docker_error(host, "inspect the vessel network", e)),
+        }
+        self.networks_ready
+            .lock()
+            .expect("poisoned")
+            .insert(host.to_string());
+        Ok(())
+    }
+
+    /// Removes the vessel's container; a container that is already gone is
+    /// success.
+    pub(crate) async fn remove_container(&self, v: &VesselRow) -> Result<(), String> {
+        let Some(host) = v.host_name.as_deref() else {
+            return Ok(());
+        };
+        let link = self.hosts.link(host).await.map_err(|e| {
+            self.hosts.forget(host);
+            e.to_string()
+        })?;
+        remove_if_present(&link.docker, &spec::container_name(&v.id.to_string()))
+            .await
+            .map_err(|e| format!("host {host}: {e}"))
+    }
+}
+
+async fn remove_if_present(docker: &Docker, name: &str) -> Result<(), DockerError> {
+    match docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        // Docker answers 409 while a removal of the same container is running.
+        Err(DockerError::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

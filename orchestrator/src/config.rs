@@ -1,0 +1,529 @@
+//! Configuration: one TOML file plus `VESSEL_…` environment overrides,
+//! deserialised into typed structs and checked at start-up with errors that
+//! name the bad key (`hosts[2].ssh.key_path: no such file`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::QueueName;
+use crate::units::{ByteSize, Span};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A secret value: never printed, whatever prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    /// Either the value itself or `{ file = "/run/secrets/x" }`, so secrets can
+    /// live outside the config file.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Value(String),
+            File { file: PathBuf },
+        }
+        match Raw::deserialize(d)? {
+            Raw::Value(v) => Ok(Secret(v)),
+            Raw::File { file } => std::fs::read_to_string(&file)
+                .map(|s| Secret(s.trim_end().to_string()))
+                .map_err(|e| serde::de::Error::custom(format!("{}: {e}", file.display()))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    pub database_url: Secret,
+    /// Labels every container this orchestrator makes, so two fleets (or two
+    /// test runs) sharing a Docker engine never touch each other's vessels.
+    #[serde(default = "default_fleet")]
+    pub fleet: String,
+    /// The host inventory, a separate TOML file with `[[hosts]]` tables.
+    pub hosts_file: Option<PathBuf>,
+    #[serde(default)]
+    pub hosts: Vec<HostSpec>,
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub conductor: ConductorConfig,
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8700))
+}
+fn default_fleet() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The `iss` of service tokens (the bot's).
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// HS256 key shared with the bot.
+    pub hs256_secret: Secret,
+}
+
+fn default_issuer() -> String {
+    "vessel-bot".into()
+}
+fn default_audience() -> String {
+    "vessel-orchestrator".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConductorConfig {
+    /// Concurrent provisioning workers; 0 turns the conductor off (placement
+    /// still reserves, nothing is started).
+    pub workers: usize,
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt.
+    pub backoff: Span,
+    /// How long a worker owns a job without renewing it; a crashed worker's
+    /// jobs are picked up after this.
+    pub lease: Span,
+    /// From container start to an SSH banner.
+    pub ready_timeout: Span,
+    /// Connecting and authenticating to a host.
+    pub ssh_timeout: Span,
+    pub pids_limit: i64,
+    /// How often every host is probed again (cores, memory, GPUs, reachable).
+    pub probe_interval: Span,
+}
+
+impl Default for ConductorConfig {
+    fn default() -> Self {
+        ConductorConfig {
+            workers: 4,
+            max_attempts: 3,
+            backoff: Span(std::time::Duration::from_secs(2)),
+            lease: Span(std::time::Duration::from_secs(30)),
+            ready_timeout: Span(std::time::Duration::from_secs(60)),
+            ssh_timeout: Span(std::time::Duration::from_secs(10)),
+            pids_limit: 4096,
+            probe_interval: Span(std::time::Duration::from_secs(60)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default = "one")]
+    pub gpus: u32,
+    #[serde(default = "four")]
+    pub cpus: u32,
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Images a request may name; empty means any image present on the host.
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default = "default_lifetime")]
+    pub lifetime: Span,
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime: Span,
+}
+
+fn one() -> u32 {
+    1
+}
+fn four() -> u32 {
+    4
+}
+fn default_memory() -> ByteSize {
+    ByteSize(16 * ByteSize::GIB)
+}
+fn default_image() -> String {
+    "vessel/base:latest".into()
+}
+fn default_lifetime() -> Span {
+    Span(std::time::Duration::from_secs(7 * 86_400))
+}
+fn default_max_lifetime() -> Span {
+    Span(std::time::Duration::from_secs(30 * 86_400))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    /// The queue this host's hardware serves (`3090`, `a100`, `cpu`).
+    pub queue: String,
+    pub ssh: SshSpec,
+    /// Users' home directories live under this path on the host.
+    pub home_root: PathBuf,
+    #[serde(default)]
+    pub gpu_runtime: GpuRuntime,
+    #[serde(default = "default_docker_socket")]
+    pub docker_socket: String,
+    pub network: NetworkSpec,
+    /// Memory kept back for the host itself.
+    #[serde(default = "default_reserved_memory")]
+    pub reserved_memory: ByteSize,
+}
+
+fn default_docker_socket() -> String {
+    "/var/run/docker.sock".into()
+}
+fn default_reserved_memory() -> ByteSize {
+    ByteSize(ByteSize::GIB)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSpec {
+    /// `host:port`.
+    pub address: String,
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    pub key_path: PathBuf,
+    /// The host's public key as in `known_hosts` (`ssh-ed25519 AAAA…`); the
+    /// connection is refused if the host presents another.
+    pub host_key: String,
+}
+
+fn default_ssh_user() -> String {
+    "root".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuRuntime {
+    Nvidia,
+    Cdi,
+    #[default]
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum NetworkSpec {
+    /// A Docker network on the host and an address the orchestrator assigns.
+    Direct {
+        docker_network: String,
+        #[serde(default)]
+        driver: DirectDriver,
+        /// macvlan only: the host's LAN interface.
+        parent: Option<String>,
+        subnet: ipnet::Ipv4Net,
+        gateway: Option<std::net::Ipv4Addr>,
+        /// The part of the subnet vessels get addresses from (default: all).
+        pool: Option<ipnet::Ipv4Net>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectDriver {
+    #[default]
+    Bridge,
+    Macvlan,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Inventory {
+    #[serde(default)]
+    hosts: Vec<HostSpec>,
+}
+
+impl Config {
+    /// Reads the file, applies `VESSEL_…` overrides (`VESSEL_AUTH__HS256_SECRET`
+    /// sets `auth.hs256_secret`), reads the inventory and validates it all.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        apply_env_overrides(&mut value, std::env::vars());
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_table(value, base, &path.display().to_string())
+    }
+
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "config".into(),
+            message: e.to_string(),
+        })?;
+        Config::from_table(value, Path::new("."), "config")
+    }
+
+    fn from_table(value: toml::Table, base: &Path, origin: &str) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            toml::Value::Table(value)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: origin.to_string(),
+                    message: e.to_string(),
+                })?;
+        if let Some(file) = &config.hosts_file {
+            let file = base.join(file);
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            let inventory: Inventory = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: file.display().to_string(),
+                message: e.to_string(),
+            })?;
+            config.hosts.extend(inventory.hosts);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth.hs256_secret.expose().len() < 32 {
+            return Err(invalid(
+                "auth.hs256_secret",
+                "must be at least 32 characters (use `openssl rand -hex 32`)",
+            ));
+        }
+        if !valid_label(&self.fleet) {
+            return Err(invalid("fleet", "letters, digits, `-` and `_` only"));
+        }
+        if self.conductor.max_attempts < 1 {
+            return Err(invalid("conductor.max_attempts", "must be at least 1"));
+        }
+        for (name, q) in &self.queues {
+            let key = format!("queues.{name}");
+            QueueName::parse(name).map_err(|e| invalid(&key, e.to_string()))?;
+            if q.cpus == 0 {
+                return Err(invalid(format!("{key}.cpus"), "must be at least 1"));
+            }
+            if q.lifetime > q.max_lifetime {
+                return Err(invalid(
+                    format!("{key}.lifetime"),
+                    "is longer than max_lifetime",
+                ));
+            }
+            if !q.images.is_empty() && !q.images.contains(&q.image) {
+                return Err(invalid(
+                    format!("{key}.image"),
+                    "is not among the queue's allowed images",
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            let key = format!("hosts[{i}]");
+            if !valid_label(&host.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    "letters, digits, `-` and `_` only",
+                ));
+            }
+            if !seen.insert(&host.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("`{}` is listed twice", host.name),
+                ));
+            }
+            if !self.queues.contains_key(&host.queue) {
+                return Err(invalid(
+                    format!("{key}.queue"),
+                    format!("no queue `{}` in [queues]", host.queue),
+                ));
+            }
+            if !host.ssh.key_path.is_file() {
+                return Err(invalid(
+                    format!("{key}.ssh.key_path"),
+                    format!("no such file {}", host.ssh.key_path.display()),
+                ));
+            }
+            if crate::sshkeys::parse_public_key(&host.ssh.host_key).is_err() {
+                return Err(invalid(
+                    format!("{key}.ssh.host_key"),
+                    "not an OpenSSH public key (`ssh-ed25519 AAAA…`)",
+                ));
+            }
+            if !host.home_root.is_absolute() {
+                return Err(invalid(format!("{key}.home_root"), "must be absolute"));
+            }
+            match &host.network {
+                NetworkSpec::Direct {
+                    driver,
+                    parent,
+                    subnet,
+                    gateway,
+                    pool,
+                    docker_network,
+                } => {
+                    if !valid_label(docker_network) {
+                        return Err(invalid(
+                            format!("{key}.network.docker_network"),
+                            "letters, digits, `-` and `_` only",
+                        ));
+                    }
+                    if *driver == DirectDriver::Macvlan && parent.is_none() {
+                        return Err(invalid(
+                            format!("{key}.network.parent"),
+                            "macvlan needs the host's LAN interface",
+                        ));
+                    }
+                    if subnet.prefix_len() > 30 {
+                        return Err(invalid(format!("{key}.network.subnet"), "is too small"));
+                    }
+                    if let Some(gw) = gateway {
+                        if !subnet.contains(gw) {
+                            return Err(invalid(
+                                format!("{key}.network.gateway"),
+                                "is outside the subnet",
+                            ));
+                        }
+                    }
+                    if let Some(pool) = pool {
+                        if !subnet.contains(pool) {
+                            return Err(invalid(
+                                format!("{key}.network.pool"),
+                                "is outside the subnet",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
+        self.queues.get(name)
+    }
+}
+
+fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `VESSEL_A__B=value` sets `a.b`. The value is read as a TOML value when it
+/// is one (numbers, booleans, arrays) and as a string otherwise.
+fn apply_env_overrides(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) {
+    for (name, raw) in vars {
+        let Some(path) = name.strip_prefix("VESSEL_") else {
+            continue;
+        };
+        // VESSEL_CONFIG names the file itself, not a key in it.
+        if path == "CONFIG" || path.is_empty() {
+            continue;
+        }
+        let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw));
+        let mut cursor = &mut *table;
+        for key in &keys[..keys.len() - 1] {
+            let entry = cursor
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            cursor = entry.as_table_mut().expect("just made a table");
+        }
+        cursor.insert(keys[keys.len() - 1].clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        database_url = "postgres://x"
+        [auth]
+        hs256_secret = "0123456789abcdef0123456789abcdef"
+        [queues.3090]
+        gpus = 1
+    "#;
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let mut table: toml::Table = toml::from_str(MINIMAL).unwrap();
+        apply_env_overrides(
+            &mut table,
+            [
+                ("VESSEL_CONDUCTOR__WORKERS".to_string(), "7".to_string()),
+                ("VESSEL_FLEET".to_string(), "lab-a".to_string()),
+            ]
+            .into_iter(),
+        );
+        let config = Config::from_table(table, Path::new("."), "test").unwrap();
+        assert_eq!(config.conductor.workers, 7);
+        assert_eq!(config.fleet, "lab-a");
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        let text = MINIMAL.replace("[queues.3090]", "[queues.3090]\ncpus = 0");
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.starts_with("queues.3090.cpus:"), "{err}");
+        let short = MINIMAL.replace("0123456789abcdef0123456789abcdef", "short");
+        let err = Config::from_toml_str(&short).unwrap_err().to_string();
+        assert!(err.starts_with("auth.hs256_secret:"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = Config::from_toml_str(MINIMAL).unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("0123456789abcdef"));
+        assert!(!printed.contains("postgres://x"));
+    }
+}

@@ -1,0 +1,16 @@
+//! vessel-orchestrator: the source of truth for Vessel. HTTP API, placement,
+//! the conductor that starts and stops containers on hosts over SSH.
+
+pub mod api;
+pub mod conductor;
+pub mod config;
+pub mod domain;
+pub mod hosts;
+pub mod metrics;
+pub mod placement;
+pub mod sshkeys;
+pub mod startup;
+pub mod store;
+pub mod survey;
+pub mod telemetry;
+pub mod units;

@@ -1,0 +1,177 @@
+//! Hosts as the database knows them: what the last probe found, whether they
+//! answer, and how much of them is reserved.
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::config::{HostSpec, NetworkSpec};
+use crate::hosts::probe::Inventory;
+
+/// Records a successful probe: the host, its cores and its GPUs, in one
+/// transaction. Devices that vanished are removed unless a live vessel still
+/// holds them (the reconciler deals with those).
+pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i64, sqlx::Error> {
+    let (pool, gateway) = match &spec.network {
+        NetworkSpec::Direct {
+            subnet,
+            gateway,
+            pool,
+            ..
+        } => {
+            let gateway = gateway.unwrap_or_else(|| first_host(subnet));
+            (
+                Some(pool.unwrap_or(*subnet).to_string()),
+                Some(gateway.to_string()),
+            )
+        }
+    };
+    let memory = (inv.memory_bytes - spec.reserved_memory.bytes() as i64).max(0);
+    let mut tx = db.begin().await?;
+    let host_id = sqlx::query_scalar!(
+        r#"INSERT INTO hosts (name, queue, cores, memory_bytes, address_pool, gateway,
+                              online, probed_at, probe_error)
+           VALUES ($1, $2, $3, $4, $5::text::cidr, $6::text::inet, true, now(), NULL)
+           ON CONFLICT (name) DO UPDATE SET
+             queue = excluded.queue, cores = excluded.cores,
+             memory_bytes = excluded.memory_bytes, address_pool = excluded.address_pool,
+             gateway = excluded.gateway, online = true, probed_at = now(),
+             probe_error = NULL, updated_at = now()
+           RETURNING id"#,
+        spec.name,
+        spec.queue,
+        inv.cores.len() as i32,
+        memory,
+        pool,
+        gateway,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+
+    let uuids: Vec<String> = inv.gpus.iter().map(|g| g.uuid.clone()).collect();
+    sqlx::query!(
+        "DELETE FROM gpus WHERE host_id = $1 AND uuid <> ALL($2)
+           AND NOT EXISTS (SELECT 1 FROM gpu_claims c WHERE c.gpu_id = gpus.id)",
+        host_id,
+        &uuids
+    )
+    .execute(&mut *tx)
+    .await?;
+    for gpu in &inv.gpus {
+        sqlx::query!(
+            "INSERT INTO gpus (host_id, idx, uuid, model, memory_mib, pci_bus_id, numa_node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (uuid) DO UPDATE SET host_id = excluded.host_id, idx = excluded.idx,
+               model = excluded.model, memory_mib = excluded.memory_mib,
+               pci_bus_id = excluded.pci_bus_id, numa_node = excluded.numa_node",
+            host_id,
+            gpu.index,
+            gpu.uuid,
+            gpu.model,
+            gpu.memory_mib,
+            gpu.pci_bus_id,
+            gpu.numa_node
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    let cores: Vec<i32> = inv.cores.iter().map(|c| c.0).collect();
+    let nodes: Vec<i32> = inv.cores.iter().map(|c| c.1).collect();
+    sqlx::query!(
+        "DELETE FROM host_cores WHERE host_id = $1 AND core <> ALL($2)
+           AND NOT EXISTS (SELECT 1 FROM core_claims c
+                           WHERE c.host_id = host_cores.host_id AND c.core = host_cores.core)",
+        host_id,
+        &cores
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO host_cores (host_id, core, numa_node)
+         SELECT $1, core, node FROM unnest($2::int[], $3::int[]) AS t(core, node)
+         ON CONFLICT (host_id, core) DO UPDATE SET numa_node = excluded.numa_node",
+        host_id,
+        &cores,
+        &nodes
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(host_id)
+}
+
+fn first_host(subnet: &ipnet::Ipv4Net) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1)
+}
+
+/// A probe failed: the host takes no new vessels until one succeeds. The row
+/// is created if this is the host's first probe, so `/fleet` shows it.
+pub async fn mark_offline(
+    db: &PgPool,
+    name: &str,
+    queue: &str,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO hosts (name, queue, online, probed_at, probe_error)
+         VALUES ($1, $2, false, now(), $3)
+         ON CONFLICT (name) DO UPDATE SET online = false, probed_at = now(),
+           probe_error = excluded.probe_error, updated_at = now()",
+        name,
+        queue,
+        error
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Hosts that left the inventory take no new vessels.
+pub async fn retire_missing(db: &PgPool, names: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE hosts SET online = false, probe_error = 'not in the inventory', updated_at = now()
+         WHERE name <> ALL($1) AND online",
+        names
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    pub queue: String,
+    pub state: String,
+    pub online: bool,
+    pub probe_error: Option<String>,
+    pub cores: i32,
+    pub cores_used: i64,
+    pub memory_bytes: i64,
+    pub memory_used: i64,
+    pub vessels: i64,
+    /// One entry per GPU, in index order, with the vessel holding it.
+    pub gpus: serde_json::Value,
+}
+
+pub async fn status(db: &PgPool) -> Result<Vec<HostStatus>, sqlx::Error> {
+    sqlx::query_as!(
+        HostStatus,
+        r#"SELECT h.name, h.queue, h.state, h.online, h.probe_error, h.cores, h.memory_bytes,
+             (SELECT count(*) FROM core_claims c WHERE c.host_id = h.id) AS "cores_used!",
+             (SELECT coalesce(sum(r.memory_bytes), 0) FROM reservations r
+               WHERE r.host_id = h.id)::bigint AS "memory_used!",
+             (SELECT count(*) FROM reservations r WHERE r.host_id = h.id) AS "vessels!",
+             coalesce((SELECT json_agg(json_build_object(
+                          'index', g.idx, 'uuid', g.uuid, 'model', g.model,
+                          'vessel', v.name, 'owner', u.unix_name) ORDER BY g.idx)
+                       FROM gpus g
+                       LEFT JOIN gpu_claims gc ON gc.gpu_id = g.id
+                       LEFT JOIN vessels v ON v.id = gc.vessel_id
+                       LEFT JOIN users u ON u.id = v.owner_id
+                       WHERE g.host_id = h.id), '[]'::json)::jsonb AS "gpus!"
+           FROM hosts h ORDER BY h.queue, h.name"#
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,231 @@
+//! Vessel rows and their state machine. A transition is conditional on the
+//! state it leaves (so two actors cannot both move a vessel) and writes its
+//! event in the same transaction.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::VesselState;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VesselRow {
+    pub id: Uuid,
+    pub name: String,
+    pub owner_id: String,
+    pub owner_unix: String,
+    pub owner_uid: i32,
+    pub queue: String,
+    pub image: String,
+    pub gpus: i32,
+    pub cpus: i32,
+    pub memory_bytes: i64,
+    pub state: String,
+    pub reason: Option<String>,
+    pub host_name: Option<String>,
+    pub gpu_uuids: Vec<String>,
+    pub cores: Vec<i32>,
+    pub address: Option<String>,
+    pub host_public_key: Option<String>,
+    #[serde(skip)]
+    pub jupyter_token: Option<String>,
+    pub jupyter_port: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl VesselRow {
+    pub fn state(&self) -> VesselState {
+        VesselState::parse(&self.state).unwrap_or(VesselState::Failed)
+    }
+}
+
+pub struct NewVessel<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub owner_id: &'a str,
+    pub queue: &'a str,
+    pub image: &'a str,
+    pub gpus: i32,
+    pub cpus: i32,
+    pub memory_bytes: i64,
+    pub expires_at: DateTime<Utc>,
+    pub jupyter_token: &'a str,
+}
+
+pub async fn insert(conn: &mut PgConnection, v: &NewVessel<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO vessels (id, name, owner_id, queue, image, gpus, cpus, memory_bytes,
+                              state, expires_at, jupyter_token)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'requested', $9, $10)",
+        v.id,
+        v.name,
+        v.owner_id,
+        v.queue,
+        v.image,
+        v.gpus,
+        v.cpus,
+        v.memory_bytes,
+        v.expires_at,
+        v.jupyter_token
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<VesselRow>, sqlx::Error> {
+    sqlx::query_as!(
+        VesselRow,
+        r#"SELECT id AS "id!", name AS "name!", owner_id AS "owner_id!",
+                  owner_unix AS "owner_unix!", owner_uid AS "owner_uid!", queue AS "queue!",
+                  image AS "image!", gpus AS "gpus!", cpus AS "cpus!",
+                  memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
+                  gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
+                  jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
+                  started_at, ended_at, expires_at AS "expires_at!"
+           FROM vessel_view WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// A user's vessel by name: the live one if there is one, else the newest.
+pub async fn by_owner_and_name(
+    db: &PgPool,
+    owner_id: &str,
+    name: &str,
+) -> Result<Option<VesselRow>, sqlx::Error> {
+    sqlx::query_as!(
+        VesselRow,
+        r#"SELECT id AS "id!", name AS "name!", owner_id AS "owner_id!",
+                  owner_unix AS "owner_unix!", owner_uid AS "owner_uid!", queue AS "queue!",
+                  image AS "image!", gpus AS "gpus!", cpus AS "cpus!",
+                  memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
+                  gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
+                  jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
+                  started_at, ended_at, expires_at AS "expires_at!"
+           FROM vessel_view WHERE owner_id = $1 AND name = $2
+           ORDER BY (state IN ('requested','pending','provisioning','running','stopping')) DESC,
+                    created_at DESC
+           LIMIT 1"#,
+        owner_id,
+        name
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Vessels of one owner (or all when `owner` is None), live first, newest first.
+pub async fn list(
+    db: &PgPool,
+    owner: Option<&str>,
+    include_ended: bool,
+) -> Result<Vec<VesselRow>, sqlx::Error> {
+    sqlx::query_as!(
+        VesselRow,
+        r#"SELECT id AS "id!", name AS "name!", owner_id AS "owner_id!",
+                  owner_unix AS "owner_unix!", owner_uid AS "owner_uid!", queue AS "queue!",
+                  image AS "image!", gpus AS "gpus!", cpus AS "cpus!",
+                  memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
+                  gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
+                  jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
+                  started_at, ended_at, expires_at AS "expires_at!"
+           FROM vessel_view
+           WHERE ($1::text IS NULL OR owner_id = $1)
+             AND ($2 OR state IN ('requested','pending','provisioning','running','stopping'))
+           ORDER BY (state IN ('requested','pending','provisioning','running','stopping')) DESC,
+                    created_at DESC
+           LIMIT 500"#,
+        owner,
+        include_ended
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Moves a vessel from one of `from` to `to`, recording `reason` and the
+/// event. Returns the vessel as it is now, or None when it was not in `from`.
+pub async fn transition(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: &[VesselState],
+    to: VesselState,
+    reason: Option<&str>,
+) -> Result<Option<VesselRow>, sqlx::Error> {
+    let from: Vec<String> = from.iter().map(|s| s.as_str().to_string()).collect();
+    let moved = sqlx::query_scalar!(
+        "UPDATE vessels SET state = $2, reason = coalesce($3, reason), updated_at = now(),
+           started_at = CASE WHEN $2 = 'running' THEN now() ELSE started_at END,
+           ended_at = CASE WHEN $2 IN ('buried', 'failed', 'lost') THEN now() ELSE ended_at END
+         WHERE id = $1 AND state = ANY($4)
+         RETURNING id",
+        id,
+        to.as_str(),
+        reason,
+        &from
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if moved.is_none() {
+        return Ok(None);
+    }
+    let row = get(&mut *conn, id).await?;
+    if let Some(row) = &row {
+        super::events::emit(
+            &mut *conn,
+            Some(id),
+            &format!("vessel.{}", to.as_str()),
+            serde_json::to_value(row).unwrap_or_default(),
+        )
+        .await?;
+    }
+    Ok(row)
+}
+
+/// Gives the devices back. The vessel row keeps what it had, for history.
+pub async fn free_reservation(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!("DELETE FROM reservations WHERE vessel_id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What the user needs to reach the vessel, known once its container is made.
+pub async fn set_access(
+    db: &PgPool,
+    id: Uuid,
+    host_public_key: &str,
+    jupyter_port: Option<i32>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE vessels SET host_public_key = $2, jupyter_port = $3, updated_at = now()
+         WHERE id = $1",
+        id,
+        host_public_key,
+        jupyter_port
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_expiry(
+    conn: &mut PgConnection,
+    id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE vessels SET expires_at = $2, updated_at = now() WHERE id = $1",
+        id,
+        expires_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! The survey: probes every host in the inventory over SSH and records what
+//! it found, or why it could not. Run at start-up and then periodically, so a
+//! host that comes back takes vessels again.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use sqlx::PgPool;
+use tracing::{info, warn};
+
+use crate::hosts::{probe, HostPool};
+use crate::store::hosts as host_store;
+
+pub async fn survey(db: &PgPool, hosts: &Arc<HostPool>) {
+    let names: Vec<String> = hosts.specs().map(|s| s.name.clone()).collect();
+    join_all(names.iter().map(|name| survey_one(db, hosts, name))).await;
+    if let Err(e) = host_store::retire_missing(db, &names).await {
+        warn!(error = %e, "cannot retire hosts that left the inventory");
+    }
+}
+
+async fn survey_one(db: &PgPool, hosts: &Arc<HostPool>, name: &str) {
+    let Some(spec) = hosts.spec(name) else { return };
+    let result = match hosts.link(name).await {
+        Ok(link) => probe::probe(&link.ssh).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let recorded = match result {
+        Ok(inventory) => {
+            info!(
+                host = name,
+                cores = inventory.cores.len(),
+                gpus = inventory.gpus.len(),
+                memory = inventory.memory_bytes,
+                "host probed"
+            );
+            host_store::register(db, spec, &inventory).await.map(|_| ())
+        }
+        Err(reason) => {
+            hosts.forget(name);
+            warn!(host = name, %reason, "host probe failed");
+            host_store::mark_offline(db, name, &spec.queue, &reason).await
+        }
+    };
+    if let Err(e) = recorded {
+        warn!(host = name, error = %e, "cannot record the probe");
+    }
+}
