@@ -1,1 +1,9 @@
+//! End-to-end tests across the orchestrator against real parts: Postgres,
+//! the machine's Docker engine, test hosts reached over SSH. One binary, so
+//! it links once.
 
+mod api;
+mod concurrency;
+mod core_path;
+mod failures;
+mod rig;

@@ -1,0 +1,271 @@
+//! Provisioning and placement figures (`cargo bench --bench provision`).
+//!
+//! 1. create → SSH login works, for 20 vessels one after another, next to a
+//!    bare `docker run` + sshd + login on the same engine, and the ratio.
+//! 2. The placement statement's p50/p99 with 1,000 hosts and 8,000 GPUs in
+//!    the database.
+
+#[path = "../tests/e2e/rig.rs"]
+#[allow(dead_code)]
+mod rig;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use rig::{docker, gpu_host, run, Rig, VESSEL_IMAGE};
+use serde_json::json;
+use uuid::Uuid;
+use vessel_orchestrator::placement;
+
+const RUNS: usize = 20;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Polls an SSH login until it works; how long that took from `start`.
+async fn until_login(start: Instant, args: &[String]) -> Result<Duration> {
+    let deadline = start + Duration::from_secs(60);
+    loop {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        if run("ssh", &refs).is_ok() {
+            return Ok(start.elapsed());
+        }
+        if Instant::now() > deadline {
+            bail!("no login within 60s: ssh {}", args.join(" "));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn baseline(rig: &Rig) -> Result<Vec<Duration>> {
+    let key = std::fs::read_to_string(rig.user_key.with_extension("pub"))?;
+    let script = format!(
+        "useradd -M -u 20000 -s /bin/sh alice && usermod -p '*' alice && \
+         mkdir -p /home/alice/.ssh && echo '{}' > /home/alice/.ssh/authorized_keys && \
+         chown -R alice /home/alice && ssh-keygen -A -q && mkdir -p /run/sshd && \
+         exec /usr/sbin/sshd -D -e",
+        key.trim()
+    );
+    let mut times = Vec::new();
+    for i in 0..RUNS {
+        let name = format!("vessel-{}-bare-{i}", rig.id);
+        let start = Instant::now();
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &rig.network,
+            "--label",
+            &format!("vessel.test={}", rig.id),
+            "--entrypoint",
+            "/bin/sh",
+            VESSEL_IMAGE,
+            "-c",
+            &script,
+        ])?;
+        let address = docker(&[
+            "inspect",
+            "-f",
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+                rig.network
+            ),
+            &name,
+        ])?;
+        let args: Vec<String> = [
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=2",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+            &rig.user_key.display().to_string(),
+            &format!("alice@{address}"),
+            "true",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        times.push(until_login(start, &args).await?);
+        docker(&["rm", "-f", &name])?;
+    }
+    Ok(times)
+}
+
+async fn vessels(rig: &Rig) -> Result<Vec<Duration>> {
+    let alice = rig.researcher("alice");
+    rig.add_key(&alice).await?;
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let (status, v) = rig
+            .create(
+                &alice,
+                json!({ "queue": "3090", "gpus": 1, "cpus": 1, "memory": "1G" }),
+            )
+            .await?;
+        if status != 202 {
+            bail!("create: {status} {v}");
+        }
+        let id = v["id"].as_str().unwrap().to_string();
+        let vessel = loop {
+            let v = rig.show(&alice, &id).await?;
+            match v["state"].as_str() {
+                Some("running") => break v,
+                Some("failed") => bail!("failed: {v}"),
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        };
+        let access = &vessel["ssh"];
+        let cfg = rig.dir.join("bench-config");
+        let known = rig.dir.join("bench-known");
+        std::fs::write(&cfg, access["config"].as_str().unwrap())?;
+        std::fs::write(
+            &known,
+            format!("{}\n", access["known_hosts"].as_str().unwrap()),
+        )?;
+        let args: Vec<String> = [
+            "-F",
+            &cfg.display().to_string(),
+            "-o",
+            &format!("UserKnownHostsFile={}", known.display()),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=2",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+            &rig.user_key.display().to_string(),
+            access["host_alias"].as_str().unwrap(),
+            "true",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        times.push(until_login(start, &args).await?);
+        rig.call(
+            reqwest::Method::DELETE,
+            &format!("/v1/vessels/{id}"),
+            &alice,
+            None,
+        )
+        .await?;
+        rig.wait_state(&alice, &id, &["buried"], Duration::from_secs(30))
+            .await?;
+    }
+    Ok(times)
+}
+
+async fn placement_figures(db: &sqlx::PgPool) -> Result<(Duration, Duration, usize)> {
+    sqlx::query(
+        "INSERT INTO hosts (name, queue, cores, memory_bytes, online)
+         SELECT 'bench-' || n, 'bench', 64, 512::bigint << 30, true FROM generate_series(1, 1000) n",
+    )
+    .execute(db)
+    .await?;
+    sqlx::query(
+        "INSERT INTO gpus (host_id, idx, uuid, model, numa_node)
+         SELECT h.id, i, 'GPU-bench-' || h.id || '-' || i, 'RTX 3090', i / 4
+         FROM hosts h, generate_series(0, 7) i WHERE h.queue = 'bench'",
+    )
+    .execute(db)
+    .await?;
+    sqlx::query(
+        "INSERT INTO host_cores (host_id, core, numa_node)
+         SELECT h.id, c, c / 32 FROM hosts h, generate_series(0, 63) c WHERE h.queue = 'bench'",
+    )
+    .execute(db)
+    .await?;
+    sqlx::query("INSERT INTO users (id, unix_name, uid) VALUES ('bench', 'bench', 30000)")
+        .execute(db)
+        .await?;
+    sqlx::query("ANALYZE").execute(db).await?;
+
+    let mut times = Vec::new();
+    for i in 0..1000 {
+        let id = Uuid::new_v4();
+        let mut tx = db.begin().await?;
+        sqlx::query(
+            "INSERT INTO vessels (id, name, owner_id, queue, image, gpus, cpus, memory_bytes, state, expires_at)
+             VALUES ($1, $2, 'bench', 'bench', 'x', 1, 4, 16::bigint << 30, 'requested', now() + interval '1 day')",
+        )
+        .bind(id)
+        .bind(format!("b{i}"))
+        .execute(&mut *tx)
+        .await?;
+        let request = placement::Request {
+            vessel_id: id,
+            queue: "bench",
+            gpus: i % 4 + 1,
+            cpus: 4,
+            memory_bytes: 16 << 30,
+        };
+        let start = Instant::now();
+        let placed = placement::reserve(&mut tx, &request).await?;
+        times.push(start.elapsed());
+        if placed.is_none() {
+            bail!("placement {i} found no room");
+        }
+        tx.commit().await?;
+    }
+    times.sort();
+    Ok((
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times.len(),
+    ))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() -> Result<()> {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let rig = Rig::start(&[gpu_host("gpu-1", 4, "3090")]).await?;
+
+    let mut bare = baseline(&rig).await?;
+    let mut ours = vessels(&rig).await?;
+    bare.sort();
+    ours.sort();
+    let (b50, b95) = (percentile(&bare, 0.5), percentile(&bare, 0.95));
+    let (v50, v95) = (percentile(&ours, 0.5), percentile(&ours, 0.95));
+    println!("provisioning, {RUNS} runs each, create → SSH login works:");
+    println!(
+        "  bare docker run + sshd   p50 {:7.1} ms   p95 {:7.1} ms",
+        ms(b50),
+        ms(b95)
+    );
+    println!(
+        "  vessel create            p50 {:7.1} ms   p95 {:7.1} ms",
+        ms(v50),
+        ms(v95)
+    );
+    println!(
+        "  ratio vessel / bare      p50 {:7.2}x     p95 {:7.2}x",
+        ms(v50) / ms(b50),
+        ms(v95) / ms(b95)
+    );
+
+    let (p50, p99, n) = placement_figures(&rig.db).await?;
+    println!("placement, {n} reservations into 1,000 hosts / 8,000 GPUs:");
+    println!(
+        "  reserve statement        p50 {:7.2} ms   p99 {:7.2} ms",
+        ms(p50),
+        ms(p99)
+    );
+    Ok(())
+}

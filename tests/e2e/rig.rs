@@ -1,0 +1,588 @@
+//! The test rig: a fresh database, a Docker network of the test's own, test
+//! hosts (containers running sshd with the engine's socket, reached over real
+//! SSH with pinned host keys), an orchestrator built in-process, and a
+//! researcher with a real SSH key.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use vessel_orchestrator::api::auth;
+use vessel_orchestrator::config::Config;
+use vessel_orchestrator::startup::Application;
+
+pub const TEST_HOST_IMAGE: &str = "vessel/testhost:latest";
+pub const VESSEL_IMAGE: &str = "vessel/base:latest";
+const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// Where the project's Postgres is; `scripts/ensure-postgres.sh` makes it.
+fn admin_database_url() -> String {
+    std::env::var("VESSEL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://vessel:vessel@127.0.0.1:5432/postgres".into())
+}
+
+/// Runs a command, returns stdout; fails with stderr.
+pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {cmd}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub fn docker(args: &[&str]) -> Result<String> {
+    run("docker", args)
+}
+
+/// Waits for `check` to hold, polling, until `deadline` passes.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if start.elapsed() > deadline {
+            bail!("timed out after {deadline:?} waiting for {what} (last error: {last_err:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct HostDecl {
+    pub name: String,
+    pub queue: String,
+    pub gpus: usize,
+}
+
+pub fn gpu_host(name: &str, gpus: usize, queue: &str) -> HostDecl {
+    HostDecl {
+        name: name.into(),
+        queue: queue.into(),
+        gpus,
+    }
+}
+
+pub fn cpu_host(name: &str) -> HostDecl {
+    HostDecl {
+        name: name.into(),
+        queue: "cpu".into(),
+        gpus: 0,
+    }
+}
+
+pub struct TestHost {
+    pub name: String,
+    pub container: String,
+    pub address: String,
+}
+
+pub struct Options {
+    pub workers: usize,
+    pub ready_timeout: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: 4,
+            ready_timeout: "30s",
+        }
+    }
+}
+
+pub struct Rig {
+    pub id: String,
+    pub dir: PathBuf,
+    pub network: String,
+    pub hosts: Vec<TestHost>,
+    pub app: Option<Application>,
+    pub http: reqwest::Client,
+    pub db: sqlx::PgPool,
+    pub user_key: PathBuf,
+    pub config_text: String,
+}
+
+fn check_images() -> Result<()> {
+    for image in [TEST_HOST_IMAGE, VESSEL_IMAGE] {
+        if docker(&["image", "inspect", "--format", "{{.Id}}", image]).is_err() {
+            bail!("image {image} is missing: run scripts/ensure-rig.sh first");
+        }
+    }
+    Ok(())
+}
+
+impl Rig {
+    pub async fn start(decls: &[HostDecl]) -> Result<Rig> {
+        Rig::start_with(decls, Options::default()).await
+    }
+
+    pub async fn start_with(decls: &[HostDecl], options: Options) -> Result<Rig> {
+        check_images()?;
+        let id = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let dir = std::env::temp_dir().join(format!("vessel-{id}"));
+        std::fs::create_dir_all(dir.join("homes"))?;
+
+        // The orchestrator's key to the hosts, the hosts' own keys (pinned),
+        // and the researcher's key.
+        let ops_key = keygen(&dir, "ops")?;
+        let user_key = keygen(&dir, "alice")?;
+
+        let network = format!("vessel-{id}");
+        let subnet = create_network(&network, &id)?;
+        let mut rig = Rig {
+            id: id.clone(),
+            dir: dir.clone(),
+            network: network.clone(),
+            hosts: Vec::new(),
+            app: None,
+            http: reqwest::Client::new(),
+            db: create_database(&id).await?,
+            user_key,
+            config_text: String::new(),
+        };
+
+        let mut host_tables = String::new();
+        for (n, decl) in decls.iter().enumerate() {
+            let host_key = keygen(&dir, &format!("host-{}", decl.name))?;
+            let container = format!("vessel-{id}-{}", decl.name);
+            let gpus_csv: String = (0..decl.gpus)
+                .map(|i| {
+                    format!(
+                        "{i}, GPU-{id}-{n}-{i:04}, NVIDIA GeForce RTX 3090, 24576 MiB, 00000000:{:02X}:00.0\n",
+                        i + 1
+                    )
+                })
+                .collect();
+            let authorized = std::fs::read_to_string(ops_key.with_extension("pub"))?;
+            let home_root = dir.join("homes").join(&decl.name);
+            std::fs::create_dir_all(&home_root)?;
+            let home = home_root.display().to_string();
+            let mut args = vec![
+                "run".to_string(),
+                "-d".into(),
+                "--name".into(),
+                container.clone(),
+                "--network".into(),
+                network.clone(),
+                "--label".into(),
+                format!("vessel.test={id}"),
+                "-e".into(),
+                format!("AUTHORIZED_KEYS={}", authorized.trim()),
+                "-v".into(),
+                "/var/run/docker.sock:/var/run/docker.sock".into(),
+                "-v".into(),
+                format!("{home}:{home}"),
+                "-v".into(),
+                format!("{}:/etc/ssh/ssh_host_ed25519_key:ro", host_key.display()),
+                "-v".into(),
+                format!(
+                    "{}:/etc/ssh/ssh_host_ed25519_key.pub:ro",
+                    host_key.with_extension("pub").display()
+                ),
+            ];
+            if decl.gpus > 0 {
+                args.push("-e".into());
+                args.push(format!("GPUS_CSV={gpus_csv}"));
+            }
+            args.push(TEST_HOST_IMAGE.into());
+            let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+            docker(&args_ref)?;
+            let address = docker(&[
+                "inspect",
+                "-f",
+                &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+                &container,
+            ])?;
+            let pinned = std::fs::read_to_string(host_key.with_extension("pub"))?;
+            let pinned: Vec<&str> = pinned.split_whitespace().take(2).collect();
+            host_tables.push_str(&format!(
+                r#"
+[[hosts]]
+name = "{name}"
+queue = "{queue}"
+home_root = "{home}"
+gpu_runtime = "none"
+[hosts.ssh]
+address = "{address}:22"
+user = "root"
+key_path = "{ops}"
+host_key = "{pinned}"
+[hosts.network]
+mode = "direct"
+docker_network = "{network}"
+subnet = "{subnet}"
+pool = "{pool}"
+"#,
+                name = decl.name,
+                queue = decl.queue,
+                ops = ops_key.display(),
+                pinned = pinned.join(" "),
+                pool = upper_half(&subnet),
+            ));
+            rig.hosts.push(TestHost {
+                name: decl.name.clone(),
+                container,
+                address,
+            });
+        }
+        for host in &rig.hosts {
+            let address = host.address.clone();
+            eventually("the test host's sshd", Duration::from_secs(30), || {
+                let address = address.clone();
+                async move { Ok(ssh_banner(&address).await.then_some(())) }
+            })
+            .await?;
+        }
+
+        rig.config_text = format!(
+            r#"
+listen = "127.0.0.1:0"
+database_url = "{db}"
+fleet = "{id}"
+[auth]
+hs256_secret = "{SECRET}"
+[conductor]
+workers = {workers}
+max_attempts = 2
+backoff = "100ms"
+lease = "5s"
+ready_timeout = "{ready}"
+ssh_timeout = "5s"
+probe_interval = "1h"
+[queues.3090]
+gpus = 1
+cpus = 1
+memory = "1G"
+image = "{VESSEL_IMAGE}"
+lifetime = "1d"
+max_lifetime = "7d"
+[queues.cpu]
+gpus = 0
+cpus = 1
+memory = "1G"
+image = "{VESSEL_IMAGE}"
+{host_tables}"#,
+            db = database_url(&id),
+            workers = options.workers,
+            ready = options.ready_timeout,
+        );
+        let config = Config::from_toml_str(&rig.config_text)?;
+        rig.app = Some(Application::build(config).await?);
+        Ok(rig)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.as_ref().expect("started").url())
+    }
+
+    pub fn token(&self, subject: &str, perms: &[&str]) -> String {
+        auth::issue(
+            SECRET,
+            "vessel-bot",
+            "vessel-orchestrator",
+            subject,
+            perms,
+            300,
+        )
+        .expect("token")
+    }
+
+    pub fn researcher(&self, subject: &str) -> String {
+        self.token(
+            subject,
+            &[
+                auth::perm::VESSELS_CREATE,
+                auth::perm::VESSELS_READ,
+                auth::perm::FLEET_READ,
+            ],
+        )
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    /// Registers the researcher's key for `subject`.
+    pub async fn add_key(&self, token: &str) -> Result<()> {
+        let public = std::fs::read_to_string(self.user_key.with_extension("pub"))?;
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/me/keys",
+                token,
+                Some(json!({ "public_key": public.trim() })),
+            )
+            .await?;
+        if status != 201 && status != 200 {
+            bail!("adding the key: {status} {body}");
+        }
+        Ok(())
+    }
+
+    pub async fn create(&self, token: &str, body: Value) -> Result<(u16, Value)> {
+        self.call(reqwest::Method::POST, "/v1/vessels", token, Some(body))
+            .await
+    }
+
+    pub async fn show(&self, token: &str, vessel: &str) -> Result<Value> {
+        let (status, body) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/vessels/{vessel}"),
+                token,
+                None,
+            )
+            .await?;
+        if status != 200 {
+            bail!("show {vessel}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Waits until the vessel reaches one of `states`; returns it.
+    pub async fn wait_state(
+        &self,
+        token: &str,
+        vessel: &str,
+        states: &[&str],
+        deadline: Duration,
+    ) -> Result<Value> {
+        let last = std::sync::Mutex::new(Value::Null);
+        let result = eventually(
+            &format!("vessel {vessel} to be {states:?}"),
+            deadline,
+            || async {
+                let v = self.show(token, vessel).await?;
+                *last.lock().unwrap() = v.clone();
+                Ok(states
+                    .contains(&v["state"].as_str().unwrap_or(""))
+                    .then_some(v))
+            },
+        )
+        .await;
+        result.with_context(|| format!("last seen: {}", last.lock().unwrap()))
+    }
+
+    pub async fn fleet(&self, token: &str) -> Result<Value> {
+        let (status, body) = self
+            .call(reqwest::Method::GET, "/v1/fleet", token, None)
+            .await?;
+        if status != 200 {
+            bail!("fleet: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Containers of this rig's fleet carrying a vessel id.
+    pub fn vessel_containers(&self) -> Result<Vec<String>> {
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=vessel.fleet={}", self.id),
+            "--format",
+            "{{.Names}}",
+        ])?;
+        Ok(out
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    pub fn host(&self, name: &str) -> &TestHost {
+        self.hosts.iter().find(|h| h.name == name).expect("host")
+    }
+
+    /// Logs in with the config and known_hosts line the API gave, with host
+    /// key checking on, and runs `command`.
+    pub fn ssh(&self, access: &Value, command: &str) -> Result<String> {
+        let cfg = self.dir.join(format!(
+            "ssh-config-{}",
+            access["host_alias"].as_str().unwrap_or("v")
+        ));
+        let known = cfg.with_extension("known_hosts");
+        std::fs::write(&cfg, access["config"].as_str().context("config")?)?;
+        std::fs::write(
+            &known,
+            format!(
+                "{}\n",
+                access["known_hosts"].as_str().context("known_hosts")?
+            ),
+        )?;
+        let alias = access["host_alias"].as_str().context("alias")?;
+        run(
+            "ssh",
+            &[
+                "-F",
+                &cfg.display().to_string(),
+                "-o",
+                &format!("UserKnownHostsFile={}", known.display()),
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-i",
+                &self.user_key.display().to_string(),
+                alias,
+                command,
+            ],
+        )
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // Stop the orchestrator before pulling its hosts away.
+        self.app.take();
+        let ours = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=vessel.fleet={}", self.id),
+        ])
+        .unwrap_or_default();
+        let hosts = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=vessel.test={}", self.id),
+        ])
+        .unwrap_or_default();
+        let ids: Vec<&str> = ours
+            .lines()
+            .chain(hosts.lines())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = docker(&args);
+        }
+        let _ = docker(&["network", "rm", &self.network]);
+        // Homes were created by containers as other uids; the dir is ours.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn keygen(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            &path.display().to_string(),
+        ],
+    )?;
+    Ok(path)
+}
+
+/// A /24 of the test's own, picked so parallel tests do not collide: Docker
+/// refuses an overlapping subnet, and we take the next one.
+fn create_network(name: &str, id: &str) -> Result<String> {
+    let seed = id
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
+    for attempt in 0..64u32 {
+        let n = (seed.wrapping_add(attempt.wrapping_mul(7919))) % (64 * 256);
+        let subnet = format!("10.{}.{}.0/24", 160 + n / 256, n % 256);
+        // Docker's own addresses (the test hosts) stay in the lower half;
+        // the orchestrator hands out the upper half.
+        let range = subnet.replace(".0/24", ".0/25");
+        match docker(&[
+            "network",
+            "create",
+            "--driver",
+            "bridge",
+            "--subnet",
+            &subnet,
+            "--ip-range",
+            &range,
+            "--label",
+            &format!("vessel.test={id}"),
+            name,
+        ]) {
+            Ok(_) => return Ok(subnet),
+            Err(e) if e.to_string().contains("overlap") => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("no free /24 for the test network")
+}
+
+fn upper_half(subnet: &str) -> String {
+    subnet.replace(".0/24", ".128/25")
+}
+
+fn database_url(id: &str) -> String {
+    let admin = admin_database_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/vessel_{id}")
+}
+
+async fn create_database(id: &str) -> Result<sqlx::PgPool> {
+    let admin = sqlx::PgPool::connect(&admin_database_url())
+        .await
+        .context("cannot reach Postgres: run scripts/ensure-postgres.sh")?;
+    // The id is ours (hex), not input: safe to format into the statement.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE vessel_{id}")))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    Ok(sqlx::PgPool::connect(&database_url(id)).await?)
+}
+
+pub async fn ssh_banner(address: &str) -> bool {
+    use tokio::io::AsyncReadExt;
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect((address, 22)).await.ok()?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.ok()?;
+        Some(buf[..n].starts_with(b"SSH-"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Some(true))
+    )
+}
