@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Brings Vessel up on this machine with no Slack account: Postgres, Docker,
+# the images, two "hosts" that are this machine's own Docker engine reached
+# over SSH (a 2-GPU host with a declared inventory in queue 3090, and a CPU
+# host), the orchestrator, and then a first vessel you can SSH into.
+# Idempotent: run it again to restart the orchestrator with your changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STATE=${VESSEL_HOME:-$ROOT/.vessel-local}
+PORT=${VESSEL_PORT:-8700}
+NET=vessel-local
+mkdir -p "$STATE/keys" "$STATE/homes"
+
+scripts/ensure-rig.sh
+command -v curl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl >/dev/null
+command -v python3 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 >/dev/null
+
+key() { [ -f "$STATE/keys/$1" ] || ssh-keygen -q -t ed25519 -N '' -C "vessel-$1" -f "$STATE/keys/$1"; }
+key ops; key host-gpu; key host-cpu
+# Your key: the usual one if you have it, else one made for this demo.
+if [ -f "$HOME/.ssh/id_ed25519.pub" ]; then USER_KEY=$HOME/.ssh/id_ed25519; else key you; USER_KEY=$STATE/keys/you; fi
+
+echo "== network and hosts"
+if ! docker network inspect "$NET" >/dev/null 2>&1; then
+  for third in 213 214 215 216 217; do
+    docker network create --driver bridge --subnet "10.$third.0.0/24" --ip-range "10.$third.0.0/25" "$NET" >/dev/null 2>&1 && break
+  done
+fi
+SUBNET=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$NET")
+POOL=${SUBNET%.0/24}.128/25
+
+host() { # NAME QUEUE GPUS_CSV
+  local c="vessel-local-$1"
+  if [ -z "$(docker ps -q -f "name=^$c$")" ]; then
+    docker rm -f "$c" >/dev/null 2>&1 || true
+    docker run -d --name "$c" --network "$NET" --restart unless-stopped \
+      -e AUTHORIZED_KEYS="$(cat "$STATE/keys/ops.pub")" ${3:+-e "GPUS_CSV=$3"} \
+      -v /var/run/docker.sock:/var/run/docker.sock -v "$STATE/homes:$STATE/homes" \
+      -v "$STATE/keys/host-$1:/etc/ssh/ssh_host_ed25519_key:ro" \
+      -v "$STATE/keys/host-$1.pub:/etc/ssh/ssh_host_ed25519_key.pub:ro" \
+      vessel/testhost:latest >/dev/null
+  fi
+  local ip; ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$c")
+  cat <<TOML
+[[hosts]]
+name = "local-$1"
+queue = "$2"
+home_root = "$STATE/homes"
+gpu_runtime = "none"
+[hosts.ssh]
+address = "$ip:22"
+key_path = "$STATE/keys/ops"
+host_key = "$(cut -d' ' -f1,2 "$STATE/keys/host-$1.pub")"
+[hosts.network]
+mode = "direct"
+docker_network = "$NET"
+subnet = "$SUBNET"
+pool = "$POOL"
+
+TOML
+}
+GPUS="0, GPU-11111111-0000-4000-8000-000000000000, NVIDIA GeForce RTX 3090 (declared), 24576 MiB, 00000000:01:00.0
+1, GPU-11111111-0000-4000-8000-000000000001, NVIDIA GeForce RTX 3090 (declared), 24576 MiB, 00000000:02:00.0"
+{ host gpu 3090 "$GPUS"; host cpu cpu ""; } > "$STATE/hosts.toml"
+
+[ -f "$STATE/secret" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE/secret"
+cat > "$STATE/vessel.toml" <<TOML
+listen = "127.0.0.1:$PORT"
+database_url = "postgres://vessel:vessel@127.0.0.1:5432/vessel"
+fleet = "local"
+hosts_file = "hosts.toml"
+[auth]
+hs256_secret = { file = "$STATE/secret" }
+[conductor]
+workers = 4
+[queues.3090]
+gpus = 1
+cpus = 1
+memory = "2G"
+image = "vessel/base:latest"
+[queues.cpu]
+gpus = 0
+cpus = 1
+memory = "1G"
+image = "vessel/base:latest"
+TOML
+
+echo "== orchestrator"
+cargo build -q -p vessel-orchestrator
+BIN=$ROOT/target/debug/vessel-orchestrator
+if [ -f "$STATE/orchestrator.pid" ] && kill -0 "$(cat "$STATE/orchestrator.pid")" 2>/dev/null; then
+  kill "$(cat "$STATE/orchestrator.pid")"; sleep 1
+fi
+nohup "$BIN" --config "$STATE/vessel.toml" > "$STATE/orchestrator.log" 2>&1 &
+echo $! > "$STATE/orchestrator.pid"
+for _ in $(seq 1 60); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.5; done
+curl -fs "http://127.0.0.1:$PORT/health" >/dev/null || { echo "the orchestrator did not start; see $STATE/orchestrator.log" >&2; exit 1; }
+echo "orchestrator: http://127.0.0.1:$PORT (log: $STATE/orchestrator.log)"
+
+echo "== a first vessel"
+TOKEN=$("$BIN" --config "$STATE/vessel.toml" token "$(whoami)-demo")
+api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+api -X POST "http://127.0.0.1:$PORT/v1/me/keys" -d "{\"public_key\": \"$(cat "$USER_KEY.pub")\"}" >/dev/null
+STATE_NOW=$(api "http://127.0.0.1:$PORT/v1/vessels/demo" 2>/dev/null | json 'd["state"]' || true)
+if [ "$STATE_NOW" != running ] && [ "$STATE_NOW" != provisioning ]; then
+  api -X POST "http://127.0.0.1:$PORT/v1/vessels" -d '{"queue": "3090", "gpus": 1, "name": "demo"}' >/dev/null
+fi
+for _ in $(seq 1 120); do
+  STATE_NOW=$(api "http://127.0.0.1:$PORT/v1/vessels/demo" | json 'd["state"]')
+  [ "$STATE_NOW" = running ] || [ "$STATE_NOW" = failed ] && break
+  sleep 0.25
+done
+VESSEL=$(api "http://127.0.0.1:$PORT/v1/vessels/demo")
+if [ "$STATE_NOW" != running ]; then echo "the vessel is $STATE_NOW: $(echo "$VESSEL" | json 'd["reason"]')" >&2; exit 1; fi
+echo "$VESSEL" | json 'd["ssh"]["config"]' | sed "s#~/.ssh/id_ed25519#$USER_KEY#" > "$STATE/ssh_config"
+echo "$VESSEL" | json 'd["ssh"]["known_hosts"]' > "$STATE/known_hosts"
+cat <<MSG
+
+Vessel "demo" is running: $(echo "$VESSEL" | json '"%s GPU(s) %s, %s cores, %s on %s" % (d["gpus"], ",".join(d["gpu_uuids"]), d["cpus"], d["memory"], d["host"])')
+Log in (host key pinned, no trust on first use):
+
+  ssh -F $STATE/ssh_config -o UserKnownHostsFile=$STATE/known_hosts demo
+
+The API: export TOKEN=\$($BIN --config $STATE/vessel.toml token $(whoami)-demo)
+  curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels
+  curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/fleet
+  curl -X DELETE -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels/demo
+MSG
