@@ -20,6 +20,8 @@ pub mod perm {
     pub const FLEET_READ: &str = "fleet:read";
     pub const FLEET_MANAGE: &str = "fleet:manage";
     pub const EVENTS_READ: &str = "events:read";
+    /// The bot's own key-value state (cursor, message references).
+    pub const BOT_STATE: &str = "bot:state";
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -29,6 +29,13 @@ pub async fn poll(
     Query(q): Query<Poll>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(perm::EVENTS_READ)?;
+    if q.after < 0 {
+        // Where the stream ends now: a new reader that wants no history.
+        let next = sqlx::query_scalar!("SELECT coalesce(max(id), 0) AS \"n!\" FROM events")
+            .fetch_one(&state.db)
+            .await?;
+        return Ok(Json(serde_json::json!({ "events": [], "next": next })));
+    }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let wait = Duration::from_secs(q.wait.min(55));
     let mut found = events::after(&state.db, q.after, limit).await?;

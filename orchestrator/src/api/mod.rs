@@ -2,9 +2,11 @@
 //! requires a bearer token; each handler states the permission it needs.
 
 pub mod auth;
+mod bot_state;
 pub mod error;
 mod events;
 mod fleet;
+mod hosts;
 mod keys;
 mod vessels;
 
@@ -41,6 +43,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vessels/{vessel}/extend", post(vessels::extend))
         .route("/v1/fleet", get(fleet::status))
         .route("/v1/events", get(events::poll))
+        .route("/v1/hosts/{name}/drain", post(hosts::drain))
+        .route("/v1/hosts/{name}/undrain", post(hosts::undrain))
+        .route(
+            "/v1/bot/state/{key}",
+            get(bot_state::get).put(bot_state::put),
+        )
         .with_state(state)
         .layer(tower::limit::ConcurrencyLimitLayer::new(512))
 }

@@ -405,7 +405,29 @@ async fn resolve(state: &AppState, caller: &Caller, key: &str) -> Result<VesselR
         store::vessels::get(&mut *state.db.acquire().await?, id).await?
     } else {
         let user = current_user(state, caller).await?;
-        store::vessels::by_owner_and_name(&state.db, &user.id, key).await?
+        match store::vessels::by_owner_and_name(&state.db, &user.id, key).await? {
+            Some(row) => Some(row),
+            // An admin may name anyone's live vessel, if the name is unambiguous.
+            None if caller.can(perm::VESSELS_MANAGE_ANY) => {
+                let live: Vec<VesselRow> = store::vessels::list(&state.db, None, false)
+                    .await?
+                    .into_iter()
+                    .filter(|v| v.name == key)
+                    .collect();
+                if live.len() > 1 {
+                    let owners: Vec<&str> = live.iter().map(|v| v.owner_unix.as_str()).collect();
+                    return Err(ApiError::Conflict {
+                        error: "ambiguous",
+                        message: format!(
+                            "several live vessels are named `{key}` (owners: {}); use the id",
+                            owners.join(", ")
+                        ),
+                    });
+                }
+                live.into_iter().next()
+            }
+            None => None,
+        }
     };
     let row = row.ok_or_else(|| ApiError::NotFound(format!("no vessel `{key}`")))?;
     if row.owner_id != caller.subject && !caller.can(perm::VESSELS_MANAGE_ANY) {

@@ -1,0 +1,221 @@
+//! The bot's configuration: one TOML file plus `VESSEL_BOT_…` environment
+//! overrides, checked at start-up with errors naming the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A secret: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Value(String),
+            File { file: PathBuf },
+        }
+        match Raw::deserialize(d)? {
+            Raw::Value(v) => Ok(Secret(v)),
+            Raw::File { file } => std::fs::read_to_string(&file)
+                .map(|s| Secret(s.trim_end().to_string()))
+                .map_err(|e| serde::de::Error::custom(format!("{}: {e}", file.display()))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotConfig {
+    /// Where the orchestrator's API is.
+    pub orchestrator_url: String,
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub slack: Option<SlackConfig>,
+    /// The queue `/vessel create` uses when none is named.
+    pub default_queue: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub hs256_secret: Secret,
+    #[serde(default = "issuer")]
+    pub issuer: String,
+    #[serde(default = "audience")]
+    pub audience: String,
+    /// Lifetime of the tokens the bot mints per request.
+    #[serde(default = "token_ttl")]
+    pub token_ttl_secs: u64,
+}
+
+fn issuer() -> String {
+    "vessel-bot".into()
+}
+fn audience() -> String {
+    "vessel-orchestrator".into()
+}
+fn token_ttl() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SlackMode {
+    /// Slash commands and interactivity POSTed to our HTTP endpoint.
+    #[default]
+    Http,
+    /// A websocket to Slack: no public URL needed (behind a lab firewall).
+    Socket,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    #[serde(default)]
+    pub mode: SlackMode,
+    #[serde(default = "listen")]
+    pub listen: SocketAddr,
+    pub signing_secret: Secret,
+    /// `xoxb-…`
+    pub bot_token: Secret,
+    /// `xapp-…`, Socket Mode only.
+    pub app_token: Option<Secret>,
+    /// The Web API base (tests point it at a fake).
+    #[serde(default = "api_url")]
+    pub api_url: String,
+    /// Slack user ids allowed to run `/fleet`.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// Where host and GPU alerts go.
+    pub admin_channel: Option<String>,
+}
+
+fn listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 3000))
+}
+fn api_url() -> String {
+    "https://slack.com/api/".into()
+}
+
+impl BotConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut table: toml::Table = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        for (name, raw) in std::env::vars() {
+            let Some(key) = name.strip_prefix("VESSEL_BOT_") else {
+                continue;
+            };
+            if key == "CONFIG" {
+                continue;
+            }
+            let keys: Vec<String> = key.split("__").map(|k| k.to_ascii_lowercase()).collect();
+            let mut cursor = &mut table;
+            for k in &keys[..keys.len() - 1] {
+                let entry = cursor
+                    .entry(k.clone())
+                    .or_insert_with(|| toml::Value::Table(Default::default()));
+                if !entry.is_table() {
+                    *entry = toml::Value::Table(Default::default());
+                }
+                cursor = entry.as_table_mut().expect("table");
+            }
+            cursor.insert(keys[keys.len() - 1].clone(), toml::Value::String(raw));
+        }
+        let config: BotConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let config: BotConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if url::Url::parse(&self.orchestrator_url).is_err() {
+            return Err(invalid("orchestrator_url", "not a URL"));
+        }
+        if self.auth.hs256_secret.expose().len() < 32 {
+            return Err(invalid(
+                "auth.hs256_secret",
+                "must be at least 32 characters",
+            ));
+        }
+        if let Some(slack) = &self.slack {
+            if slack.signing_secret.expose().is_empty() {
+                return Err(invalid("slack.signing_secret", "is empty"));
+            }
+            if !slack.bot_token.expose().starts_with("xoxb-") {
+                return Err(invalid("slack.bot_token", "must be a bot token (xoxb-…)"));
+            }
+            if slack.mode == SlackMode::Socket
+                && !slack
+                    .app_token
+                    .as_ref()
+                    .is_some_and(|t| t.expose().starts_with("xapp-"))
+            {
+                return Err(invalid(
+                    "slack.app_token",
+                    "Socket Mode needs an app-level token (xapp-…)",
+                ));
+            }
+            if url::Url::parse(&slack.api_url).is_err() {
+                return Err(invalid("slack.api_url", "not a URL"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth.token_ttl_secs)
+    }
+}

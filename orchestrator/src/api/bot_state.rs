@@ -1,0 +1,52 @@
+//! A small key-value store for the bot (its event cursor, the Slack message
+//! of each vessel), so the bot itself is stateless and can be restarted or
+//! replaced without losing or repeating messages.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::Value;
+
+use super::auth::{perm, Caller};
+use super::error::ApiError;
+use super::{AppState, JsonBody};
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > 200 || key.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid("key", "1–200 printable characters"));
+    }
+    Ok(())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(perm::BOT_STATE)?;
+    check_key(&key)?;
+    let value = sqlx::query_scalar!("SELECT value FROM bot_state WHERE key = $1", key)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no bot state `{key}`")))?;
+    Ok(Json(value))
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    JsonBody(value): JsonBody<Value>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(perm::BOT_STATE)?;
+    check_key(&key)?;
+    sqlx::query!(
+        "INSERT INTO bot_state (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
+        key,
+        value
+    )
+    .execute(&state.db)
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
