@@ -135,7 +135,7 @@ fn listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 3000))
 }
 fn api_url() -> String {
-    "https://slack.com/api/".into()
+    "https://slack.com/api".into()
 }
 
 impl BotConfig {

@@ -6,4 +6,6 @@ mod api;
 mod concurrency;
 mod core_path;
 mod failures;
+mod fake_slack;
 mod rig;
+mod slack;

@@ -15,7 +15,7 @@ use vessel_orchestrator::startup::Application;
 
 pub const TEST_HOST_IMAGE: &str = "vessel/testhost:latest";
 pub const VESSEL_IMAGE: &str = "vessel/base:latest";
-const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
 /// Where the project's Postgres is; `scripts/ensure-postgres.sh` makes it.
 fn admin_database_url() -> String {
@@ -133,6 +133,8 @@ impl Rig {
     }
 
     pub async fn start_with(decls: &[HostDecl], options: Options) -> Result<Rig> {
+        // Logs land in the test's captured output (RUST_LOG to see more).
+        vessel_orchestrator::telemetry::init();
         check_images()?;
         let id = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let dir = std::env::temp_dir().join(format!("vessel-{id}"));

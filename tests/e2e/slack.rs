@@ -1,0 +1,529 @@
+//! The Slack surface end to end: requests signed exactly as Slack signs
+//! them go into the bot; the bot talks to a fake Slack Web API and the real
+//! orchestrator; the test reads the DM, logs in with it, and presses buttons.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use vessel_bot::config::BotConfig;
+use vessel_bot::slack::signature::sign;
+use vessel_bot::startup::RunningBot;
+
+use crate::fake_slack::{text_of, FakeSlack};
+use crate::rig::{cpu_host, docker, eventually, gpu_host, Rig, SECRET};
+
+const SIGNING: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+struct SlackRig {
+    rig: Rig,
+    slack: FakeSlack,
+    bot: Option<RunningBot>,
+    admins: Vec<String>,
+    http: reqwest::Client,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+impl SlackRig {
+    async fn start(admins: &[&str]) -> anyhow::Result<SlackRig> {
+        let rig = Rig::start(&[gpu_host("gpu-1", 4, "3090"), cpu_host("cpu-1")]).await?;
+        let slack = FakeSlack::start().await?;
+        let mut s = SlackRig {
+            rig,
+            slack,
+            bot: None,
+            admins: admins.iter().map(|a| a.to_string()).collect(),
+            http: reqwest::Client::new(),
+        };
+        s.start_bot().await?;
+        Ok(s)
+    }
+
+    fn config(&self) -> anyhow::Result<BotConfig> {
+        let admins: Vec<String> = self.admins.iter().map(|a| format!("\"{a}\"")).collect();
+        Ok(BotConfig::from_toml_str(&format!(
+            r#"
+orchestrator_url = "{orch}"
+[auth]
+hs256_secret = "{SECRET}"
+[slack]
+listen = "127.0.0.1:0"
+signing_secret = "{SIGNING}"
+bot_token = "xoxb-test-token"
+api_url = "{api}"
+admins = [{admins}]
+admin_channel = "CADMINS"
+"#,
+            orch = self.rig.url(""),
+            api = self.slack.api_url(),
+            admins = admins.join(", "),
+        ))?)
+    }
+
+    async fn start_bot(&mut self) -> anyhow::Result<()> {
+        self.bot = Some(vessel_bot::startup::start(self.config()?).await?);
+        Ok(())
+    }
+
+    fn stop_bot(&mut self) {
+        self.bot = None;
+    }
+
+    fn bot_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.bot.as_ref().unwrap().addr.unwrap())
+    }
+
+    async fn post_signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+        timestamp: i64,
+        signature: Option<String>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let ts = timestamp.to_string();
+        let signature = signature.unwrap_or_else(|| sign(SIGNING.as_bytes(), &ts, body.as_bytes()));
+        let resp = self
+            .http
+            .post(self.bot_url(path))
+            .header("content-type", content_type)
+            .header("x-slack-request-timestamp", &ts)
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    fn slash_body(&self, user: &str, command: &str, text: &str) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", "deprecated-verification-token")
+            .append_pair("team_id", "T0LAB")
+            .append_pair("channel_id", "C0GENERAL")
+            .append_pair("user_id", user)
+            .append_pair("command", command)
+            .append_pair("text", text)
+            .append_pair("response_url", &self.slack.response_url())
+            .append_pair("trigger_id", "13345224609.738474920.8088930838d88f008e0")
+            .finish()
+    }
+
+    async fn slash(&self, user: &str, command: &str, text: &str) -> anyhow::Result<(u16, Value)> {
+        let body = self.slash_body(user, command, text);
+        self.post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body,
+            now(),
+            None,
+        )
+        .await
+    }
+
+    async fn interact(&self, payload: Value) -> anyhow::Result<(u16, Value)> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish();
+        self.post_signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            body,
+            now(),
+            None,
+        )
+        .await
+    }
+
+    async fn add_key(&self, user: &str) -> anyhow::Result<()> {
+        let key = std::fs::read_to_string(self.rig.user_key.with_extension("pub"))?;
+        let (status, body) = self
+            .slash(user, "/vessel", &format!("keys add {}", key.trim()))
+            .await?;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["text"].as_str().unwrap().contains("added"), "{body}");
+        Ok(())
+    }
+
+    async fn vessels_in_db(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM vessels")
+            .fetch_one(&self.rig.db)
+            .await?)
+    }
+}
+
+/// The SSH config and known_hosts line from a running DM's code blocks.
+fn access_from_dm(body: &Value, alias: &str) -> Value {
+    let code: Vec<String> = body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"]["text"].as_str())
+        .filter(|t| t.starts_with("```"))
+        .map(|t| t.trim_matches('`').to_string())
+        .collect();
+    let config = code
+        .iter()
+        .find(|c| c.starts_with("Host "))
+        .expect("config block");
+    let known = code
+        .iter()
+        .find(|c| c.contains("ssh-ed25519"))
+        .expect("known_hosts block");
+    json!({ "host_alias": alias, "config": config, "known_hosts": known })
+}
+
+fn button(body: &Value, action_id: &str) -> Value {
+    body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().clone())
+        .find(|e| e["action_id"] == action_id)
+        .unwrap_or_else(|| panic!("no {action_id} button in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slash_command_becomes_a_dm_you_can_ssh_with_and_kill_updates_it() -> anyhow::Result<()> {
+    let s = SlackRig::start(&[]).await?;
+    s.slack.set_name("UALICE", "alice");
+    s.add_key("UALICE").await?;
+
+    let asked = Instant::now();
+    let (status, ack) = s
+        .slash("UALICE", "/vessel", "create gpu=1 queue=3090 name=train")
+        .await?;
+    let ack_ms = asked.elapsed().as_millis();
+    println!("slash command acknowledged in {ack_ms} ms");
+    assert_eq!(status, 200);
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert!(
+        ack["text"].as_str().unwrap().contains("Provisioning train"),
+        "{ack}"
+    );
+    assert!(ack_ms < 3000, "Slack gives up after 3 s");
+
+    let dm = s
+        .slack
+        .wait_for("chat.postMessage", Duration::from_secs(60), |b| {
+            b["channel"] == "DUALICE" && text_of(b).contains("train is running")
+        })
+        .await?;
+    let access = access_from_dm(&dm.body, "train");
+    let out = s
+        .rig
+        .ssh(&access, "id -un; nproc; echo \"$NVIDIA_VISIBLE_DEVICES\"")?;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "alice", "the unix name comes from Slack: {out}");
+    assert_eq!(lines[1], "1");
+    assert!(
+        lines[2].starts_with("GPU-") && !lines[2].contains(','),
+        "{out}"
+    );
+    assert!(text_of(&dm.body).contains("vscode://vscode-remote/ssh-remote+train/home/alice"));
+
+    // Kill, as the button (the confirm dialog is Slack's; the press arrives after it).
+    let kill = button(&dm.body, "vessel.kill");
+    assert!(kill["confirm"].is_object(), "Kill must ask to confirm");
+    let (status, _) = s
+        .interact(json!({
+            "type": "block_actions",
+            "user": { "id": "UALICE", "username": "alice", "team_id": "T0LAB" },
+            "team": { "id": "T0LAB" },
+            "channel": { "id": "DUALICE" },
+            "container": { "type": "message", "message_ts": dm.body["ts"], "channel_id": "DUALICE" },
+            "message": { "ts": "x" },
+            "response_url": s.slack.response_url(),
+            "trigger_id": "1.2.3",
+            "actions": [{ "type": "button", "action_id": "vessel.kill", "block_id": "b", "value": kill["value"], "action_ts": "1" }],
+        }))
+        .await?;
+    assert_eq!(status, 200);
+    s.slack
+        .wait_for("chat.update", Duration::from_secs(30), |b| {
+            b["channel"] == "DUALICE" && text_of(b).contains("was buried")
+        })
+        .await?;
+    let id = kill["value"].as_str().unwrap();
+    assert!(
+        docker(&["inspect", &format!("vessel-{id}")]).is_err(),
+        "container still there"
+    );
+    // The press was answered to the user too.
+    s.slack
+        .wait_for("response_url", Duration::from_secs(10), |b| {
+            text_of(b).contains("Killing")
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_create_modal_shows_field_errors_then_creates() -> anyhow::Result<()> {
+    let s = SlackRig::start(&[]).await?;
+    s.add_key("UBOB").await?;
+    let (status, body) = s.slash("UBOB", "/vessel", "create").await?;
+    assert_eq!(status, 200, "{body}");
+    let open = s
+        .slack
+        .wait_for("views.open", Duration::from_secs(10), |_| true)
+        .await?;
+    let view = &open.body["view"];
+    assert_eq!(view["callback_id"], "vessel.create");
+    assert!(
+        view.to_string().contains("3090 — 4 of 4 GPUs free"),
+        "{view}"
+    );
+
+    let submit = |values: Value| {
+        json!({
+            "type": "view_submission",
+            "user": { "id": "UBOB" },
+            "team": { "id": "T0LAB" },
+            "view": { "id": "V1", "callback_id": "vessel.create", "state": { "values": values } },
+        })
+    };
+    let select = |v: &str| json!({ "value": { "type": "static_select", "selected_option": { "value": v } } });
+    let text = |v: &str| json!({ "value": { "type": "plain_text_input", "value": v } });
+
+    let (status, answer) = s
+        .interact(submit(
+            json!({ "queue": select("3090"), "gpu": text("two"), "mem": text("lots") }),
+        ))
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(answer["response_action"], "errors", "{answer}");
+    assert!(answer["errors"]["gpu"]
+        .as_str()
+        .unwrap()
+        .contains("whole number"));
+    assert!(answer["errors"]["mem"]
+        .as_str()
+        .unwrap()
+        .contains("not a size"));
+    assert_eq!(s.vessels_in_db().await?, 0, "a bad form created something");
+
+    // Too much for the queue: the orchestrator's reason lands on a field.
+    let (_, answer) = s
+        .interact(submit(json!({ "queue": select("3090"), "gpu": text("9") })))
+        .await?;
+    assert_eq!(answer["response_action"], "errors", "{answer}");
+    assert!(
+        answer["errors"]["queue"]
+            .as_str()
+            .unwrap()
+            .contains("Free now"),
+        "{answer}"
+    );
+
+    let (status, answer) = s
+        .interact(submit(
+            json!({ "queue": select("3090"), "gpu": text("1"), "name": text("form") }),
+        ))
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(answer["response_action"], "clear", "{answer}");
+    s.slack
+        .wait_for("chat.postMessage", Duration::from_secs(60), |b| {
+            b["channel"] == "DUBOB" && text_of(b).contains("form is running")
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_stale_replayed_and_unauthorised_requests_change_nothing() -> anyhow::Result<()> {
+    let s = SlackRig::start(&["UBOSS"]).await?;
+    s.add_key("UEVE").await?;
+    let body = s.slash_body("UEVE", "/vessel", "create queue=cpu");
+
+    // Forged: signed with another secret.
+    let ts = now();
+    let forged = sign(b"not-the-secret", &ts.to_string(), body.as_bytes());
+    let (status, _) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.clone(),
+            ts,
+            Some(forged),
+        )
+        .await?;
+    assert_eq!(status, 401);
+    // Stale: six minutes old, correctly signed.
+    let (status, _) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.clone(),
+            ts - 360,
+            None,
+        )
+        .await?;
+    assert_eq!(status, 401);
+    // Unsigned.
+    let resp = s
+        .http
+        .post(s.bot_url("/slack/commands"))
+        .body(body.clone())
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(s.vessels_in_db().await?, 0);
+
+    // Genuine, then the very same request replayed inside the window.
+    let ts = now();
+    let sig = sign(SIGNING.as_bytes(), &ts.to_string(), body.as_bytes());
+    let (status, ack) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.clone(),
+            ts,
+            Some(sig.clone()),
+        )
+        .await?;
+    assert_eq!(status, 200, "{ack}");
+    let (status, _) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body,
+            ts,
+            Some(sig),
+        )
+        .await?;
+    assert_eq!(status, 401, "a replay was accepted");
+    assert_eq!(
+        s.vessels_in_db().await?,
+        1,
+        "the replay created a second vessel"
+    );
+
+    // Malformed payloads.
+    let (status, _) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            "text=hi".into(),
+            now(),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 400);
+    let (status, _) = s
+        .post_signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            "payload=%7Bnope".into(),
+            now(),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 400);
+
+    // The parser is kind.
+    let (_, answer) = s.slash("UEVE", "/vessel", "create gpus=2").await?;
+    let shown = text_of(&answer);
+    assert!(shown.contains("did you mean `gpu`"), "{answer}");
+    assert!(shown.contains("Usage"), "{answer}");
+
+    // /fleet is for admins: Eve is refused and the host stays as it was.
+    let (_, answer) = s.slash("UEVE", "/fleet", "drain gpu-1").await?;
+    assert!(text_of(&answer).contains("Sorry"), "{answer}");
+    let host_state = || async {
+        sqlx::query_scalar::<_, String>("SELECT state FROM hosts WHERE name = 'gpu-1'")
+            .fetch_one(&s.rig.db)
+            .await
+    };
+    assert_eq!(host_state().await?, "active");
+    let (_, answer) = s.slash("UBOSS", "/fleet", "drain gpu-1").await?;
+    assert!(text_of(&answer).contains("draining"), "{answer}");
+    assert_eq!(host_state().await?, "draining");
+    s.slack
+        .wait_for("chat.postMessage", Duration::from_secs(10), |b| {
+            b["channel"] == "CADMINS" && text_of(b).contains("gpu-1")
+        })
+        .await?;
+    let (_, status) = s.slash("UBOSS", "/fleet", "status").await?;
+    assert!(text_of(&status).contains("gpu-1"), "{status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bot_that_was_down_delivers_each_dm_exactly_once() -> anyhow::Result<()> {
+    let mut s = SlackRig::start(&[]).await?;
+    s.add_key("UCAROL").await?;
+    let (_, ack) = s
+        .slash("UCAROL", "/vessel", "create queue=cpu name=late")
+        .await?;
+    assert!(text_of(&ack).contains("Provisioning late"), "{ack}");
+    s.stop_bot();
+
+    // The vessel comes up while nobody is there to tell Carol.
+    let token = s.rig.researcher("UCAROL");
+    s.rig
+        .wait_state(&token, "late", &["running"], Duration::from_secs(60))
+        .await?;
+    let running_dms = |s: &SlackRig| {
+        s.slack
+            .calls("chat.postMessage")
+            .into_iter()
+            .filter(|c| {
+                c.body["channel"] == "DUCAROL" && text_of(&c.body).contains("late is running")
+            })
+            .count()
+    };
+    assert_eq!(running_dms(&s), 0);
+
+    s.start_bot().await?;
+    s.slack
+        .wait_for("chat.postMessage", Duration::from_secs(30), |b| {
+            b["channel"] == "DUCAROL" && text_of(b).contains("late is running")
+        })
+        .await?;
+    // Once the bot's cursor has moved past every event so far, restart it
+    // again: still one DM.
+    let last: i64 = sqlx::query_scalar("SELECT max(id) FROM events")
+        .fetch_one(&s.rig.db)
+        .await?;
+    eventually(
+        "the cursor to pass the last event",
+        Duration::from_secs(30),
+        || async {
+            let safe: Option<i64> = sqlx::query_scalar(
+                "SELECT (value->>'safe')::bigint FROM bot_state WHERE key = 'slack-cursor'",
+            )
+            .fetch_optional(&s.rig.db)
+            .await?;
+            Ok((safe.unwrap_or(0) >= last).then_some(()))
+        },
+    )
+    .await?;
+    s.stop_bot();
+    s.start_bot().await?;
+    // Prove the restarted bot is delivering (a new event reaches Slack)
+    // before counting.
+    let (_, _) = s.slash("UCAROL", "/vessel", "kill late").await?;
+    s.slack
+        .wait_for("chat.update", Duration::from_secs(30), |b| {
+            b["channel"] == "DUCAROL" && text_of(b).contains("was buried")
+        })
+        .await?;
+    assert_eq!(
+        running_dms(&s),
+        1,
+        "the running DM was delivered more than once"
+    );
+    Ok(())
+}
