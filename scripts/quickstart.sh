@@ -86,8 +86,15 @@ memory = "1G"
 image = "vessel/base:latest"
 TOML
 
+cat > "$STATE/vessel-bot.toml" <<TOML
+orchestrator_url = "http://127.0.0.1:$PORT"
+default_queue = "3090"
+[auth]
+hs256_secret = { file = "$STATE/secret" }
+TOML
+
 echo "== orchestrator"
-cargo build -q -p vessel-orchestrator
+cargo build -q -p vessel-orchestrator -p vessel-bot
 BIN=$ROOT/target/debug/vessel-orchestrator
 if [ -f "$STATE/orchestrator.pid" ] && kill -0 "$(cat "$STATE/orchestrator.pid")" 2>/dev/null; then
   kill "$(cat "$STATE/orchestrator.pid")"; sleep 1
@@ -99,11 +106,13 @@ curl -fs "http://127.0.0.1:$PORT/health" >/dev/null || { echo "the orchestrator 
 echo "orchestrator: http://127.0.0.1:$PORT (log: $STATE/orchestrator.log)"
 
 echo "== a first vessel"
-TOKEN=$("$BIN" --config "$STATE/vessel.toml" token "$(whoami)-demo")
+# The console's user: you, unless you are root (not a name to hand a vessel).
+ME=$(whoami); [ "$ME" = root ] && ME=researcher
+TOKEN=$("$BIN" --config "$STATE/vessel.toml" token "console:$ME")
 api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 api -X POST "http://127.0.0.1:$PORT/v1/me/keys" -d "{\"public_key\": \"$(cat "$USER_KEY.pub")\"}" >/dev/null
-STATE_NOW=$(api "http://127.0.0.1:$PORT/v1/vessels/demo" 2>/dev/null | json 'd["state"]' || true)
+STATE_NOW=$(api "http://127.0.0.1:$PORT/v1/vessels/demo" 2>/dev/null | json 'd["state"]' 2>/dev/null || true)
 if [ "$STATE_NOW" != running ] && [ "$STATE_NOW" != provisioning ]; then
   api -X POST "http://127.0.0.1:$PORT/v1/vessels" -d '{"queue": "3090", "gpus": 1, "name": "demo"}' >/dev/null
 fi
@@ -123,8 +132,16 @@ Log in (host key pinned, no trust on first use):
 
   ssh -F $STATE/ssh_config -o UserKnownHostsFile=$STATE/known_hosts demo
 
-The API: export TOKEN=\$($BIN --config $STATE/vessel.toml token $(whoami)-demo)
+The API: export TOKEN=\$($BIN --config $STATE/vessel.toml token console:$ME)
   curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels
   curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/fleet
   curl -X DELETE -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels/demo
 MSG
+
+CONSOLE="$ROOT/target/debug/vessel-bot --config $STATE/vessel-bot.toml console --as $ME"
+if [ -t 0 ] && [ -t 1 ]; then
+  echo "== the console: the Slack commands in a terminal (try: list · ssh demo · create queue=cpu · kill demo · quit)"
+  exec $CONSOLE
+else
+  echo "The console (the Slack commands in a terminal): $CONSOLE"
+fi

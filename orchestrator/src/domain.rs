@@ -87,9 +87,11 @@ impl UnixName {
         }
     }
 
-    /// Derives a unix name from a token subject (`U024BE7LH`, `alice@lab.org`).
+    /// Derives a unix name from a token subject (`U024BE7LH`, `alice@lab.org`,
+    /// `console:alice`).
     pub fn derive(subject: &str) -> Self {
-        let local = subject.split('@').next().unwrap_or(subject);
+        let unscoped = subject.rsplit(':').next().unwrap_or(subject);
+        let local = unscoped.split('@').next().unwrap_or(unscoped);
         let mut name: String = local
             .chars()
             .map(|c| c.to_ascii_lowercase())
@@ -239,6 +241,7 @@ mod tests {
         assert_eq!(UnixName::derive("alice@lab.org").as_str(), "alice");
         assert_eq!(UnixName::derive("U024BE7LH").as_str(), "u024be7lh");
         assert_eq!(UnixName::derive("root").as_str(), "uroot");
+        assert_eq!(UnixName::derive("console:dana").as_str(), "dana");
         assert!(UnixName::parse(UnixName::derive("9-x@y").as_str()).is_ok());
     }
 }

@@ -4,6 +4,7 @@
 
 mod api;
 mod concurrency;
+mod console;
 mod core_path;
 mod failures;
 mod fake_slack;

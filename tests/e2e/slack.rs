@@ -457,6 +457,44 @@ async fn forged_stale_replayed_and_unauthorised_requests_change_nothing() -> any
         .await?;
     let (_, status) = s.slash("UBOSS", "/fleet", "status").await?;
     assert!(text_of(&status).contains("gpu-1"), "{status}");
+
+    // The App Home tab lists Eve's vessel with its buttons.
+    let event = json!({
+        "type": "event_callback", "team_id": "T0LAB",
+        "event": { "type": "app_home_opened", "user": "UEVE", "tab": "home" },
+    });
+    let (status, _) = s
+        .post_signed(
+            "/slack/events",
+            "application/json",
+            event.to_string(),
+            now(),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let home = s
+        .slack
+        .wait_for("views.publish", Duration::from_secs(10), |b| {
+            b["user_id"] == "UEVE"
+        })
+        .await?;
+    assert!(
+        home.body["view"].to_string().contains("vessel.kill"),
+        "{}",
+        home.body
+    );
+    // Slack's URL check.
+    let (_, challenge) = s
+        .post_signed(
+            "/slack/events",
+            "application/json",
+            json!({ "type": "url_verification", "challenge": "c-123" }).to_string(),
+            now(),
+            None,
+        )
+        .await?;
+    assert_eq!(challenge["challenge"], "c-123");
     Ok(())
 }
 

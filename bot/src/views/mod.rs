@@ -231,9 +231,29 @@ fn button_json(b: &Button) -> Value {
     v
 }
 
-/// mrkdwn to plain text for a terminal.
+/// mrkdwn to plain text for a terminal, Slack's emoji codes as emoji.
 fn unmark(t: &str) -> String {
-    t.replace(['*', '`'], "")
+    const EMOJI: &[(&str, &str)] = &[
+        (":warning:", "⚠️"),
+        (":hourglass_flowing_sand:", "⏳"),
+        (":hourglass:", "⌛"),
+        (":wastebasket:", "🗑️"),
+        (":key:", "🔑"),
+        (":anchor:", "⚓"),
+        (":x:", "❌"),
+        (":construction:", "🚧"),
+        (":white_check_mark:", "✅"),
+        (":rotating_light:", "🚨"),
+        (":zzz:", "💤"),
+        (":ok_hand:", "👌"),
+        (":boom:", "💥"),
+        (":grey_question:", "❔"),
+    ];
+    let mut out = t.replace(['*', '`'], "");
+    for (code, emoji) in EMOJI {
+        out = out.replace(code, emoji);
+    }
+    out
 }
 
 /// An error as every command shows it: the problem, then the usage line.
