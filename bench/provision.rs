@@ -133,35 +133,7 @@ async fn vessels(rig: &Rig) -> Result<Vec<Duration>> {
                 _ => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         };
-        let access = &vessel["ssh"];
-        let cfg = rig.dir.join("bench-config");
-        let known = rig.dir.join("bench-known");
-        std::fs::write(&cfg, access["config"].as_str().unwrap())?;
-        std::fs::write(
-            &known,
-            format!("{}\n", access["known_hosts"].as_str().unwrap()),
-        )?;
-        let args: Vec<String> = [
-            "-F",
-            &cfg.display().to_string(),
-            "-o",
-            &format!("UserKnownHostsFile={}", known.display()),
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=2",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-            &rig.user_key.display().to_string(),
-            access["host_alias"].as_str().unwrap(),
-            "true",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = rig.ssh_args(&vessel["ssh"], "true", 2)?;
         times.push(until_login(start, &args).await?);
         rig.call(
             reqwest::Method::DELETE,

@@ -1,12 +1,11 @@
 //! The bot's configuration: one TOML file plus `VESSEL_BOT_…` environment
 //! overrides, checked at start-up with errors naming the key.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,41 +27,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// A secret: never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Value(String),
-            File { file: PathBuf },
-        }
-        match Raw::deserialize(d)? {
-            Raw::Value(v) => Ok(Secret(v)),
-            Raw::File { file } => std::fs::read_to_string(&file)
-                .map(|s| Secret(s.trim_end().to_string()))
-                .map_err(|e| serde::de::Error::custom(format!("{}: {e}", file.display()))),
-        }
-    }
-}
+pub use vessel_common::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,26 +111,7 @@ impl BotConfig {
         })?;
         let mut table: toml::Table = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
-        for (name, raw) in std::env::vars() {
-            let Some(key) = name.strip_prefix("VESSEL_BOT_") else {
-                continue;
-            };
-            if key == "CONFIG" {
-                continue;
-            }
-            let keys: Vec<String> = key.split("__").map(|k| k.to_ascii_lowercase()).collect();
-            let mut cursor = &mut table;
-            for k in &keys[..keys.len() - 1] {
-                let entry = cursor
-                    .entry(k.clone())
-                    .or_insert_with(|| toml::Value::Table(Default::default()));
-                if !entry.is_table() {
-                    *entry = toml::Value::Table(Default::default());
-                }
-                cursor = entry.as_table_mut().expect("table");
-            }
-            cursor.insert(keys[keys.len() - 1].clone(), toml::Value::String(raw));
-        }
+        vessel_common::apply_env_overrides(&mut table, "VESSEL_BOT_", std::env::vars());
         let config: BotConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse(format!("{}: {e}", path.display())))?;

@@ -240,17 +240,9 @@ async fn handle<I: Inbox>(bot: &Bot, inbox: &I, event: &Value) -> Result<(), Str
                 ]));
             inbox.post(owner, &warning).await.map(|_| ())
         }
-        ("running", None) => {
-            if let Some(at) = inbox.post(owner, &message).await? {
-                bot.orch
-                    .state_put(&key, serde_json::to_value(&at).unwrap_or_default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        }
         (_, Some(at)) => inbox.update(&at, &message).await,
-        ("failed" | "buried" | "lost", None) => {
+        // A first message: running, or ended without ever running.
+        ("running" | "failed" | "buried" | "lost", None) => {
             if let Some(at) = inbox.post(owner, &message).await? {
                 bot.orch
                     .state_put(&key, serde_json::to_value(&at).unwrap_or_default())

@@ -3,11 +3,10 @@
 //! name the bad key (`hosts[2].ssh.key_path: no such file`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::domain::QueueName;
 use crate::units::{ByteSize, Span};
@@ -32,43 +31,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// A secret value: never printed, whatever prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    /// Either the value itself or `{ file = "/run/secrets/x" }`, so secrets can
-    /// live outside the config file.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Value(String),
-            File { file: PathBuf },
-        }
-        match Raw::deserialize(d)? {
-            Raw::Value(v) => Ok(Secret(v)),
-            Raw::File { file } => std::fs::read_to_string(&file)
-                .map(|s| Secret(s.trim_end().to_string()))
-                .map_err(|e| serde::de::Error::custom(format!("{}: {e}", file.display()))),
-        }
-    }
-}
+pub use vessel_common::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -288,7 +251,7 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        apply_env_overrides(&mut value, std::env::vars());
+        vessel_common::apply_env_overrides(&mut value, "VESSEL_", std::env::vars());
         let base = path.parent().unwrap_or(Path::new("."));
         Config::from_table(value, base, &path.display().to_string())
     }
@@ -451,36 +414,6 @@ fn valid_label(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// `VESSEL_A__B=value` sets `a.b`. The value is read as a TOML value when it
-/// is one (numbers, booleans, arrays) and as a string otherwise.
-fn apply_env_overrides(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) {
-    for (name, raw) in vars {
-        let Some(path) = name.strip_prefix("VESSEL_") else {
-            continue;
-        };
-        // VESSEL_CONFIG names the file itself, not a key in it.
-        if path == "CONFIG" || path.is_empty() {
-            continue;
-        }
-        let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
-        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(raw));
-        let mut cursor = &mut *table;
-        for key in &keys[..keys.len() - 1] {
-            let entry = cursor
-                .entry(key.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            cursor = entry.as_table_mut().expect("just made a table");
-        }
-        cursor.insert(keys[keys.len() - 1].clone(), value);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,8 +429,9 @@ mod tests {
     #[test]
     fn environment_overrides_nested_keys() {
         let mut table: toml::Table = toml::from_str(MINIMAL).unwrap();
-        apply_env_overrides(
+        vessel_common::apply_env_overrides(
             &mut table,
+            "VESSEL_",
             [
                 ("VESSEL_CONDUCTOR__WORKERS".to_string(), "7".to_string()),
                 ("VESSEL_FLEET".to_string(), "lab-a".to_string()),

@@ -426,13 +426,16 @@ image = "{VESSEL_IMAGE}"
         self.hosts.iter().find(|h| h.name == name).expect("host")
     }
 
-    /// Logs in with the config and known_hosts line the API gave, with host
-    /// key checking on, and runs `command`.
-    pub fn ssh(&self, access: &Value, command: &str) -> Result<String> {
-        let cfg = self.dir.join(format!(
-            "ssh-config-{}",
-            access["host_alias"].as_str().unwrap_or("v")
-        ));
+    /// `ssh` arguments that log in with the config and known_hosts line the
+    /// API gave, host key checking on, and run `command`.
+    pub fn ssh_args(
+        &self,
+        access: &Value,
+        command: &str,
+        timeout_secs: u32,
+    ) -> Result<Vec<String>> {
+        let alias = access["host_alias"].as_str().context("alias")?;
+        let cfg = self.dir.join(format!("ssh-config-{alias}"));
         let known = cfg.with_extension("known_hosts");
         std::fs::write(&cfg, access["config"].as_str().context("config")?)?;
         std::fs::write(
@@ -442,28 +445,34 @@ image = "{VESSEL_IMAGE}"
                 access["known_hosts"].as_str().context("known_hosts")?
             ),
         )?;
-        let alias = access["host_alias"].as_str().context("alias")?;
-        run(
-            "ssh",
-            &[
-                "-F",
-                &cfg.display().to_string(),
-                "-o",
-                &format!("UserKnownHostsFile={}", known.display()),
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-i",
-                &self.user_key.display().to_string(),
-                alias,
-                command,
-            ],
-        )
+        Ok([
+            "-F",
+            &cfg.display().to_string(),
+            "-o",
+            &format!("UserKnownHostsFile={}", known.display()),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            &format!("ConnectTimeout={timeout_secs}"),
+            "-i",
+            &self.user_key.display().to_string(),
+            alias,
+            command,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect())
+    }
+
+    /// Logs in as the researcher would and runs `command`.
+    pub fn ssh(&self, access: &Value, command: &str) -> Result<String> {
+        let args = self.ssh_args(access, command, 10)?;
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("ssh", &refs)
     }
 }
 

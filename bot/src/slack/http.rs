@@ -149,25 +149,7 @@ async fn interactions(
             };
             let response_url = payload["response_url"].as_str().map(str::to_string);
             let app = state.app.clone();
-            tokio::spawn(async move {
-                let actor = app.actor(&user).await;
-                let action_id = action["action_id"].as_str().unwrap_or("");
-                let value = action["value"].as_str().unwrap_or("");
-                if let Some(message) = app.bot.button(&actor, action_id, value).await {
-                    match response_url {
-                        Some(url) => {
-                            if let Err(e) = app.web.respond(&url, &message).await {
-                                warn!(error = %e, "cannot answer a button");
-                            }
-                        }
-                        None => {
-                            if let Err(e) = app.web.post_dm(&user, &message).await {
-                                warn!(error = %e, "cannot answer a button");
-                            }
-                        }
-                    }
-                }
-            });
+            tokio::spawn(async move { app.press(&user, &action, response_url.as_deref()).await });
             StatusCode::OK.into_response()
         }
         Some("view_submission") => {

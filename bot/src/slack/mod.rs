@@ -138,6 +138,23 @@ impl SlackApp {
         }
     }
 
+    /// A button press: act, then answer the user where they pressed.
+    pub async fn press(&self, user: &str, action: &Value, response_url: Option<&str>) {
+        let actor = self.actor(user).await;
+        let action_id = action["action_id"].as_str().unwrap_or("");
+        let value = action["value"].as_str().unwrap_or("");
+        let Some(message) = self.bot.button(&actor, action_id, value).await else {
+            return;
+        };
+        let sent = match response_url {
+            Some(url) => self.web.respond(url, &message).await,
+            None => self.web.post_dm(user, &message).await.map(|_| ()),
+        };
+        if let Err(e) = sent {
+            warn!(error = %e, "cannot answer a button");
+        }
+    }
+
     pub async fn publish_home(&self, user: &str) {
         let actor = self.actor(user).await;
         let vessels = self

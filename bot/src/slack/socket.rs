@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
-use tracing::warn;
 
 use super::{SlackApp, SlashCommand};
 
@@ -60,26 +59,7 @@ async fn on_interaction(
         Some("block_actions") => {
             let action = payload["actions"][0].clone();
             let response_url = payload["response_url"].as_str().map(str::to_string);
-            tokio::spawn(async move {
-                let actor = app.actor(&user).await;
-                if let Some(message) = app
-                    .bot
-                    .button(
-                        &actor,
-                        action["action_id"].as_str().unwrap_or(""),
-                        action["value"].as_str().unwrap_or(""),
-                    )
-                    .await
-                {
-                    let sent = match response_url {
-                        Some(url) => app.web.respond(&url, &message).await,
-                        None => app.web.post_dm(&user, &message).await.map(|_| ()),
-                    };
-                    if let Err(e) = sent {
-                        warn!(error = %e, "cannot answer a button");
-                    }
-                }
-            });
+            tokio::spawn(async move { app.press(&user, &action, response_url.as_deref()).await });
             Ok(SlackInteractionResponse::Empty)
         }
         Some("view_submission") => {
