@@ -22,6 +22,8 @@ cargo sqlx prepare --workspace --check -- --all-targets
 
 echo "== tests"
 export SQLX_OFFLINE=true
+# The binaries too: the console and restart tests run them as processes.
+cargo build --workspace --locked --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
