@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
-use crate::api::auth::{perm, Caller};
 use crate::api::error::ApiError;
 use crate::api::AppState;
 
@@ -28,11 +27,7 @@ pub fn provisioned(elapsed: Duration) {
     SUM_MICROS.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
 }
 
-pub async fn render(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<impl IntoResponse, ApiError> {
-    caller.require(perm::FLEET_READ)?;
+pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
     out.push_str("# HELP vessel_provision_seconds From placement to sshd answering.\n");
     out.push_str("# TYPE vessel_provision_seconds histogram\n");

@@ -117,7 +117,7 @@ async fn bad_requests_are_refused_with_the_field_named_and_nothing_written() -> 
     );
     assert_eq!(vessel_rows(&rig).await?, 0);
 
-    // Others' vessels are invisible; names are unique among live vessels.
+    // Names are unique among live vessels.
     let (status, v) = rig
         .create(&alice, json!({ "queue": "3090", "name": "mine" }))
         .await?;
@@ -126,27 +126,51 @@ async fn bad_requests_are_refused_with_the_field_named_and_nothing_written() -> 
         .create(&alice, json!({ "queue": "3090", "name": "mine" }))
         .await?;
     assert_eq!(status, 409);
+
+    // Bob may not show, extend or kill Alice's vessel: 403, nothing
+    // changes, and each refusal is in the audit log.
     let bob = rig.researcher("bob");
     let id = v["id"].as_str().unwrap();
+    let before = rig.show(&alice, id).await?;
+    for (method, path, body) in [
+        (reqwest::Method::GET, format!("/v1/vessels/{id}"), None),
+        (
+            reqwest::Method::POST,
+            format!("/v1/vessels/{id}/extend"),
+            Some(json!({ "by": "24h" })),
+        ),
+        (reqwest::Method::DELETE, format!("/v1/vessels/{id}"), None),
+    ] {
+        let (status, answer) = rig.call(method.clone(), &path, &bob, body).await?;
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        assert!(!answer.to_string().contains(&bob), "the token was echoed");
+    }
+    let after = rig.show(&alice, id).await?;
+    assert_eq!(after["state"], before["state"]);
+    assert_eq!(after["expires_at"], before["expires_at"]);
+    let denied: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE actor = 'bob' AND outcome = 'denied' AND target = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&rig.db)
+    .await?;
+    assert_eq!(denied, vec!["vessel.show", "vessel.extend", "vessel.kill"]);
+    // By name, Bob's namespace has no `mine`.
     let (status, _) = rig
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/vessels/{id}"),
-            &bob,
-            None,
-        )
+        .call(reqwest::Method::GET, "/v1/vessels/mine", &bob, None)
         .await?;
     assert_eq!(status, 404);
+
+    // Admins read the audit log; researchers do not.
     let (status, _) = rig
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/vessels/{id}"),
-            &bob,
-            None,
-        )
+        .call(reqwest::Method::GET, "/v1/audit", &alice, None)
         .await?;
-    assert_eq!(status, 404);
-    let still = rig.show(&alice, id).await?;
-    assert_eq!(still["state"], "provisioning");
+    assert_eq!(status, 403);
+    let auditor = rig.token("root-admin", &["audit:read"]);
+    let (status, log) = rig
+        .call(reqwest::Method::GET, "/v1/audit?actor=bob", &auditor, None)
+        .await?;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["entries"].as_array().unwrap().len(), 3, "{log}");
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! it links once.
 
 mod api;
+mod authz;
 mod concurrency;
 mod console;
 mod core_path;

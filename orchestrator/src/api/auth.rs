@@ -22,6 +22,8 @@ pub mod perm {
     pub const EVENTS_READ: &str = "events:read";
     /// The bot's own key-value state (cursor, message references).
     pub const BOT_STATE: &str = "bot:state";
+    pub const HOSTS_MANAGE: &str = "hosts:manage";
+    pub const AUDIT_READ: &str = "audit:read";
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -143,12 +145,13 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
+impl Caller {
+    /// Verifies the bearer token of a request.
+    pub fn authenticate(
+        headers: &axum::http::HeaderMap,
+        state: &AppState,
+    ) -> Result<Caller, ApiError> {
+        let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let token = header
@@ -178,5 +181,17 @@ impl FromRequestParts<AppState> for Caller {
             unix_name,
             uid: claims.uid,
         })
+    }
+}
+
+/// The caller the `authorize` middleware established.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match parts.extensions.get::<Caller>() {
+            Some(c) => Ok(c.clone()),
+            None => Caller::authenticate(&parts.headers, state),
+        }
     }
 }

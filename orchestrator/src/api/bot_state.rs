@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
-use super::auth::{perm, Caller};
 use super::error::ApiError;
 use super::{AppState, JsonBody};
 
@@ -20,10 +19,8 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(perm::BOT_STATE)?;
     check_key(&key)?;
     let value = sqlx::query_scalar!("SELECT value FROM bot_state WHERE key = $1", key)
         .fetch_optional(&state.db)
@@ -34,11 +31,9 @@ pub async fn get(
 
 pub async fn put(
     State(state): State<AppState>,
-    caller: Caller,
     Path(key): Path<String>,
     JsonBody(value): JsonBody<Value>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(perm::BOT_STATE)?;
     check_key(&key)?;
     sqlx::query!(
         "INSERT INTO bot_state (key, value) VALUES ($1, $2)

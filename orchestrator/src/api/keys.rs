@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{perm, Caller};
+use super::auth::Caller;
 use super::error::ApiError;
 use super::{AppState, JsonBody};
 use crate::domain::SshPublicKey;
@@ -30,7 +30,6 @@ pub(crate) async fn current_user(state: &AppState, caller: &Caller) -> Result<Us
 }
 
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(perm::VESSELS_READ)?;
     let user = current_user(&state, &caller).await?;
     let keys = users::keys(&state.db, &user.id).await?;
     Ok(Json(json!({
@@ -42,7 +41,6 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
 }
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(perm::VESSELS_READ)?;
     let user = current_user(&state, &caller).await?;
     Ok(Json(
         json!({ "keys": users::keys(&state.db, &user.id).await? }),
@@ -60,7 +58,6 @@ pub async fn add(
     caller: Caller,
     JsonBody(body): JsonBody<AddKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(perm::VESSELS_CREATE)?;
     let key = SshPublicKey::parse(&body.public_key)
         .map_err(|e| ApiError::invalid("public_key", e.to_string()))?;
     let user = current_user(&state, &caller).await?;
@@ -81,7 +78,6 @@ pub async fn remove(
     caller: Caller,
     Path(fingerprint): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(perm::VESSELS_CREATE)?;
     let user = current_user(&state, &caller).await?;
     if users::remove_key(&state.db, &user, &fingerprint).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -1,6 +1,10 @@
 //! The orchestrator's HTTP API (axum, JSON). Every route but `/health`
-//! requires a bearer token; each handler states the permission it needs.
+//! requires a bearer token, and one table (`ROUTES`) says which permissions
+//! open each route; a middleware enforces it before any handler runs.
+//! Handlers add what depends on the target (your own vessel, or any with
+//! `vessels:manage:any`).
 
+mod audit;
 pub mod auth;
 mod bot_state;
 pub mod error;
@@ -12,14 +16,95 @@ mod vessels;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 
 use crate::config::Config;
+use auth::perm::*;
 use error::ApiError;
+
+/// A route and the permissions that open it (any one of them).
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub perms: &'static [&'static str],
+}
+
+const fn route(method: &'static str, path: &'static str, perms: &'static [&'static str]) -> Route {
+    Route {
+        method,
+        path,
+        perms,
+    }
+}
+
+/// Every authenticated route. Adding a route to the router without a row
+/// here answers 500 (and the route × role test fails), never "open".
+pub const ROUTES: &[Route] = &[
+    route("GET", "/metrics", &[FLEET_READ]),
+    route("GET", "/v1/me", &[VESSELS_READ]),
+    route("GET", "/v1/me/keys", &[VESSELS_READ]),
+    route("POST", "/v1/me/keys", &[VESSELS_CREATE]),
+    route("DELETE", "/v1/me/keys/{fingerprint}", &[VESSELS_CREATE]),
+    route("GET", "/v1/vessels", &[VESSELS_READ]),
+    route("POST", "/v1/vessels", &[VESSELS_CREATE]),
+    route("GET", "/v1/vessels/{vessel}", &[VESSELS_READ]),
+    route(
+        "DELETE",
+        "/v1/vessels/{vessel}",
+        &[VESSELS_CREATE, VESSELS_MANAGE_ANY],
+    ),
+    route(
+        "POST",
+        "/v1/vessels/{vessel}/extend",
+        &[VESSELS_CREATE, VESSELS_MANAGE_ANY],
+    ),
+    route("GET", "/v1/fleet", &[FLEET_READ]),
+    route("GET", "/v1/events", &[EVENTS_READ]),
+    route("POST", "/v1/hosts/{name}/drain", &[FLEET_MANAGE]),
+    route("POST", "/v1/hosts/{name}/undrain", &[FLEET_MANAGE]),
+    route("GET", "/v1/bot/state/{key}", &[BOT_STATE]),
+    route("PUT", "/v1/bot/state/{key}", &[BOT_STATE]),
+    route("GET", "/v1/audit", &[AUDIT_READ]),
+];
+
+/// Authenticates, then checks the route's row in `ROUTES`.
+async fn authorize(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(path) = matched.map(|m| m.as_str().to_owned()) else {
+        return next.run(req).await;
+    };
+    if path == "/health" {
+        return next.run(req).await;
+    }
+    let caller = match auth::Caller::authenticate(req.headers(), &state) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let method = req.method().as_str().to_owned();
+    let Some(route) = ROUTES.iter().find(|r| r.method == method && r.path == path) else {
+        return ApiError::Internal(format!("{method} {path} has no row in ROUTES")).into_response();
+    };
+    if !route.perms.iter().any(|p| caller.can(p)) {
+        return ApiError::Forbidden(format!(
+            "{method} {path} needs one of: {}",
+            route.perms.join(", ")
+        ))
+        .into_response();
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -49,6 +134,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/bot/state/{key}",
             get(bot_state::get).put(bot_state::put),
         )
+        .route("/v1/audit", get(audit::list))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
         .with_state(state)
         .layer(tower::limit::ConcurrencyLimitLayer::new(512))
 }

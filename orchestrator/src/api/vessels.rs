@@ -244,7 +244,6 @@ pub async fn create(
     caller: Caller,
     JsonBody(body): JsonBody<CreateVessel>,
 ) -> Result<(StatusCode, Json<VesselView>), ApiError> {
-    caller.require(perm::VESSELS_CREATE)?;
     let plan = plan(&state, body)?;
     let user = current_user(&state, &caller).await?;
     let keys = users::keys(&state.db, &user.id).await?;
@@ -379,7 +378,6 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(perm::VESSELS_READ)?;
     let owner = if q.all || q.owner.is_some() {
         if !(caller.can(perm::VESSELS_MANAGE_ANY) || caller.can(perm::FLEET_READ)) {
             return Err(ApiError::Forbidden(
@@ -399,8 +397,14 @@ pub async fn list(
 }
 
 /// Finds a vessel by id or by the caller's name for it, and checks the
-/// caller may act on it.
-async fn resolve(state: &AppState, caller: &Caller, key: &str) -> Result<VesselRow, ApiError> {
+/// caller may `action` it: their own, or any with `vessels:manage:any`. A
+/// refusal is audited.
+async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    action: &str,
+) -> Result<VesselRow, ApiError> {
     let row = if let Ok(id) = Uuid::parse_str(key) {
         store::vessels::get(&mut *state.db.acquire().await?, id).await?
     } else {
@@ -431,8 +435,17 @@ async fn resolve(state: &AppState, caller: &Caller, key: &str) -> Result<VesselR
     };
     let row = row.ok_or_else(|| ApiError::NotFound(format!("no vessel `{key}`")))?;
     if row.owner_id != caller.subject && !caller.can(perm::VESSELS_MANAGE_ANY) {
-        // Not found, not forbidden: ids of others' vessels are not confirmed.
-        return Err(ApiError::NotFound(format!("no vessel `{key}`")));
+        let mut conn = state.db.acquire().await?;
+        audit::record(
+            &mut conn,
+            &caller.subject,
+            action,
+            Some(&row.id.to_string()),
+            "denied",
+            serde_json::json!({ "reason": "not the owner", "owner": row.owner_id }),
+        )
+        .await?;
+        return Err(ApiError::Forbidden(format!("vessel `{key}` is not yours")));
     }
     Ok(row)
 }
@@ -442,8 +455,7 @@ pub async fn show(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Result<Json<VesselView>, ApiError> {
-    caller.require(perm::VESSELS_READ)?;
-    let row = resolve(&state, &caller, &key).await?;
+    let row = resolve(&state, &caller, &key, "vessel.show").await?;
     let fingerprints: Vec<String> = users::keys(&state.db, &row.owner_id)
         .await?
         .into_iter()
@@ -457,8 +469,7 @@ pub async fn kill(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Result<(StatusCode, Json<VesselView>), ApiError> {
-    caller.require(perm::VESSELS_CREATE)?;
-    let row = resolve(&state, &caller, &key).await?;
+    let row = resolve(&state, &caller, &key, "vessel.kill").await?;
     let reason = if row.owner_id == caller.subject {
         "killed by its owner".to_string()
     } else {
@@ -520,9 +531,8 @@ pub async fn extend(
     Path(key): Path<String>,
     JsonBody(body): JsonBody<Extend>,
 ) -> Result<Json<VesselView>, ApiError> {
-    caller.require(perm::VESSELS_CREATE)?;
     let by = Span::parse(&body.by).map_err(|e| ApiError::invalid("by", e.to_string()))?;
-    let row = resolve(&state, &caller, &key).await?;
+    let row = resolve(&state, &caller, &key, "vessel.extend").await?;
     if !row.state().is_live() || row.state() == VesselState::Stopping {
         return Err(ApiError::Conflict {
             error: "not_live",
