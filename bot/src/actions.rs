@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 
 use crate::commands::{
-    Command, CreateArgs, FleetCommand, VesselCommand, CREATE_USAGE, FLEET_USAGE, VESSEL_USAGE,
+    self, Command, CreateArgs, FleetCommand, VesselCommand, CREATE_USAGE, FLEET_USAGE, VESSEL_USAGE,
 };
 use crate::config::BotConfig;
 use crate::orchestrator::{Actor, ApiFailure, Orchestrator};
@@ -181,6 +181,17 @@ impl Bot {
                         "Live vessels",
                     )
                 }),
+            FleetCommand::Audit(filter) => {
+                let (user, target) = match &filter {
+                    Some(commands::AuditFilter::User(u)) => (Some(u.as_str()), None),
+                    Some(commands::AuditFilter::Vessel(v)) => (None, Some(v.as_str())),
+                    None => (None, None),
+                };
+                self.orch
+                    .audit(actor, user, target)
+                    .await
+                    .map(|a| fleet::audit(a["entries"].as_array().map(Vec::as_slice).unwrap_or_default()))
+            }
             FleetCommand::Kill(name) => self.orch.kill(actor, &name).await.map(|v| {
                 Message::says(format!(
                     ":wastebasket: Killing *{}* of {}.",

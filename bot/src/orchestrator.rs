@@ -28,6 +28,7 @@ const ADMIN: &[&str] = &[
     "fleet:read",
     "vessels:manage:any",
     "fleet:manage",
+    "audit:read",
 ];
 const SERVICE: &[&str] = &["events:read", "bot:state"];
 const SERVICE_SUBJECT: &str = "vessel-bot";
@@ -269,6 +270,28 @@ impl Orchestrator {
 
     pub async fn fleet(&self, actor: &Actor) -> Result<Value, ApiFailure> {
         self.call(actor, Method::GET, "/v1/fleet", None).await
+    }
+
+    pub async fn audit(
+        &self,
+        actor: &Actor,
+        user: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Value, ApiFailure> {
+        let mut query = vec!["limit=20".to_string()];
+        if let Some(u) = user {
+            query.push(format!("actor={}", encode(u)));
+        }
+        if let Some(t) = target {
+            query.push(format!("target={}", encode(t)));
+        }
+        self.call(
+            actor,
+            Method::GET,
+            &format!("/v1/audit?{}", query.join("&")),
+            None,
+        )
+        .await
     }
 
     pub async fn set_host(

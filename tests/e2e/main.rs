@@ -9,5 +9,6 @@ mod console;
 mod core_path;
 mod failures;
 mod fake_slack;
+mod hardening;
 mod rig;
 mod slack;

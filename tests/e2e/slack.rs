@@ -457,6 +457,15 @@ async fn forged_stale_replayed_and_unauthorised_requests_change_nothing() -> any
         .await?;
     let (_, status) = s.slash("UBOSS", "/fleet", "status").await?;
     assert!(text_of(&status).contains("gpu-1"), "{status}");
+    // The audit log shows what Eve did (her key, her vessel) and the drain.
+    let (_, audit) = s.slash("UBOSS", "/fleet", "audit <@UEVE|eve>").await?;
+    let shown = text_of(&audit);
+    assert!(
+        shown.contains("key.add") && shown.contains("vessel.create"),
+        "{audit}"
+    );
+    let (_, audit) = s.slash("UEVE", "/fleet", "audit").await?;
+    assert!(text_of(&audit).contains("Sorry"), "{audit}");
 
     // The App Home tab lists Eve's vessel with its buttons.
     let event = json!({
@@ -562,6 +571,99 @@ async fn a_bot_that_was_down_delivers_each_dm_exactly_once() -> anyhow::Result<(
         running_dms(&s),
         1,
         "the running DM was delivered more than once"
+    );
+    Ok(())
+}
+
+/// Everything logged, at debug level, by both services while they handle
+/// good and bad requests: no secret and no bearer token may appear in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_secret_or_token_reaches_the_logs() -> anyhow::Result<()> {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // nextest runs each test in its own process, so this test owns the
+    // global subscriber; under a shared process the install fails loudly.
+    tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_writer(move || writer.clone())
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot capture logs (run under nextest): {e}"))?;
+
+    let s = SlackRig::start(&["UBOSS"]).await?;
+    s.add_key("UZED").await?;
+    let (_, ack) = s
+        .slash("UZED", "/vessel", "create queue=cpu name=quiet")
+        .await?;
+    assert!(text_of(&ack).contains("Provisioning quiet"), "{ack}");
+    s.slack
+        .wait_for("chat.postMessage", Duration::from_secs(60), |b| {
+            text_of(b).contains("quiet is running")
+        })
+        .await?;
+    // Bad tokens and forged requests are logged as refusals, without themselves.
+    let token = s.rig.researcher("UZED");
+    let forged = format!("{token}x");
+    let (status, answer) = s
+        .rig
+        .call(reqwest::Method::GET, "/v1/vessels", &forged, None)
+        .await?;
+    assert_eq!(status, 401);
+    assert!(!answer.to_string().contains(&token), "the token was echoed");
+    let body = s.slash_body("UZED", "/vessel", "list");
+    let (status, _) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body,
+            now(),
+            Some("v0=deadbeef".into()),
+        )
+        .await?;
+    assert_eq!(status, 401);
+    let ok_token = s.rig.researcher("UZED");
+    let (status, _) = s
+        .rig
+        .call(reqwest::Method::GET, "/v1/vessels", &ok_token, None)
+        .await?;
+    assert_eq!(status, 200);
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    assert!(logs.contains("listening for Slack"), "nothing was captured");
+    assert!(
+        logs.contains("refused a Slack request"),
+        "the forgery was not logged"
+    );
+    let ops_key = std::fs::read_to_string(s.rig.dir.join("ops"))?;
+    let ops_key_body = ops_key.lines().nth(1).unwrap_or("x").to_string();
+    for (what, secret) in [
+        ("the HS256 key", SECRET.to_string()),
+        ("the Slack signing secret", SIGNING.to_string()),
+        ("the Slack bot token", "xoxb-test-token".to_string()),
+        ("a bearer token", token.clone()),
+        ("a forged bearer token", forged.clone()),
+        ("another bearer token", ok_token.clone()),
+        ("the hosts' SSH key", ops_key_body),
+    ] {
+        assert!(!logs.contains(&secret), "{what} appears in the logs");
+    }
+    // Nor in what the configs print.
+    let printed = format!("{:?}", s.config()?);
+    assert!(
+        !printed.contains(SIGNING) && !printed.contains(SECRET) && !printed.contains("xoxb-"),
+        "{printed}"
     );
     Ok(())
 }

@@ -47,7 +47,15 @@ pub enum FleetCommand {
     /// Optionally one user's (a Slack user id).
     Vessels(Option<String>),
     Kill(String),
+    /// The audit log, of a user (a Slack user id) or a vessel.
+    Audit(Option<AuditFilter>),
     Help,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditFilter {
+    User(String),
+    Vessel(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,7 +69,7 @@ pub const VESSEL_USAGE: &str = "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64
 pub const CREATE_USAGE: &str =
     "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d]";
 pub const FLEET_USAGE: &str =
-    "/fleet status · hosts · drain HOST · undrain HOST · vessels [@user] · kill VESSEL";
+    "/fleet status · hosts · drain HOST · undrain HOST · vessels [@user] · kill VESSEL · audit [@user|VESSEL]";
 
 const CREATE_OPTIONS: &[&str] = &["gpu", "queue", "cpu", "mem", "image", "name", "for"];
 const VESSEL_VERBS: &[&str] = &[
@@ -245,6 +253,24 @@ fn parse_fleet(words: &[&str]) -> Result<FleetCommand, ParseError> {
                 },
             )?))),
             _ => Err(err("one user at most", "/fleet vessels [@user]")),
+        },
+        "audit" => match rest {
+            [] => Ok(FleetCommand::Audit(None)),
+            [who] if who.starts_with("<@") => Ok(FleetCommand::Audit(Some(AuditFilter::User(
+                user_id(who).ok_or_else(|| {
+                    err(
+                        format!("`{who}` is not a user"),
+                        "/fleet audit [@user|VESSEL]",
+                    )
+                })?,
+            )))),
+            [vessel] => Ok(FleetCommand::Audit(Some(AuditFilter::Vessel(
+                vessel.to_string(),
+            )))),
+            _ => Err(err(
+                "one user or vessel at most",
+                "/fleet audit [@user|VESSEL]",
+            )),
         },
         "help" => Ok(FleetCommand::Help),
         "status" | "hosts" => Err(err(format!("`{verb}` takes no options"), FLEET_USAGE)),

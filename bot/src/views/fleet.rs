@@ -106,3 +106,26 @@ pub fn hosts(fleet: &Value) -> Message {
         lines.join("\n")
     }))
 }
+
+pub fn audit(entries: &[Value]) -> Message {
+    if entries.is_empty() {
+        return Message::says("Nothing in the audit log for that.");
+    }
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let at = e["at"].as_str().unwrap_or("");
+            format!(
+                "{}  {:<10} {:<16} {:<8} {}",
+                at.get(..19).unwrap_or(at).replace('T', " "),
+                e["actor"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+                e["outcome"].as_str().unwrap_or(""),
+                e["target"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    Message::new(format!("{} audit entries", entries.len()))
+        .block(Block::Header("Audit log (newest first)".into()))
+        .block(Block::Code(lines.join("\n")))
+}
