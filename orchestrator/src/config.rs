@@ -71,6 +71,41 @@ pub struct AuthConfig {
     pub audience: String,
     /// HS256 key shared with the bot.
     pub hs256_secret: Secret,
+    /// OIDC issuers (Auth0 or any) whose RS256/ES256 tokens are accepted,
+    /// keys from their JWKS.
+    #[serde(default)]
+    pub oidc: Vec<OidcConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Exactly the token's `iss` (Auth0's ends with `/`).
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: String,
+    /// Pinned: a token signed otherwise is refused.
+    #[serde(default = "default_oidc_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Where the token lists permissions (Auth0 RBAC: `permissions`); a
+    /// space-separated `scope` claim is read too.
+    #[serde(default = "default_permissions_claim")]
+    pub permissions_claim: String,
+    /// A claim holding the unix name to use on first sight (else derived).
+    pub unix_name_claim: Option<String>,
+    /// An unknown `kid` refetches the JWKS at most this often.
+    #[serde(default = "default_jwks_refresh")]
+    pub min_refresh: Span,
+}
+
+fn default_oidc_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn default_permissions_claim() -> String {
+    "permissions".into()
+}
+fn default_jwks_refresh() -> Span {
+    Span(std::time::Duration::from_secs(30))
 }
 
 fn default_issuer() -> String {
@@ -294,6 +329,31 @@ impl Config {
                 "auth.hs256_secret",
                 "must be at least 32 characters (use `openssl rand -hex 32`)",
             ));
+        }
+        for (i, o) in self.auth.oidc.iter().enumerate() {
+            let key = format!("auth.oidc[{i}]");
+            if o.issuer == self.auth.issuer {
+                return Err(invalid(
+                    format!("{key}.issuer"),
+                    "is the service issuer; OIDC issuers must differ",
+                ));
+            }
+            if !(o.jwks_url.starts_with("https://") || o.jwks_url.starts_with("http://127.")) {
+                return Err(invalid(
+                    format!("{key}.jwks_url"),
+                    "must be https (plain http only on loopback)",
+                ));
+            }
+            if o.algorithms.is_empty()
+                || o.algorithms
+                    .iter()
+                    .any(|a| !matches!(a.as_str(), "RS256" | "ES256"))
+            {
+                return Err(invalid(
+                    format!("{key}.algorithms"),
+                    "RS256 and/or ES256 only",
+                ));
+            }
         }
         if !valid_label(&self.fleet) {
             return Err(invalid("fleet", "letters, digits, `-` and `_` only"));

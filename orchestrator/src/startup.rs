@@ -64,11 +64,7 @@ impl Application {
 
         let state = AppState {
             db: db.clone(),
-            verifier: Arc::new(Verifier::hs256(
-                config.auth.hs256_secret.expose(),
-                &config.auth.issuer,
-                &config.auth.audience,
-            )?),
+            verifier: Arc::new(Verifier::new(&config.auth)?),
             config: config.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -10,5 +10,6 @@ mod core_path;
 mod failures;
 mod fake_slack;
 mod hardening;
+mod oidc;
 mod rig;
 mod slack;

@@ -95,6 +95,8 @@ pub struct TestHost {
 pub struct Options {
     pub workers: usize,
     pub ready_timeout: &'static str,
+    /// More orchestrator config, appended (e.g. `[[auth.oidc]]` tables).
+    pub extra_config: String,
 }
 
 impl Default for Options {
@@ -102,6 +104,7 @@ impl Default for Options {
         Options {
             workers: 4,
             ready_timeout: "30s",
+            extra_config: String::new(),
         }
     }
 }
@@ -279,10 +282,12 @@ gpus = 0
 cpus = 1
 memory = "1G"
 image = "{VESSEL_IMAGE}"
-{host_tables}"#,
+{host_tables}
+{extra}"#,
             db = database_url(&id),
             workers = options.workers,
             ready = options.ready_timeout,
+            extra = options.extra_config,
         );
         let config = Config::from_toml_str(&rig.config_text)?;
         rig.app = Some(Application::build(config).await?);

@@ -87,7 +87,7 @@ async fn authorize(
     if path == "/health" {
         return next.run(req).await;
     }
-    let caller = match auth::Caller::authenticate(req.headers(), &state) {
+    let caller = match auth::Caller::authenticate(req.headers(), &state).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };

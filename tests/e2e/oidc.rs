@@ -1,0 +1,287 @@
+//! Tokens from an OIDC issuer (RS256/ES256 keys from a JWKS the test
+//! serves): good ones pass; every kind of bad one is a 401.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+use crate::rig::{eventually, gpu_host, run, Options, Rig};
+
+const ISSUER: &str = "https://lab.example.auth0.com/";
+const AUDIENCE: &str = "https://vessel.lab/api";
+
+struct Jwks {
+    addr: std::net::SocketAddr,
+    keys: Arc<Mutex<Value>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Jwks {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_jwks() -> anyhow::Result<Jwks> {
+    let keys = Arc::new(Mutex::new(json!({ "keys": [] })));
+    let shared = keys.clone();
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let keys = shared.clone();
+            async move { axum::Json(keys.lock().unwrap().clone()) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(Jwks { addr, keys, task })
+}
+
+struct Key {
+    kid: String,
+    alg: Algorithm,
+    pem: Vec<u8>,
+    public_pem: Vec<u8>,
+    jwk: Value,
+}
+
+fn rsa_key(dir: &std::path::Path, kid: &str) -> anyhow::Result<Key> {
+    let path = dir.join(format!("{kid}.pem"));
+    let p = path.display().to_string();
+    run(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            &p,
+        ],
+    )?;
+    let modulus = run("openssl", &["rsa", "-in", &p, "-noout", "-modulus"])?;
+    let n = hex_decode(modulus.trim_start_matches("Modulus="));
+    let public = run("openssl", &["rsa", "-in", &p, "-pubout"])?;
+    Ok(Key {
+        kid: kid.into(),
+        alg: Algorithm::RS256,
+        pem: std::fs::read(&path)?,
+        public_pem: public.into_bytes(),
+        jwk: json!({ "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": B64.encode(n), "e": "AQAB" }),
+    })
+}
+
+fn ec_key(dir: &std::path::Path, kid: &str) -> anyhow::Result<Key> {
+    let raw = dir.join(format!("{kid}-raw.pem")).display().to_string();
+    let pk8 = dir.join(format!("{kid}.pem"));
+    run(
+        "openssl",
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &raw,
+        ],
+    )?;
+    run(
+        "openssl",
+        &[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            &raw,
+            "-out",
+            &pk8.display().to_string(),
+        ],
+    )?;
+    let der = dir.join(format!("{kid}.der")).display().to_string();
+    run(
+        "openssl",
+        &[
+            "ec", "-in", &raw, "-pubout", "-outform", "DER", "-out", &der,
+        ],
+    )?;
+    let der = std::fs::read(&der)?;
+    let xy = &der[der.len() - 64..];
+    Ok(Key {
+        kid: kid.into(),
+        alg: Algorithm::ES256,
+        pem: std::fs::read(&pk8)?,
+        public_pem: Vec::new(),
+        jwk: json!({ "kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256",
+                     "x": B64.encode(&xy[..32]), "y": B64.encode(&xy[32..]) }),
+    })
+}
+
+fn hex_decode(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> Value {
+    json!({
+        "sub": "auth0|alice", "iss": ISSUER, "aud": AUDIENCE,
+        "iat": now(), "exp": now() + 600, "permissions": ["vessels:read"],
+    })
+}
+
+fn sign(key: &Key, claims: &Value) -> String {
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    let encoding = match key.alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&key.pem).unwrap(),
+        _ => EncodingKey::from_ec_pem(&key.pem).unwrap(),
+    };
+    jsonwebtoken::encode(&header, claims, &encoding).unwrap()
+}
+
+fn with(mut c: Value, key: &str, value: Value) -> Value {
+    c[key] = value;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_tokens_are_checked_and_keys_rotate() -> anyhow::Result<()> {
+    let jwks = serve_jwks().await?;
+    let oidc = format!(
+        "[[auth.oidc]]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
+         jwks_url = \"http://{}/.well-known/jwks.json\"\nalgorithms = [\"RS256\", \"ES256\"]\nmin_refresh = \"100ms\"\n",
+        jwks.addr
+    );
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            workers: 0,
+            extra_config: oidc,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let first = rsa_key(&rig.dir, "k1")?;
+    let second = rsa_key(&rig.dir, "k2")?;
+    let ec = ec_key(&rig.dir, "e1")?;
+    *jwks.keys.lock().unwrap() = json!({ "keys": [first.jwk, ec.jwk] });
+
+    let status = |token: String| {
+        let rig = &rig;
+        async move {
+            rig.call(reqwest::Method::GET, "/v1/vessels", &token, None)
+                .await
+                .map(|(s, _)| s)
+        }
+    };
+    let (code, body) = rig
+        .call(
+            reqwest::Method::GET,
+            "/v1/vessels",
+            &sign(&first, &claims()),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 200, "a good RS256 token: {body}");
+    assert_eq!(
+        status(sign(&ec, &claims())).await?,
+        200,
+        "a good ES256 token"
+    );
+
+    let refused = [
+        (
+            "expired",
+            sign(&first, &with(claims(), "exp", json!(now() - 120))),
+        ),
+        (
+            "not yet valid",
+            sign(&first, &with(claims(), "nbf", json!(now() + 600))),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                &first,
+                &with(claims(), "iss", json!("https://evil.example/")),
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(&first, &with(claims(), "aud", json!("someone-else"))),
+        ),
+        ("unknown kid", {
+            let mut k = rsa_key(&rig.dir, "stranger")?;
+            k.kid = "nobody-knows".into();
+            sign(&k, &claims())
+        }),
+        ("alg none", {
+            let header =
+                B64.encode(json!({ "alg": "none", "typ": "JWT", "kid": "k1" }).to_string());
+            let body = B64.encode(claims().to_string());
+            format!("{header}.{body}.")
+        }),
+        ("HS256 signed with the RS256 public key", {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some("k1".into());
+            jsonwebtoken::encode(
+                &header,
+                &claims(),
+                &EncodingKey::from_secret(&first.public_pem).unwrap(),
+            )
+            .unwrap()
+        }),
+        ("tampered payload", {
+            let good = sign(&first, &claims());
+            let parts: Vec<&str> = good.split('.').collect();
+            let evil = with(
+                claims(),
+                "permissions",
+                json!(["vessels:manage:any", "fleet:manage"]),
+            );
+            format!("{}.{}.{}", parts[0], B64.encode(evil.to_string()), parts[2])
+        }),
+    ];
+    for (what, token) in refused {
+        let (code, body) = rig
+            .call(reqwest::Method::GET, "/v1/vessels", &token, None)
+            .await?;
+        assert_eq!(code, 401, "{what}: {body}");
+        assert!(
+            !body.to_string().contains(&token),
+            "{what}: the token was echoed"
+        );
+    }
+
+    // Rotation: the issuer now signs with k2 only; the first k2 token makes
+    // the orchestrator refetch the JWKS and pass.
+    *jwks.keys.lock().unwrap() = json!({ "keys": [second.jwk] });
+    let rotated = sign(&second, &claims());
+    eventually(
+        "the rotated key to be accepted",
+        Duration::from_secs(10),
+        || {
+            let token = rotated.clone();
+            let status = &status;
+            async move { Ok((status(token).await? == 200).then_some(())) }
+        },
+    )
+    .await?;
+    Ok(())
+}
