@@ -74,6 +74,8 @@ pub struct Orchestrator {
     issuer: String,
     audience: String,
     ttl: Duration,
+    /// Told to the orchestrator's audit log: `slack` or `console`.
+    via: String,
 }
 
 impl Orchestrator {
@@ -88,6 +90,12 @@ impl Orchestrator {
             issuer: config.auth.issuer.clone(),
             audience: config.auth.audience.clone(),
             ttl: config.token_ttl(),
+            via: if config.slack.is_some() {
+                "vessel-bot/slack"
+            } else {
+                "vessel-bot/console"
+            }
+            .into(),
         })
     }
 
@@ -119,6 +127,7 @@ impl Orchestrator {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
+            .header("x-vessel-via", &self.via)
             .bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);

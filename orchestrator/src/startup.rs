@@ -79,7 +79,8 @@ impl Application {
         })?;
         let app = api::router(state);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, service).await {
                 tracing::error!(error = %e, "the API server stopped");
             }
         }));

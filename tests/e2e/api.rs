@@ -155,6 +155,15 @@ async fn bad_requests_are_refused_with_the_field_named_and_nothing_written() -> 
     .fetch_all(&rig.db)
     .await?;
     assert_eq!(denied, vec!["vessel.show", "vessel.extend", "vessel.kill"]);
+    let sources: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT source FROM audit_log WHERE actor = 'bob'")
+            .fetch_all(&rig.db)
+            .await?;
+    assert_eq!(
+        sources,
+        vec!["127.0.0.1"],
+        "where the refused requests came from"
+    );
     // By name, Bob's namespace has no `mine`.
     let (status, _) = rig
         .call(reqwest::Method::GET, "/v1/vessels/mine", &bob, None)

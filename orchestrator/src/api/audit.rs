@@ -23,6 +23,7 @@ pub struct AuditEntry {
     pub action: String,
     pub target: Option<String>,
     pub outcome: String,
+    pub source: String,
     pub detail: serde_json::Value,
 }
 
@@ -33,7 +34,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let entries = sqlx::query_as!(
         AuditEntry,
-        r#"SELECT id, at, actor, action, target, outcome, detail FROM audit_log
+        r#"SELECT id, at, actor, action, target, outcome, source, detail FROM audit_log
            WHERE ($1::text IS NULL OR actor = $1)
              AND ($2::text IS NULL OR target = $2
                   OR target IN (SELECT id::text FROM vessels WHERE name = $2))

@@ -102,8 +102,24 @@ async fn authorize(
         ))
         .into_response();
     }
+    // "From where" for the audit log: the peer, and what a relaying client
+    // (the bot) says it relays.
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let via = req
+        .headers()
+        .get("x-vessel-via")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(|v| format!(" via {v}"))
+        .unwrap_or_default();
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    crate::store::audit::SOURCE
+        .scope(format!("{peer}{via}"), next.run(req))
+        .await
 }
 
 #[derive(Clone)]
