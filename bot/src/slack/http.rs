@@ -15,8 +15,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tracing::{debug, warn};
 
+use super::payloads::{self, EventBody, Interaction};
 use super::signature::Verifier;
-use super::{SlackApp, SlashCommand};
+use super::SlackApp;
 use crate::views::{modal, Message};
 
 /// How long a command may run before the answer goes through response_url.
@@ -55,10 +56,6 @@ fn verified(state: &HttpState, headers: &HeaderMap, body: &Bytes) -> Result<(), 
         })
 }
 
-fn form(body: &Bytes) -> std::collections::HashMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
 pub fn ephemeral(message: &Message) -> Value {
     json!({
         "response_type": "ephemeral",
@@ -75,16 +72,9 @@ async fn commands(
     if let Err(r) = verified(&state, &headers, &body) {
         return *r;
     }
-    let f = form(&body);
-    let (Some(command), Some(user_id)) = (f.get("command"), f.get("user_id")) else {
-        return reject(StatusCode::BAD_REQUEST, "not a slash command payload");
-    };
-    let cmd = SlashCommand {
-        command: command.clone(),
-        text: f.get("text").cloned().unwrap_or_default(),
-        user_id: user_id.clone(),
-        response_url: f.get("response_url").cloned(),
-        trigger_id: f.get("trigger_id").cloned(),
+    let cmd = match payloads::command(&body) {
+        Ok(c) => c,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     debug!(command = %cmd.command, user = %cmd.user_id, "slash command");
     let app = state.app.clone();
@@ -129,41 +119,31 @@ async fn interactions(
     if let Err(r) = verified(&state, &headers, &body) {
         return *r;
     }
-    let Some(payload) = form(&body)
-        .get("payload")
-        .and_then(|p| serde_json::from_str::<Value>(p).ok())
-    else {
-        return reject(StatusCode::BAD_REQUEST, "no JSON `payload` field");
-    };
-    let Some(user) = payload["user"]["id"].as_str().map(str::to_string) else {
-        return reject(StatusCode::BAD_REQUEST, "the payload names no user");
-    };
-    match payload["type"].as_str() {
-        Some("block_actions") => {
-            let Some(action) = payload["actions"]
-                .as_array()
-                .and_then(|a| a.first())
-                .cloned()
-            else {
-                return reject(StatusCode::BAD_REQUEST, "block_actions without actions");
-            };
-            let response_url = payload["response_url"].as_str().map(str::to_string);
+    match payloads::interaction(&body) {
+        Err(e) => reject(StatusCode::BAD_REQUEST, &e.to_string()),
+        Ok(Interaction::BlockAction {
+            user,
+            action,
+            response_url,
+        }) => {
             let app = state.app.clone();
             tokio::spawn(async move { app.press(&user, &action, response_url.as_deref()).await });
             StatusCode::OK.into_response()
         }
-        Some("view_submission") => {
-            if payload["view"]["callback_id"] != modal::CALLBACK_ID {
+        Ok(Interaction::ViewSubmission {
+            user,
+            callback_id,
+            values,
+        }) => {
+            if callback_id != modal::CALLBACK_ID {
                 return StatusCode::OK.into_response();
             }
-            let values = payload["view"]["state"]["values"].clone();
             match state.app.submit_create(&user, &values).await {
                 Ok(()) => Json(json!({ "response_action": "clear" })).into_response(),
                 Err(errors) => Json(errors).into_response(),
             }
         }
-        Some(_) => StatusCode::OK.into_response(),
-        None => reject(StatusCode::BAD_REQUEST, "the payload has no type"),
+        Ok(Interaction::Other) => StatusCode::OK.into_response(),
     }
 }
 
@@ -171,22 +151,16 @@ async fn events(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: B
     if let Err(r) = verified(&state, &headers, &body) {
         return *r;
     }
-    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
-        return reject(StatusCode::BAD_REQUEST, "not JSON");
-    };
-    match payload["type"].as_str() {
-        Some("url_verification") => {
-            Json(json!({ "challenge": payload["challenge"] })).into_response()
+    match payloads::event(&body) {
+        Err(e) => reject(StatusCode::BAD_REQUEST, &e.to_string()),
+        Ok(EventBody::UrlVerification(challenge)) => {
+            Json(json!({ "challenge": challenge })).into_response()
         }
-        Some("event_callback") => {
-            if payload["event"]["type"] == "app_home_opened" {
-                if let Some(user) = payload["event"]["user"].as_str().map(str::to_string) {
-                    let app = state.app.clone();
-                    tokio::spawn(async move { app.publish_home(&user).await });
-                }
-            }
+        Ok(EventBody::AppHomeOpened { user }) => {
+            let app = state.app.clone();
+            tokio::spawn(async move { app.publish_home(&user).await });
             StatusCode::OK.into_response()
         }
-        _ => StatusCode::OK.into_response(),
+        Ok(EventBody::Other) => StatusCode::OK.into_response(),
     }
 }

@@ -2,6 +2,7 @@
 //! Mode), outbound Web API calls, and the Slack inbox for events.
 
 pub mod http;
+pub mod payloads;
 pub mod signature;
 pub mod socket;
 pub mod web;
