@@ -52,6 +52,7 @@ pub struct Config {
     pub conductor: ConductorConfig,
     #[serde(default)]
     pub queues: BTreeMap<String, QueueConfig>,
+    pub tailnet: Option<TailnetConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -257,6 +258,74 @@ pub enum NetworkSpec {
         /// The part of the subnet vessels get addresses from (default: all).
         pool: Option<ipnet::Ipv4Net>,
     },
+    /// Each vessel joins the tailnet as its own device; the Docker network
+    /// (a bridge) only carries its outbound traffic, nothing is published.
+    Tailscale {
+        docker_network: String,
+        subnet: ipnet::Ipv4Net,
+    },
+}
+
+impl NetworkSpec {
+    pub fn docker_network(&self) -> &str {
+        match self {
+            NetworkSpec::Direct { docker_network, .. }
+            | NetworkSpec::Tailscale { docker_network, .. } => docker_network,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TailnetProvider {
+    Tailscale,
+    Headscale,
+}
+
+/// The tailnet vessels on `tailscale`-mode hosts join.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailnetConfig {
+    pub provider: TailnetProvider,
+    /// `https://api.tailscale.com`, or the Headscale server.
+    pub api_url: String,
+    /// Tailscale: the tailnet name (`-` means the key's default tailnet).
+    #[serde(default = "default_tailnet")]
+    pub tailnet: String,
+    /// Headscale: the user that owns vessel nodes.
+    pub user: Option<String>,
+    /// An API key (Tailscale or Headscale)…
+    pub api_key: Option<Secret>,
+    /// …or Tailscale OAuth client credentials.
+    pub oauth_client_id: Option<String>,
+    pub oauth_client_secret: Option<Secret>,
+    /// Every vessel's tags; `{user}` in `user_tag` becomes the owner's unix
+    /// name, so the ACL file can say who reaches whose vessels.
+    #[serde(default = "default_tags")]
+    pub tags: Vec<String>,
+    pub user_tag: Option<String>,
+    /// How long a minted auth key lives: it is used once, at start.
+    #[serde(default = "default_key_expiry")]
+    pub key_expiry: Span,
+    /// How long a vessel may take to appear in the device list.
+    #[serde(default = "default_device_timeout")]
+    pub device_timeout: Span,
+    /// With MagicDNS, the tailnet's DNS suffix (`tail1234.ts.net`): SSH
+    /// configs then name the vessel instead of its address.
+    pub magic_dns_suffix: Option<String>,
+}
+
+fn default_tailnet() -> String {
+    "-".into()
+}
+fn default_tags() -> Vec<String> {
+    vec!["tag:vessel".into()]
+}
+fn default_key_expiry() -> Span {
+    Span(std::time::Duration::from_secs(600))
+}
+fn default_device_timeout() -> Span {
+    Span(std::time::Duration::from_secs(60))
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -380,6 +449,34 @@ impl Config {
                 ));
             }
         }
+        if let Some(t) = &self.tailnet {
+            if !(t.api_url.starts_with("https://") || t.api_url.starts_with("http://127.")) {
+                return Err(invalid(
+                    "tailnet.api_url",
+                    "must be https (plain http only on loopback)",
+                ));
+            }
+            let oauth = t.oauth_client_id.is_some() && t.oauth_client_secret.is_some();
+            if t.api_key.is_none() && !(oauth && t.provider == TailnetProvider::Tailscale) {
+                return Err(invalid(
+                    "tailnet.api_key",
+                    "is needed (or, for Tailscale, oauth_client_id and oauth_client_secret)",
+                ));
+            }
+            if t.provider == TailnetProvider::Headscale && t.user.is_none() {
+                return Err(invalid(
+                    "tailnet.user",
+                    "Headscale needs the user that owns vessel nodes",
+                ));
+            }
+            if t.tags
+                .iter()
+                .chain(t.user_tag.iter())
+                .any(|tag| !tag.starts_with("tag:"))
+            {
+                return Err(invalid("tailnet.tags", "every tag starts with `tag:`"));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, host) in self.hosts.iter().enumerate() {
             let key = format!("hosts[{i}]");
@@ -417,6 +514,20 @@ impl Config {
                 return Err(invalid(format!("{key}.home_root"), "must be absolute"));
             }
             match &host.network {
+                NetworkSpec::Tailscale { docker_network, .. } => {
+                    if self.tailnet.is_none() {
+                        return Err(invalid(
+                            format!("{key}.network.mode"),
+                            "is tailscale but there is no [tailnet] section",
+                        ));
+                    }
+                    if !valid_label(docker_network) {
+                        return Err(invalid(
+                            format!("{key}.network.docker_network"),
+                            "letters, digits, `-` and `_` only",
+                        ));
+                    }
+                }
                 NetworkSpec::Direct {
                     driver,
                     parent,

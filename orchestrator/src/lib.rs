@@ -12,5 +12,6 @@ pub mod sshkeys;
 pub mod startup;
 pub mod store;
 pub mod survey;
+pub mod tailnet;
 pub mod telemetry;
 pub mod units;

@@ -68,6 +68,16 @@ pub struct HostDecl {
     pub name: String,
     pub queue: String,
     pub gpus: usize,
+    /// Vessels join the tailnet instead of getting an address of ours.
+    pub tailscale: bool,
+}
+
+/// A CPU host whose vessels join the tailnet (`[tailnet]` in extra_config).
+pub fn tailscale_host(name: &str) -> HostDecl {
+    HostDecl {
+        tailscale: true,
+        ..cpu_host(name)
+    }
 }
 
 pub fn gpu_host(name: &str, gpus: usize, queue: &str) -> HostDecl {
@@ -75,6 +85,7 @@ pub fn gpu_host(name: &str, gpus: usize, queue: &str) -> HostDecl {
         name: name.into(),
         queue: queue.into(),
         gpus,
+        tailscale: false,
     }
 }
 
@@ -83,6 +94,7 @@ pub fn cpu_host(name: &str) -> HostDecl {
         name: name.into(),
         queue: "cpu".into(),
         gpus: 0,
+        tailscale: false,
     }
 }
 
@@ -216,6 +228,16 @@ impl Rig {
             ])?;
             let pinned = std::fs::read_to_string(host_key.with_extension("pub"))?;
             let pinned: Vec<&str> = pinned.split_whitespace().take(2).collect();
+            let network_table = if decl.tailscale {
+                format!(
+                    "mode = \"tailscale\"\ndocker_network = \"{network}\"\nsubnet = \"{subnet}\""
+                )
+            } else {
+                format!(
+                    "mode = \"direct\"\ndocker_network = \"{network}\"\nsubnet = \"{subnet}\"\npool = \"{}\"",
+                    upper_half(&subnet)
+                )
+            };
             host_tables.push_str(&format!(
                 r#"
 [[hosts]]
@@ -229,16 +251,12 @@ user = "root"
 key_path = "{ops}"
 host_key = "{pinned}"
 [hosts.network]
-mode = "direct"
-docker_network = "{network}"
-subnet = "{subnet}"
-pool = "{pool}"
+{network_table}
 "#,
                 name = decl.name,
                 queue = decl.queue,
                 ops = ops_key.display(),
                 pinned = pinned.join(" "),
-                pool = upper_half(&subnet),
             ));
             rig.hosts.push(TestHost {
                 name: decl.name.clone(),

@@ -86,16 +86,22 @@ impl VesselView {
                     Some(fp) => format!("the private half of your registered key {fp}"),
                     None => "the private half of your registered key".to_string(),
                 };
+                // With MagicDNS the config names the vessel, and the
+                // known_hosts line vouches for the name and the address.
+                let (host_name, known_as) = match &v.dns_name {
+                    Some(dns) => (dns.clone(), format!("{dns},{address}")),
+                    None => (address.clone(), address.clone()),
+                };
                 Some(SshAccess {
                     host_alias: v.name.clone(),
                     address: address.clone(),
                     user: v.owner_unix.clone(),
                     config: format!(
-                        "Host {name}\n    HostName {address}\n    User {user}\n    # IdentityFile: {hint}\n    IdentityFile ~/.ssh/id_ed25519\n",
+                        "Host {name}\n    HostName {host_name}\n    User {user}\n    # IdentityFile: {hint}\n    IdentityFile ~/.ssh/id_ed25519\n",
                         name = v.name,
                         user = v.owner_unix,
                     ),
-                    known_hosts: format!("{address} {host_key}"),
+                    known_hosts: format!("{known_as} {host_key}"),
                     vscode_url: format!(
                         "vscode://vscode-remote/ssh-remote+{}/home/{}",
                         v.name, v.owner_unix

@@ -21,15 +21,28 @@ pub struct InitInputs<'a> {
     pub host_private_key: &'a str,
     pub host_public_key: &'a str,
     pub jupyter_token: &'a str,
+    /// Join the tailnet: (hostname, single-use auth key).
+    pub tailscale: Option<(&'a str, &'a str)>,
 }
 
 /// The tar uploaded to `/` of the container. Every value in `env` is of a
 /// validated charset (names, numbers, UUIDs, hex), so single quotes suffice.
 pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
-    let env = format!(
+    let mut env = format!(
         "VESSEL_NAME='{}'\nVESSEL_USER='{}'\nVESSEL_UID='{}'\nVESSEL_GPUS='{}'\nJUPYTER_TOKEN='{}'\n",
         inputs.vessel_name, inputs.user, inputs.uid, inputs.gpus, inputs.jupyter_token
     );
+    // The auth key is a file of its own (root only), read by `tailscale up`
+    // and deleted: never an argument, never in the environment.
+    let ts_key = match inputs.tailscale {
+        Some((hostname, key)) => {
+            env.push_str(&format!(
+                "VESSEL_TAILSCALE='1'\nVESSEL_TS_HOSTNAME='{hostname}'\n"
+            ));
+            Some(format!("{key}\n"))
+        }
+        None => None,
+    };
     let mut keys = inputs.authorized_keys.join("\n");
     keys.push('\n');
     let mut builder = tar::Builder::new(Vec::new());
@@ -55,6 +68,11 @@ pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
             0o644,
         ),
     ];
+    let files = files.into_iter().chain(
+        ts_key
+            .as_deref()
+            .map(|k| ("ts-authkey", k.as_bytes(), 0o600)),
+    );
     for (name, data, mode) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -85,6 +103,7 @@ mod tests {
             host_private_key: "PRIVATE",
             host_public_key: "ssh-ed25519 BBBB",
             jupyter_token: "abc",
+            tailscale: None,
         })
         .unwrap();
         let mut archive = tar::Archive::new(&tar[..]);

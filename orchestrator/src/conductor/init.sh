@@ -53,5 +53,23 @@ if command -v jupyter >/dev/null 2>&1; then
   su -s /bin/sh "$VESSEL_USER" -c "cd \"$home\" && nohup jupyter lab --no-browser --ip=0.0.0.0 --port=8888 --IdentityProvider.token='$JUPYTER_TOKEN' >/tmp/jupyter.log 2>&1 &"
 fi
 
+if [ "${VESSEL_TAILSCALE:-}" = 1 ]; then
+  if ! command -v tailscaled >/dev/null 2>&1 || ! command -v tailscale >/dev/null 2>&1; then
+    log "this image has no tailscale/tailscaled, and its host joins vessels to the tailnet: use an image with tailscale (see manifests/images/cuda/Dockerfile)"
+    exit 65
+  fi
+  # Userspace networking: no NET_ADMIN, no /dev/net/tun; the tailnet
+  # address reaches local ports (sshd, Jupyter) through tailscaled.
+  mkdir -p /run/tailscale /var/lib/tailscale
+  tailscaled --tun=userspace-networking --state=mem: --socket=/run/tailscale/tailscaled.sock >/var/log/tailscaled.log 2>&1 &
+  i=0
+  while [ ! -S /run/tailscale/tailscaled.sock ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  tailscale --socket=/run/tailscale/tailscaled.sock up \
+    --auth-key=file:/.vessel/ts-authkey --hostname="$VESSEL_TS_HOSTNAME" \
+    --accept-dns=false --timeout=60s
+  rm -f /.vessel/ts-authkey
+  log "joined the tailnet as $VESSEL_TS_HOSTNAME"
+fi
+
 log "ready for $VESSEL_USER (uid $VESSEL_UID), GPUs: $VESSEL_GPUS"
 exec /usr/sbin/sshd -D -e -f /etc/vessel/sshd_config

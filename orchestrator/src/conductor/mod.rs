@@ -35,6 +35,7 @@ pub struct Conductor {
     pub(crate) config: Arc<Config>,
     /// Hosts whose vessel network is known to exist.
     pub(crate) networks_ready: Mutex<HashSet<String>>,
+    pub(crate) tailnet: Option<Arc<crate::tailnet::Tailnet>>,
     wake: Notify,
 }
 
@@ -46,11 +47,16 @@ enum Outcome {
 
 impl Conductor {
     pub fn new(db: PgPool, hosts: Arc<HostPool>, config: Arc<Config>) -> Arc<Self> {
+        let tailnet = config
+            .tailnet
+            .clone()
+            .map(|t| Arc::new(crate::tailnet::Tailnet::new(t)));
         Arc::new(Conductor {
             db,
             hosts,
             config,
             networks_ready: Mutex::new(HashSet::new()),
+            tailnet,
             wake: Notify::new(),
         })
     }

@@ -7,7 +7,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use hyper::body::Bytes;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::spec::{self, VesselSpec};
 use super::{init, ready, Conductor};
@@ -16,6 +16,7 @@ use crate::hosts::HostError;
 use crate::sshkeys::HostKey;
 use crate::store::vessels::VesselRow;
 use crate::store::{hosts as host_store, users, vessels};
+use crate::tailnet::TailnetError;
 
 /// The image label that says the image runs Jupyter (on this port).
 pub const JUPYTER_LABEL: &str = "org.vessel.jupyter";
@@ -118,6 +119,36 @@ impl Conductor {
             .map_err(|e| ProvisionError::Permanent(format!("cannot make a host key: {e}")))?;
         vessels::set_access(&self.db, v.id, &host_key.public_openssh, jupyter_port).await?;
 
+        // Tailscale-mode hosts: a single-use key for this vessel only.
+        let joins_tailnet = matches!(spec.network, NetworkSpec::Tailscale { .. });
+        let ts_hostname = crate::tailnet::Tailnet::hostname(&v.name, &v.owner_unix);
+        let minted = if joins_tailnet {
+            let tailnet = self.tailnet.as_ref().ok_or_else(|| {
+                ProvisionError::Permanent(format!(
+                    "host {host} joins vessels to a tailnet, but no [tailnet] is configured"
+                ))
+            })?;
+            // A retry's earlier key is revoked first: one live key per vessel.
+            self.forget_tailnet(v.id).await;
+            let key = tailnet.mint_key(&v.owner_unix).await.map_err(|e| match e {
+                TailnetError::Refused(m) => ProvisionError::Permanent(format!("tailnet: {m}")),
+                TailnetError::Unavailable(m) => ProvisionError::Transient(format!("tailnet: {m}")),
+            })?;
+            sqlx::query!(
+                "INSERT INTO tailnet_devices (vessel_id, key_id, hostname) VALUES ($1, $2, $3)
+                 ON CONFLICT (vessel_id) DO UPDATE SET key_id = excluded.key_id,
+                   device_id = NULL, hostname = excluded.hostname, removed_at = NULL",
+                v.id,
+                key.id,
+                ts_hostname
+            )
+            .execute(&self.db)
+            .await?;
+            Some(key)
+        } else {
+            None
+        };
+
         let id = v.id.to_string();
         let body = spec::container_body(
             spec,
@@ -159,6 +190,9 @@ impl Conductor {
             host_private_key: &host_key.private_openssh,
             host_public_key: &host_key.public_openssh,
             jupyter_token: v.jupyter_token.as_deref().unwrap_or_default(),
+            tailscale: minted
+                .as_ref()
+                .map(|k| (ts_hostname.as_str(), k.secret.expose())),
         })
         .map_err(|e| ProvisionError::Permanent(format!("cannot pack the init: {e}")))?;
         docker
@@ -177,16 +211,102 @@ impl Conductor {
             .await
             .map_err(|e| docker_error(host, "start the container", e))?;
 
-        let address = v.address.as_deref().ok_or_else(|| {
-            ProvisionError::Permanent("the vessel has no address to reach it on".into())
-        })?;
+        let address = if joins_tailnet {
+            self.wait_for_device(v, docker, &name, &ts_hostname).await?
+        } else {
+            v.address.clone().ok_or_else(|| {
+                ProvisionError::Permanent("the vessel has no address to reach it on".into())
+            })?
+        };
         ready::wait_for_sshd(
             docker,
             &name,
-            address,
+            &address,
             self.config.conductor.ready_timeout.duration(),
         )
         .await
+    }
+
+    /// Polls the tailnet's device list until the vessel's device appears;
+    /// records its address (and MagicDNS name) on the vessel.
+    async fn wait_for_device(
+        &self,
+        v: &VesselRow,
+        docker: &Docker,
+        container: &str,
+        hostname: &str,
+    ) -> Result<String, ProvisionError> {
+        let tailnet = self.tailnet.as_ref().expect("checked before minting");
+        let deadline = std::time::Instant::now() + tailnet.device_timeout();
+        loop {
+            match tailnet.find_device(hostname).await {
+                Ok(Some(device)) => {
+                    sqlx::query!(
+                        "UPDATE tailnet_devices SET device_id = $2 WHERE vessel_id = $1",
+                        v.id,
+                        device.id
+                    )
+                    .execute(&self.db)
+                    .await?;
+                    let dns = tailnet.dns_name(&device);
+                    vessels::set_tailnet_address(&self.db, v.id, &device.address, dns.as_deref())
+                        .await?;
+                    info!(device = %device.id, address = %device.address, "joined the tailnet");
+                    return Ok(device.address);
+                }
+                Ok(None) => {}
+                Err(TailnetError::Refused(m)) => {
+                    return Err(ProvisionError::Permanent(format!("tailnet: {m}")))
+                }
+                Err(TailnetError::Unavailable(m)) => debug!(reason = %m, "device list unavailable"),
+            }
+            ready::ensure_running(docker, container).await?;
+            if std::time::Instant::now() >= deadline {
+                return Err(ProvisionError::Permanent(format!(
+                    "the vessel did not appear on the tailnet as {hostname} within {}s",
+                    tailnet.device_timeout().as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Removes the vessel's tailnet device and revokes its key, if any: at
+    /// kill, burial and failure alike, so nothing lingers until expiry.
+    pub(crate) async fn forget_tailnet(&self, id: uuid::Uuid) {
+        let Some(tailnet) = self.tailnet.as_ref() else {
+            return;
+        };
+        let Ok(Some(row)) = sqlx::query!(
+            "SELECT key_id, device_id FROM tailnet_devices WHERE vessel_id = $1 AND removed_at IS NULL",
+            id
+        )
+        .fetch_optional(&self.db)
+        .await
+        else {
+            return;
+        };
+        let mut clean = true;
+        if let Some(device) = &row.device_id {
+            if let Err(e) = tailnet.delete_device(device).await {
+                warn!(error = %e, "cannot delete the tailnet device");
+                clean = false;
+            }
+        }
+        if let Some(key) = &row.key_id {
+            if let Err(e) = tailnet.delete_key(key).await {
+                warn!(error = %e, "cannot delete the tailnet key");
+                clean = false;
+            }
+        }
+        if clean {
+            let _ = sqlx::query!(
+                "UPDATE tailnet_devices SET removed_at = now() WHERE vessel_id = $1",
+                id
+            )
+            .execute(&self.db)
+            .await;
+        }
     }
 
     /// Creates the host's vessel network if it is missing. Another worker
@@ -200,14 +320,20 @@ impl Conductor {
         if self.networks_ready.lock().expect("poisoned").contains(host) {
             return Ok(());
         }
-        let NetworkSpec::Direct {
-            docker_network,
-            driver,
-            parent,
-            subnet,
-            gateway,
-            ..
-        } = &spec.network;
+        let (docker_network, driver, parent, subnet, gateway) = match &spec.network {
+            NetworkSpec::Direct {
+                docker_network,
+                driver,
+                parent,
+                subnet,
+                gateway,
+                ..
+            } => (docker_network, *driver, parent.clone(), *subnet, *gateway),
+            NetworkSpec::Tailscale {
+                docker_network,
+                subnet,
+            } => (docker_network, DirectDriver::Bridge, None, *subnet, None),
+        };
         match docker
             .inspect_network(docker_network, None::<InspectNetworkOptions>)
             .await
@@ -216,7 +342,7 @@ impl Conductor {
             Err(e) if is_not_found(&e) => {
                 let mut options = std::collections::HashMap::new();
                 if let Some(parent) = parent {
-                    options.insert("parent".to_string(), parent.clone());
+                    options.insert("parent".to_string(), parent);
                 }
                 let request = NetworkCreateRequest {
                     name: docker_network.clone(),
@@ -262,6 +388,14 @@ impl Conductor {
         let Some(host) = v.host_name.as_deref() else {
             return Ok(());
         };
+        let removed = self.remove_container_only(v, host).await;
+        if removed.is_ok() {
+            self.forget_tailnet(v.id).await;
+        }
+        removed
+    }
+
+    async fn remove_container_only(&self, v: &VesselRow, host: &str) -> Result<(), String> {
         let link = self.hosts.link(host).await.map_err(|e| {
             self.hosts.forget(host);
             e.to_string()

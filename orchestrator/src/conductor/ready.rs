@@ -27,16 +27,7 @@ pub async fn wait_for_sshd(
         let now = Instant::now();
         if now >= next_inspect {
             next_inspect = now + Duration::from_millis(500);
-            if let Ok(info) = docker.inspect_container(container, None).await {
-                let state = info.state.unwrap_or_default();
-                if state.running != Some(true) {
-                    return Err(ProvisionError::Permanent(format!(
-                        "the container exited (status {}) before sshd answered; its last lines: {}",
-                        state.exit_code.unwrap_or(-1),
-                        last_lines(docker, container).await
-                    )));
-                }
-            }
+            ensure_running(docker, container).await?;
         }
         if now >= deadline {
             return Err(ProvisionError::Permanent(format!(
@@ -47,6 +38,21 @@ pub async fn wait_for_sshd(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Fails at once, with the container's last lines, if it is not running.
+pub async fn ensure_running(docker: &Docker, container: &str) -> Result<(), ProvisionError> {
+    if let Ok(info) = docker.inspect_container(container, None).await {
+        let state = info.state.unwrap_or_default();
+        if state.running != Some(true) {
+            return Err(ProvisionError::Permanent(format!(
+                "the container exited (status {}) before it was ready; its last lines: {}",
+                state.exit_code.unwrap_or(-1),
+                last_lines(docker, container).await
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// True when `address:22` answers with an SSH identification string.

@@ -81,17 +81,16 @@ pub fn container_body(host: &HostSpec, v: &VesselSpec<'_>) -> ContainerCreateBod
         }]),
     };
     let home = host.home_root.join(v.user);
-    let (network_name, endpoint) = match &host.network {
-        NetworkSpec::Direct { docker_network, .. } => (
-            docker_network.clone(),
-            EndpointSettings {
-                ipam_config: v.address.map(|a| EndpointIpamConfig {
-                    ipv4_address: Some(a.to_string()),
-                    ..Default::default()
-                }),
+    let network_name = host.network.docker_network().to_string();
+    let endpoint = match &host.network {
+        NetworkSpec::Direct { .. } => EndpointSettings {
+            ipam_config: v.address.map(|a| EndpointIpamConfig {
+                ipv4_address: Some(a.to_string()),
                 ..Default::default()
-            },
-        ),
+            }),
+            ..Default::default()
+        },
+        NetworkSpec::Tailscale { .. } => EndpointSettings::default(),
     };
     let labels = HashMap::from([
         (LABEL_ID.to_string(), v.id.to_string()),

@@ -24,6 +24,8 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
                 Some(gateway.to_string()),
             )
         }
+        // Addresses come from the tailnet, not from a pool of ours.
+        NetworkSpec::Tailscale { .. } => (None, None),
     };
     let memory = (inv.memory_bytes - spec.reserved_memory.bytes() as i64).max(0);
     let mut tx = db.begin().await?;

@@ -36,6 +36,7 @@ pub struct VesselRow {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
+    pub dns_name: Option<String>,
 }
 
 impl VesselRow {
@@ -87,7 +88,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<VesselRow>,
                   memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
                   gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
                   jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
-                  started_at, ended_at, expires_at AS "expires_at!"
+                  started_at, ended_at, expires_at AS "expires_at!", dns_name
            FROM vessel_view WHERE id = $1"#,
         id
     )
@@ -109,7 +110,7 @@ pub async fn by_owner_and_name(
                   memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
                   gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
                   jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
-                  started_at, ended_at, expires_at AS "expires_at!"
+                  started_at, ended_at, expires_at AS "expires_at!", dns_name
            FROM vessel_view WHERE owner_id = $1 AND name = $2
            ORDER BY (state IN ('requested','pending','provisioning','running','stopping')) DESC,
                     created_at DESC
@@ -135,7 +136,7 @@ pub async fn list(
                   memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
                   gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
                   jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
-                  started_at, ended_at, expires_at AS "expires_at!"
+                  started_at, ended_at, expires_at AS "expires_at!", dns_name
            FROM vessel_view
            WHERE ($1::text IS NULL OR owner_id = $1)
              AND ($2 OR state IN ('requested','pending','provisioning','running','stopping'))
@@ -226,6 +227,24 @@ pub async fn set_expiry(
         expires_at
     )
     .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The tailnet address (and MagicDNS name) a vessel's device got.
+pub async fn set_tailnet_address(
+    db: &PgPool,
+    id: Uuid,
+    address: &str,
+    dns_name: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE vessels SET address = $2::text::inet, dns_name = $3, updated_at = now() WHERE id = $1",
+        id,
+        address,
+        dns_name
+    )
+    .execute(db)
     .await?;
     Ok(())
 }
