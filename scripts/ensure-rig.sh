@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-docker.sh
 scripts/ensure-postgres.sh
+scripts/ensure-prometheus.sh
 if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
   echo "ssh: installing openssh-client"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-client >/dev/null

@@ -53,6 +53,69 @@ pub struct Config {
     #[serde(default)]
     pub queues: BTreeMap<String, QueueConfig>,
     pub tailnet: Option<TailnetConfig>,
+    #[serde(default)]
+    pub undertaker: UndertakerConfig,
+    #[serde(default)]
+    pub work_hours: crate::work_hours::WorkHoursConfig,
+    #[serde(default)]
+    pub reconciler: ReconcilerConfig,
+}
+
+/// Idle reclaim. Idle time accrues only inside work hours.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UndertakerConfig {
+    /// How often it sweeps (UTC schedule; one replica at a time).
+    pub every: Span,
+    /// The PromQL window: `avg_over_time(DCGM_FI_DEV_GPU_UTIL[window])`.
+    pub window: Span,
+    /// Prometheus, where the DCGM exporters are scraped. Without it GPU
+    /// vessels are never idle (unknown is not idle).
+    pub prometheus_url: Option<String>,
+    /// A GPU averaging at or below this (%) is idle.
+    pub gpu_idle_below: f64,
+    /// A CPU-only vessel using at or below this (% of its cores) is idle.
+    pub cpu_idle_below: f64,
+    /// Idle work-time before the warning…
+    pub warn_after: Span,
+    /// …and after the warning, before burial.
+    pub bury_after: Span,
+    /// What Keep exempts.
+    pub keep_for: Span,
+    /// Warn this long before a vessel's lifetime ends.
+    pub expiry_warning: Span,
+}
+
+impl Default for UndertakerConfig {
+    fn default() -> Self {
+        let h = |n: u64| Span(std::time::Duration::from_secs(n * 3600));
+        UndertakerConfig {
+            every: Span(std::time::Duration::from_secs(1800)),
+            window: Span(std::time::Duration::from_secs(1800)),
+            prometheus_url: None,
+            gpu_idle_below: 0.0,
+            cpu_idle_below: 1.0,
+            warn_after: h(6),
+            bury_after: h(6),
+            keep_for: h(24),
+            expiry_warning: h(24),
+        }
+    }
+}
+
+/// Containers vs. rows, at start and periodically.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcilerConfig {
+    pub every: Span,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig {
+            every: Span(std::time::Duration::from_secs(300)),
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -422,6 +485,13 @@ impl Config {
                     format!("{key}.algorithms"),
                     "RS256 and/or ES256 only",
                 ));
+            }
+        }
+        crate::work_hours::WorkHours::parse(&self.work_hours)
+            .map_err(|(key, message)| invalid(key, message))?;
+        if let Some(url) = &self.undertaker.prometheus_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("undertaker.prometheus_url", "not an http(s) URL"));
             }
         }
         if !valid_label(&self.fleet) {

@@ -2,16 +2,21 @@
 //! the conductor that starts and stops containers on hosts over SSH.
 
 pub mod api;
+pub mod clock;
 pub mod conductor;
 pub mod config;
 pub mod domain;
 pub mod hosts;
 pub mod metrics;
 pub mod placement;
+pub mod reconciler;
 pub mod sshkeys;
 pub mod startup;
 pub mod store;
 pub mod survey;
 pub mod tailnet;
 pub mod telemetry;
+pub mod undertaker;
 pub mod units;
+pub mod watchdog;
+pub mod work_hours;

@@ -7,9 +7,13 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, auth::Verifier, AppState};
+use crate::clock::{Clock, SystemClock};
 use crate::conductor::Conductor;
 use crate::config::Config;
 use crate::hosts::HostPool;
+use crate::reconciler::Reconciler;
+use crate::undertaker::Undertaker;
+use crate::work_hours::WorkHours;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -17,6 +21,8 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Config(String),
     #[error("cannot load the token key: {0}")]
     Key(#[from] jsonwebtoken::errors::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -29,11 +35,21 @@ pub enum StartupError {
 pub struct Application {
     pub addr: SocketAddr,
     pub db: PgPool,
+    pub undertaker: Arc<Undertaker>,
+    pub reconciler: Arc<Reconciler>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartupError> {
+        Application::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// With a clock of the caller's: tests move it to test work hours.
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartupError> {
         let config = Arc::new(config);
         let connections = (config.conductor.workers as u32 * 2 + 10).min(60);
         let db = crate::store::connect(config.database_url.expose(), connections).await?;
@@ -42,16 +58,67 @@ impl Application {
             config.conductor.ssh_timeout.duration(),
         ));
         crate::survey::survey(&db, &hosts).await;
+        let reconciler = Arc::new(Reconciler::new(
+            db.clone(),
+            hosts.clone(),
+            config.fleet.clone(),
+        ));
+        let work = WorkHours::parse(&config.work_hours)
+            .map_err(|(key, message)| StartupError::Config(format!("{key}: {message}")))?;
+        let undertaker = Arc::new(Undertaker::new(
+            db.clone(),
+            config.undertaker.clone(),
+            work,
+            clock.clone(),
+            hosts.clone(),
+        ));
+        // At start: what the last run (or a crash) left behind.
+        if let Err(e) = reconciler.run_once().await {
+            tracing::warn!(error = %e, "the first reconciliation failed");
+        }
 
         let mut tasks = Vec::new();
         {
+            // Survey, then the watchdog's view of what changed.
             let db = db.clone();
             let hosts = hosts.clone();
+            let reconciler = reconciler.clone();
             let every = config.conductor.probe_interval.duration();
             tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
                     crate::survey::survey(&db, &hosts).await;
+                    if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
+                        tracing::warn!(error = %e, "watchdog");
+                    }
+                }
+            }));
+        }
+        {
+            let reconciler = reconciler.clone();
+            let every = config.reconciler.every.duration();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = reconciler.run_once().await {
+                        tracing::warn!(error = %e, "reconciler");
+                    }
+                }
+            }));
+        }
+        {
+            // Interval ticks are UTC instants; work hours are computed in
+            // the sweep itself, so DST never shifts them.
+            let undertaker = undertaker.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(undertaker.every());
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = undertaker.sweep().await {
+                        tracing::warn!(error = %e, "undertaker sweep failed");
+                    }
                 }
             }));
         }
@@ -66,6 +133,7 @@ impl Application {
             db: db.clone(),
             verifier: Arc::new(Verifier::new(&config.auth)?),
             config: config.clone(),
+            clock,
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -85,7 +153,13 @@ impl Application {
             }
         }));
         tracing::info!(%addr, "orchestrator listening");
-        Ok(Application { addr, db, tasks })
+        Ok(Application {
+            addr,
+            db,
+            undertaker,
+            reconciler,
+            tasks,
+        })
     }
 
     pub fn url(&self) -> String {

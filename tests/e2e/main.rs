@@ -12,6 +12,8 @@ mod fake_slack;
 mod fake_tailnet;
 mod hardening;
 mod oidc;
+mod prometheus;
 mod rig;
 mod slack;
 mod tailnet;
+mod undertaker;

@@ -109,6 +109,10 @@ pub struct Options {
     pub ready_timeout: &'static str,
     /// More orchestrator config, appended (e.g. `[[auth.oidc]]` tables).
     pub extra_config: String,
+    /// How often hosts are probed (the watchdog's period).
+    pub probe_interval: &'static str,
+    /// The undertaker's clock; the real one when None.
+    pub clock: Option<vessel_orchestrator::clock::ManualClock>,
 }
 
 impl Default for Options {
@@ -117,6 +121,8 @@ impl Default for Options {
             workers: 4,
             ready_timeout: "30s",
             extra_config: String::new(),
+            probe_interval: "1h",
+            clock: None,
         }
     }
 }
@@ -197,6 +203,10 @@ impl Rig {
                 container.clone(),
                 "--network".into(),
                 network.clone(),
+                // A fixed address, so a host that is stopped and started
+                // again is where the config says it is.
+                "--ip".into(),
+                subnet.replace(".0/24", &format!(".{}", 10 + n)),
                 "--label".into(),
                 format!("vessel.test={id}"),
                 "-e".into(),
@@ -287,7 +297,7 @@ backoff = "100ms"
 lease = "5s"
 ready_timeout = "{ready}"
 ssh_timeout = "5s"
-probe_interval = "1h"
+probe_interval = "{probe}"
 [queues.3090]
 gpus = 1
 cpus = 1
@@ -306,14 +316,24 @@ image = "{VESSEL_IMAGE}"
             workers = options.workers,
             ready = options.ready_timeout,
             extra = options.extra_config,
+            probe = options.probe_interval,
         );
         let config = Config::from_toml_str(&rig.config_text)?;
-        rig.app = Some(Application::build(config).await?);
+        rig.app = Some(match options.clock {
+            Some(clock) => {
+                Application::build_with_clock(config, std::sync::Arc::new(clock)).await?
+            }
+            None => Application::build(config).await?,
+        });
         Ok(rig)
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.app.as_ref().expect("started").url())
+    }
+
+    pub fn app(&self) -> &Application {
+        self.app.as_ref().expect("started")
     }
 
     pub fn token(&self, subject: &str, perms: &[&str]) -> String {

@@ -65,6 +65,11 @@ pub const ROUTES: &[Route] = &[
         "/v1/vessels/{vessel}/extend",
         &[VESSELS_CREATE, VESSELS_MANAGE_ANY],
     ),
+    route(
+        "POST",
+        "/v1/vessels/{vessel}/keep",
+        &[VESSELS_CREATE, VESSELS_MANAGE_ANY],
+    ),
     route("GET", "/v1/fleet", &[FLEET_READ]),
     route("GET", "/v1/events", &[EVENTS_READ]),
     route("POST", "/v1/hosts/{name}/drain", &[FLEET_MANAGE]),
@@ -127,6 +132,7 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub verifier: Arc<auth::Verifier>,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -142,6 +148,7 @@ pub fn router(state: AppState) -> Router {
             get(vessels::show).delete(vessels::kill),
         )
         .route("/v1/vessels/{vessel}/extend", post(vessels::extend))
+        .route("/v1/vessels/{vessel}/keep", post(vessels::keep))
         .route("/v1/fleet", get(fleet::status))
         .route("/v1/events", get(events::poll))
         .route("/v1/hosts/{name}/drain", post(hosts::drain))

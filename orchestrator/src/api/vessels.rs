@@ -587,3 +587,45 @@ pub async fn extend(
     tx.commit().await?;
     Ok(Json(VesselView::from_row(row, &[])))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    /// How long to exempt the vessel from idle reclaim (default: the
+    /// undertaker's `keep_for`).
+    #[serde(rename = "for")]
+    for_: Option<String>,
+}
+
+/// Keep: the vessel is not reclaimed for idleness until the exemption ends.
+pub async fn keep(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    JsonBody(body): JsonBody<Keep>,
+) -> Result<Json<VesselView>, ApiError> {
+    let span = match body.for_ {
+        Some(f) => Span::parse(&f).map_err(|e| ApiError::invalid("for", e.to_string()))?,
+        None => state.config.undertaker.keep_for,
+    };
+    let row = resolve(&state, &caller, &key, "vessel.keep").await?;
+    if row.state() != VesselState::Running {
+        return Err(ApiError::Conflict {
+            error: "not_running",
+            message: format!("vessel `{}` is {}", row.name, row.state),
+        });
+    }
+    let until = state.clock.now() + chrono::Duration::from_std(span.duration()).unwrap_or_default();
+    crate::undertaker::Undertaker::keep(&state.db, row.id, until).await?;
+    let mut conn = state.db.acquire().await?;
+    audit::record(
+        &mut conn,
+        &caller.subject,
+        "vessel.keep",
+        Some(&row.id.to_string()),
+        "ok",
+        serde_json::json!({ "until": until }),
+    )
+    .await?;
+    Ok(Json(VesselView::from_row(row, &[])))
+}

@@ -1,0 +1,224 @@
+//! Idle reclaim against a real Prometheus scraping a DCGM-format exporter,
+//! with the undertaker's clock under the test's control. Work hours are
+//! 9–18 in Berlin, Monday to Friday.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use vessel_orchestrator::clock::ManualClock;
+
+use crate::prometheus::{ensure_installed, Exporter, Prometheus};
+use crate::rig::{gpu_host, Options, Rig};
+
+struct Idle {
+    rig: Rig,
+    exporter: Exporter,
+    prometheus: Prometheus,
+    clock: ManualClock,
+    token: String,
+    id: String,
+    uuids: Vec<String>,
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+impl Idle {
+    async fn start(start: &str) -> anyhow::Result<Idle> {
+        ensure_installed()?;
+        let exporter = Exporter::start().await?;
+        let prometheus = Prometheus::start(&exporter).await?;
+        let clock = ManualClock::at(at(start));
+        let extra = format!(
+            "[undertaker]\nprometheus_url = \"{}\"\nwindow = \"5s\"\nevery = \"1h\"\n\
+             [work_hours]\ntimezone = \"Europe/Berlin\"\nstart = \"09:00\"\nend = \"18:00\"\nholidays = [\"2026-12-25\"]\n",
+            prometheus.url
+        );
+        let rig = Rig::start_with(
+            &[gpu_host("gpu-1", 2, "3090")],
+            Options {
+                clock: Some(clock.clone()),
+                extra_config: extra,
+                ..Options::default()
+            },
+        )
+        .await?;
+        let token = rig.researcher("alice");
+        rig.add_key(&token).await?;
+        let (status, v) = rig
+            .create(
+                &token,
+                json!({ "queue": "3090", "gpus": 1, "name": "idler", "lifetime": "7d" }),
+            )
+            .await?;
+        assert_eq!(status, 202, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let v = rig
+            .wait_state(&token, &id, &["running"], Duration::from_secs(60))
+            .await?;
+        let uuids: Vec<String> = v["gpu_uuids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect();
+        for u in &uuids {
+            exporter.set("gpu-1", u, 0.0);
+        }
+        prometheus.wait_for("5s", &uuids, 0.0).await?;
+        // The vessel must not expire during the scenario: its lifetime is
+        // measured on the same clock as the sweeps.
+        sqlx::query("UPDATE vessels SET expires_at = '2027-06-01T00:00:00Z'")
+            .execute(&rig.db)
+            .await?;
+        Ok(Idle {
+            rig,
+            exporter,
+            prometheus,
+            clock,
+            token,
+            id,
+            uuids,
+        })
+    }
+
+    async fn sweep_at(&self, t: &str) -> anyhow::Result<()> {
+        self.clock.set(at(t));
+        let report = self.rig.app().undertaker.sweep().await?;
+        assert!(!report.skipped, "another sweep held the lock");
+        Ok(())
+    }
+
+    async fn events(&self, kind: &str) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE kind = $1 AND vessel_id::text = $2",
+        )
+        .bind(kind)
+        .bind(&self.id)
+        .fetch_one(&self.rig.db)
+        .await?)
+    }
+
+    async fn idle_hours(&self) -> anyhow::Result<f64> {
+        let secs: f64 =
+            sqlx::query_scalar("SELECT idle_secs FROM vessel_idle WHERE vessel_id::text = $1")
+                .bind(&self.id)
+                .fetch_one(&self.rig.db)
+                .await?;
+        Ok(secs / 3600.0)
+    }
+
+    async fn state(&self) -> anyhow::Result<String> {
+        Ok(self.rig.show(&self.token, &self.id).await?["state"]
+            .as_str()
+            .unwrap()
+            .to_string())
+    }
+
+    async fn wait_buried(&self) -> anyhow::Result<serde_json::Value> {
+        self.rig
+            .wait_state(&self.token, &self.id, &["buried"], Duration::from_secs(30))
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_in_work_hours_is_warned_at_6h_and_buried_at_12h() -> anyhow::Result<()> {
+    let t = Idle::start("2026-11-30T08:00:00Z").await?; // Monday 09:00 in Berlin
+    t.sweep_at("2026-11-30T08:00:00Z").await?;
+    t.sweep_at("2026-11-30T13:59:00Z").await?;
+    assert_eq!(t.events("vessel.idle_warning").await?, 0);
+    t.sweep_at("2026-11-30T14:00:00Z").await?; // 15:00: six idle work-hours
+    assert_eq!(t.events("vessel.idle_warning").await?, 1);
+    t.sweep_at("2026-11-30T20:00:00Z").await?; // the evening does not count
+    assert!((t.idle_hours().await? - 9.0).abs() < 0.01);
+    assert_eq!(t.state().await?, "running");
+    t.sweep_at("2026-12-01T11:00:00Z").await?; // Tuesday 12:00: twelve
+    let buried = t.wait_buried().await?;
+    assert!(
+        buried["reason"]
+            .as_str()
+            .unwrap()
+            .contains("idle for 12 work-hours"),
+        "{buried}"
+    );
+    assert_eq!(t.events("vessel.idle_warning").await?, 1, "warned once");
+    let actor: String =
+        sqlx::query_scalar("SELECT actor FROM audit_log WHERE action = 'vessel.bury'")
+            .fetch_one(&t.rig.db)
+            .await?;
+    assert_eq!(actor, "undertaker");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_weekend_of_idleness_counts_nothing_and_activity_resets() -> anyhow::Result<()> {
+    let t = Idle::start("2026-11-28T08:00:00Z").await?; // Saturday
+    t.sweep_at("2026-11-28T08:00:00Z").await?;
+    t.sweep_at("2026-11-29T20:00:00Z").await?; // Sunday evening
+    assert_eq!(t.idle_hours().await?, 0.0);
+    assert_eq!(t.events("vessel.idle_warning").await?, 0);
+    t.sweep_at("2026-11-30T13:00:00Z").await?; // Monday 14:00: five hours
+    assert!((t.idle_hours().await? - 5.0).abs() < 0.01);
+    // Someone uses the GPU: the counter starts again.
+    for u in &t.uuids {
+        t.exporter.set("gpu-1", u, 57.0);
+    }
+    t.prometheus.wait_for("5s", &t.uuids, 57.0).await?;
+    t.sweep_at("2026-11-30T16:00:00Z").await?;
+    assert_eq!(t.idle_hours().await?, 0.0);
+    assert_eq!(t.events("vessel.idle_warning").await?, 0);
+    assert_eq!(t.state().await?, "running");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keep_exempts_until_it_ends() -> anyhow::Result<()> {
+    let t = Idle::start("2026-11-30T08:00:00Z").await?;
+    t.sweep_at("2026-11-30T08:00:00Z").await?;
+    t.sweep_at("2026-11-30T14:00:00Z").await?;
+    assert_eq!(t.events("vessel.idle_warning").await?, 1);
+    // Keep (the DM's button) for a day, from 15:00 Monday.
+    let (status, body) = t
+        .rig
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/vessels/{}/keep", t.id),
+            &t.token,
+            Some(json!({ "for": "24h" })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    t.sweep_at("2026-12-01T11:00:00Z").await?; // would have been 12h
+    t.sweep_at("2026-12-01T13:30:00Z").await?;
+    assert_eq!(t.state().await?, "running", "buried while kept");
+    assert_eq!(t.idle_hours().await?, 0.0);
+    // After the exemption, idleness counts again (Tuesday 15:30–19:00 local
+    // and Wednesday from 9:00): warned, then buried.
+    t.sweep_at("2026-12-02T11:00:00Z").await?;
+    assert_eq!(t.events("vessel.idle_warning").await?, 2);
+    t.sweep_at("2026-12-02T17:00:00Z").await?;
+    t.wait_buried().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn across_a_dst_weekend_work_hours_stay_nine_to_six_local() -> anyhow::Result<()> {
+    // Berlin leaves summer time on Sunday 2026-10-25.
+    let t = Idle::start("2026-10-23T07:00:00Z").await?; // Friday 09:00 CEST
+    t.sweep_at("2026-10-23T07:00:00Z").await?;
+    t.sweep_at("2026-10-26T08:00:00Z").await?; // Monday 09:00 CET
+    assert!(
+        (t.idle_hours().await? - 9.0).abs() < 0.01,
+        "Friday 9–18 only: {}",
+        t.idle_hours().await?
+    );
+    assert_eq!(t.events("vessel.idle_warning").await?, 1);
+    t.sweep_at("2026-10-26T10:59:00Z").await?; // 11:59 CET: 11h59m
+    assert_eq!(t.state().await?, "running");
+    t.sweep_at("2026-10-26T11:00:00Z").await?; // 12:00 CET: twelve
+    t.wait_buried().await?;
+    Ok(())
+}
