@@ -1,39 +1,91 @@
 #!/usr/bin/env bash
-# Makes sure Postgres runs on 127.0.0.1:5432 with a `vessel` role (password
-# `vessel`, may create databases: tests make one each) and a `vessel`
-# database. Installs the Debian package if missing. Idempotent.
+# Makes sure PostgreSQL answers on 127.0.0.1:5432 with:
+#   - a role `vessel`, password `vessel`, SUPERUSER (tests create a database
+#     each, and migrations create triggers and extensions);
+#   - a database `vessel` owned by it;
+#   - max_connections >= 300 (many tests at once, each with its own pool).
+# Installs Debian's `postgresql` if missing, creates and starts the cluster.
+# Verifies a real password login over TCP, as the orchestrator makes one.
+# Idempotent: a second run only checks. The last line printed is
+#   export DATABASE_URL=postgres://vessel:vessel@127.0.0.1:5432/vessel
 set -euo pipefail
 
-if ! command -v pg_lsclusters >/dev/null 2>&1 || [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
-  echo "postgres: installing"
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
-fi
-read -r version cluster _ < <(pg_lsclusters -h | head -n1)
-if ! pg_lsclusters -h | head -n1 | grep -q online; then
-  echo "postgres: starting cluster $version/$cluster"
-  pg_ctlcluster "$version" "$cluster" start
-fi
-for _ in $(seq 1 30); do
-  pg_isready -q -h 127.0.0.1 -p 5432 && break
-  sleep 1
-done
-pg_isready -q -h 127.0.0.1 -p 5432 || { echo "postgres: not ready after 30s" >&2; exit 1; }
+PORT=5432
+DEADLINE=${VESSEL_POSTGRES_DEADLINE:-30}   # seconds for the server to accept
+say() { echo "postgres: $*"; }
 
-as_postgres() { su postgres -c "psql -v ON_ERROR_STOP=1 -qtAc \"$1\""; }
-if [ "$(as_postgres "SELECT 1 FROM pg_roles WHERE rolname = 'vessel'")" != 1 ]; then
-  echo "postgres: creating role vessel"
-  # Superuser: test databases are created and migrations add triggers.
-  as_postgres "CREATE ROLE vessel LOGIN SUPERUSER PASSWORD 'vessel'"
+if ! command -v pg_lsclusters >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  say "not installed: apt-get install postgresql"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q postgresql >/dev/null
 fi
+
+# The cluster on our port (Debian's package makes `<version> main` on 5432;
+# another version installed beside it gets 5433 and is not ours).
+cluster_line() { pg_lsclusters -h | awk -v port="$PORT" '$3 == port' | head -n1; }
+if [ -z "$(cluster_line)" ]; then
+  version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -n1)
+  say "no cluster on port $PORT: creating $version/main"
+  pg_createcluster --port="$PORT" "$version" main >/dev/null
+fi
+read -r version cluster _port status _ < <(cluster_line)
+
+if [ "$status" != online ]; then
+  say "starting cluster $version/$cluster"
+  # pg_ctlcluster goes through systemd where systemd runs, and works without.
+  pg_ctlcluster "$version" "$cluster" start || service postgresql start
+fi
+
+wait_ready() {
+  for ((i = 0; i < DEADLINE; i++)); do
+    pg_isready -q -h 127.0.0.1 -p "$PORT" && return 0
+    sleep 1
+  done
+  say "not accepting connections on 127.0.0.1:$PORT after ${DEADLINE}s; see /var/log/postgresql/" >&2
+  exit 1
+}
+wait_ready
+
+# As the postgres superuser over the local socket (peer auth). From / so
+# that psql does not complain about a cwd the postgres user cannot read.
+as_postgres() { (cd / && runuser -u postgres -- psql -X -p "$PORT" -v ON_ERROR_STOP=1 -qtAc "$1"); }
+
+# (A superuser may create databases whatever rolcreatedb says.)
+role=$(as_postgres "SELECT rolsuper AND rolcanlogin FROM pg_roles WHERE rolname = 'vessel'")
+# The password is checked by logging in with it (it is stored hashed).
+if [ "$role" = t ] && PGPASSWORD=vessel PGCONNECT_TIMEOUT=5 psql -X -qtA -h 127.0.0.1 -p "$PORT" -U vessel -d postgres -c 'SELECT 1' >/dev/null 2>&1; then
+  :
+elif [ -z "$role" ]; then
+  say "creating role vessel"
+  as_postgres "CREATE ROLE vessel LOGIN SUPERUSER CREATEDB PASSWORD 'vessel'"
+else
+  say "resetting role vessel (login, superuser, createdb, password)"
+  as_postgres "ALTER ROLE vessel LOGIN SUPERUSER CREATEDB PASSWORD 'vessel'"
+fi
+
 if [ "$(as_postgres "SELECT 1 FROM pg_database WHERE datname = 'vessel'")" != 1 ]; then
+  say "creating database vessel"
   as_postgres "CREATE DATABASE vessel OWNER vessel"
 fi
-# Many tests at once, each with a pool of its own.
+
 if [ "$(as_postgres "SHOW max_connections")" -lt 300 ]; then
-  echo "postgres: raising max_connections to 300"
+  say "raising max_connections to 300 (restart)"
   as_postgres "ALTER SYSTEM SET max_connections = 300"
   pg_ctlcluster "$version" "$cluster" restart
-  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  wait_ready
 fi
-echo "postgres: ready at postgres://vessel:vessel@127.0.0.1:5432/vessel"
+
+# What the orchestrator and the tests do: TCP to 127.0.0.1 with a password
+# (Debian's pg_hba.conf has `host all all 127.0.0.1/32 scram-sha-256`).
+if ! out=$(PGPASSWORD=vessel PGCONNECT_TIMEOUT=5 psql -X -qtA -h 127.0.0.1 -p "$PORT" -U vessel -d vessel \
+  -c "SELECT current_user || ' ' || (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)" 2>&1); then
+  say "cannot log in as vessel over TCP with a password: $out" >&2
+  say "pg_hba.conf must allow 'host all all 127.0.0.1/32 scram-sha-256' (or md5):" >&2
+  grep -v -e '^#' -e '^$' "/etc/postgresql/$version/$cluster/pg_hba.conf" >&2 || true
+  exit 1
+fi
+[ "$out" = "vessel true" ] || { say "unexpected login check: '$out'" >&2; exit 1; }
+
+say "ready: PostgreSQL $version/$cluster on 127.0.0.1:$PORT, role vessel (superuser, password login verified)"
+echo "export DATABASE_URL=postgres://vessel:vessel@127.0.0.1:$PORT/vessel"

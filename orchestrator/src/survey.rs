@@ -21,8 +21,13 @@ pub async fn survey(db: &PgPool, hosts: &Arc<HostPool>) {
 
 async fn survey_one(db: &PgPool, hosts: &Arc<HostPool>, name: &str) {
     let Some(spec) = hosts.spec(name) else { return };
+    // A host that vanished leaves a half-open connection that never
+    // answers: the probe has a deadline of its own.
     let result = match hosts.link(name).await {
-        Ok(link) => probe::probe(&link.ssh).await.map_err(|e| e.to_string()),
+        Ok(link) => match tokio::time::timeout(hosts.timeout(), probe::probe(&link.ssh)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", hosts.timeout())),
+        },
         Err(e) => Err(e.to_string()),
     };
     let recorded = match result {

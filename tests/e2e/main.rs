@@ -13,6 +13,7 @@ mod fake_tailnet;
 mod hardening;
 mod oidc;
 mod prometheus;
+mod recovery;
 mod rig;
 mod slack;
 mod tailnet;

@@ -54,6 +54,10 @@ impl HostPool {
         }
     }
 
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn spec(&self, host: &str) -> Option<&HostSpec> {
         self.specs.get(host)
     }
