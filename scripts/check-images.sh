@@ -71,7 +71,9 @@ out=$("${SSH[@]}" "${PINNED[@]}" "root@$ip" nvidia-smi --query-gpu=index,uuid,na
 out=$("${SSH[@]}" "${PINNED[@]}" "root@$ip" nvidia-smi -L)
 [ "$out" = "$GPUS" ] || fail "nvidia-smi -L printed '$out'"
 say "  ok: root login, pinned host key, nvidia-smi prints the declared GPUs"
-# What the orchestrator's probe reads besides.
+# What the orchestrator's probe reads besides (a remote command: the
+# single quotes are meant).
+# shellcheck disable=SC2016
 "${SSH[@]}" "${PINNED[@]}" "root@$ip" 'lscpu -p=CPU,NODE | grep -qv "^#" && awk "/^MemTotal:/ {exit !(\$2 > 0)}" /proc/meminfo' ||
   fail "lscpu or /proc/meminfo"
 

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Everything the system and its tests need on this machine, idempotently:
-# the Docker engine, Postgres, the SSH client, and the images.
+# Everything the system and its tests need on this machine, idempotently and
+# fail-fast: the Docker engine, Postgres, Prometheus (the tests start their
+# own), the SSH client (the tests make keys and log in), and the images.
+# A second run only checks (about a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$SECONDS
 
 scripts/ensure-docker.sh
 scripts/ensure-postgres.sh
 scripts/ensure-prometheus.sh
+# On this machine kind openssh-client comes preinstalled; a bare Debian lacks it.
 if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
   echo "ssh: installing openssh-client"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-client >/dev/null
 fi
 scripts/build-images.sh
-echo "rig: ready"
+
+tags() { docker image inspect -f '{{join .RepoTags " "}}' "$1:latest" | tr ' ' '\n' | grep -v ':latest$' | head -n1; }
+echo "rig: ready in $((SECONDS - start))s: docker $(docker info -f '{{.ServerVersion}}/{{.Driver}}')," \
+  "postgres 127.0.0.1:5432 (DATABASE_URL=postgres://vessel:vessel@127.0.0.1:5432/vessel)," \
+  "images $(tags vessel/base) $(tags vessel/testhost)"

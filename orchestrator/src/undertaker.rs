@@ -41,6 +41,15 @@ pub struct SweepReport {
     pub expired: usize,
 }
 
+/// The counters of one sweep, written together.
+#[derive(Default)]
+struct Batch {
+    ids: Vec<Uuid>,
+    idle: Vec<f64>,
+    /// The warning is withdrawn (the vessel was used or kept).
+    reset: Vec<bool>,
+}
+
 pub struct Undertaker {
     db: PgPool,
     config: UndertakerConfig,
@@ -185,6 +194,7 @@ impl Undertaker {
             vessels: rows.len(),
             ..SweepReport::default()
         };
+        let mut batch = Batch::default();
         let warn_at = self.config.warn_after.duration().as_secs_f64();
         let bury_at = warn_at + self.config.bury_after.duration().as_secs_f64();
         for r in rows {
@@ -223,6 +233,7 @@ impl Undertaker {
             let kept = r.keep_until.is_some_and(|k| k > now);
             let mut idle = r.idle_secs.unwrap_or(0.0);
             let mut warned_at = r.warned_at;
+            let mut withdrawn = false;
             match (usage, kept) {
                 (Usage::Idle, false) => {
                     if let Some(last) = r.last_sweep_at {
@@ -233,50 +244,58 @@ impl Undertaker {
                 (Usage::Busy, _) | (Usage::Idle, true) => {
                     idle = 0.0;
                     warned_at = None;
+                    withdrawn = true;
                 }
                 (Usage::Unknown, _) => report.unknown += 1,
             }
-            let mut tx = self.db.begin().await?;
             let warn_now = idle >= warn_at && warned_at.is_none() && idle < bury_at;
-            if warn_now {
-                warned_at = Some(now);
+            // Counters for every vessel go in one statement below; what
+            // announces something (a warning) gets a transaction of its own
+            // with its event.
+            batch.ids.push(r.id);
+            batch.idle.push(idle);
+            batch.reset.push(withdrawn);
+            if warn_now || warn_expiry {
+                let mut tx = self.db.begin().await?;
+                if warn_now {
+                    sqlx::query!(
+                        "INSERT INTO vessel_idle (vessel_id, warned_at) VALUES ($1, $2)
+                         ON CONFLICT (vessel_id) DO UPDATE SET warned_at = $2",
+                        r.id,
+                        now
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    self.notify(&mut tx, r.id, "vessel.idle_warning", &format!(
+                        "*{}* has been idle for {:.0} work-hours and will be reclaimed after {:.0} more unless you keep it.",
+                        r.name, idle / 3600.0, (bury_at - idle) / 3600.0
+                    ))
+                    .await?;
+                    report.warned += 1;
+                }
+                if warn_expiry {
+                    sqlx::query!(
+                        "INSERT INTO vessel_idle (vessel_id, expiry_warned_at) VALUES ($1, $2)
+                         ON CONFLICT (vessel_id) DO UPDATE SET expiry_warned_at = $2",
+                        r.id,
+                        now
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    self.notify(
+                        &mut tx,
+                        r.id,
+                        "vessel.expiry_warning",
+                        &format!(
+                            "*{}* reaches the end of its lifetime at {}; extend it to keep it.",
+                            r.name,
+                            r.expires_at.format("%a %d %b %H:%M UTC")
+                        ),
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
             }
-            sqlx::query!(
-                "INSERT INTO vessel_idle (vessel_id, idle_secs, last_sweep_at, warned_at, expiry_warned_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (vessel_id) DO UPDATE SET idle_secs = excluded.idle_secs,
-                   last_sweep_at = excluded.last_sweep_at, warned_at = excluded.warned_at,
-                   expiry_warned_at = coalesce(vessel_idle.expiry_warned_at, excluded.expiry_warned_at)",
-                r.id,
-                idle,
-                now,
-                warned_at,
-                warn_expiry.then_some(now)
-            )
-            .execute(&mut *tx)
-            .await?;
-            if warn_now {
-                self.notify(&mut tx, r.id, "vessel.idle_warning", &format!(
-                    "*{}* has been idle for {:.0} work-hours and will be reclaimed after {:.0} more unless you keep it.",
-                    r.name, idle / 3600.0, (bury_at - idle) / 3600.0
-                ))
-                .await?;
-                report.warned += 1;
-            }
-            if warn_expiry {
-                self.notify(
-                    &mut tx,
-                    r.id,
-                    "vessel.expiry_warning",
-                    &format!(
-                        "*{}* reaches the end of its lifetime at {}; extend it to keep it.",
-                        r.name,
-                        r.expires_at.format("%a %d %b %H:%M UTC")
-                    ),
-                )
-                .await?;
-            }
-            tx.commit().await?;
             if idle >= bury_at {
                 self.bury(
                     r.id,
@@ -287,6 +306,32 @@ impl Undertaker {
                 report.buried += 1;
             }
         }
+        // One statement for all counters: 10,000 vessels must not mean
+        // 10,000 round trips.
+        sqlx::query!(
+            "INSERT INTO vessel_idle (vessel_id, idle_secs, last_sweep_at)
+             SELECT id, idle, $3 FROM unnest($1::uuid[], $2::float8[]) AS t(id, idle)
+             ON CONFLICT (vessel_id) DO UPDATE SET idle_secs = excluded.idle_secs,
+               last_sweep_at = excluded.last_sweep_at",
+            &batch.ids,
+            &batch.idle,
+            now
+        )
+        .execute(&self.db)
+        .await?;
+        let withdrawn: Vec<Uuid> = batch
+            .ids
+            .iter()
+            .zip(&batch.reset)
+            .filter(|(_, r)| **r)
+            .map(|(id, _)| *id)
+            .collect();
+        sqlx::query!(
+            "UPDATE vessel_idle SET warned_at = NULL WHERE vessel_id = ANY($1) AND warned_at IS NOT NULL",
+            &withdrawn
+        )
+        .execute(&self.db)
+        .await?;
         info!(?report, "undertaker sweep");
         Ok(report)
     }
