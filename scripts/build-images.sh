@@ -46,6 +46,9 @@ cleanup() {
   done
 }
 trap cleanup EXIT
+# debootstrap (dpkg) carries on through Ctrl-C, and bash then forgets the
+# interrupt; this makes the script stop (and clean up) once it returns.
+trap 'exit 130' INT
 
 # ---- The recipe. `declare -f` of these functions goes into the content hash:
 # ---- a change of what they do rebuilds (a change of comments does not).

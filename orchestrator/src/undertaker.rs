@@ -114,40 +114,80 @@ impl Undertaker {
             .collect())
     }
 
+    /// A CPU-only vessel's use since the last sweep, from its cgroup's
+    /// cumulative CPU time (read with an exec over the Docker API, since
+    /// some engines report no CPU in their stats). The first reading is a
+    /// baseline: unknown, not idle.
     async fn cpu_usage(&self, host: &str, id: Uuid, cores: usize) -> Usage {
-        use bollard::query_parameters::StatsOptions;
-        use futures::StreamExt;
-        let Ok(link) = self.hosts.link(host).await else {
+        let Some(now_ns) = self.read_cpu_ns(host, id).await else {
             return Usage::Unknown;
         };
-        let mut stream = link.docker.stats(
-            &crate::conductor::spec::container_name(&id.to_string()),
-            Some(StatsOptions {
-                stream: false,
-                one_shot: false,
-            }),
-        );
-        let Some(Ok(stats)) = stream.next().await else {
+        let read_at = Utc::now();
+        let previous = sqlx::query!(
+            "SELECT cpu_ns, cpu_read_at FROM vessel_idle WHERE vessel_id = $1",
+            id
+        )
+        .fetch_optional(&self.db)
+        .await
+        .ok()
+        .flatten();
+        let _ = sqlx::query!(
+            "INSERT INTO vessel_idle (vessel_id, cpu_ns, cpu_read_at) VALUES ($1, $2, $3)
+             ON CONFLICT (vessel_id) DO UPDATE SET cpu_ns = $2, cpu_read_at = $3",
+            id,
+            now_ns,
+            read_at
+        )
+        .execute(&self.db)
+        .await;
+        let Some((before_ns, before_at)) = previous.and_then(|p| Some((p.cpu_ns?, p.cpu_read_at?)))
+        else {
             return Usage::Unknown;
         };
-        let (Some(cpu), Some(pre)) = (stats.cpu_stats, stats.precpu_stats) else {
-            return Usage::Unknown;
-        };
-        let used = cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0) as f64
-            - pre.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0) as f64;
-        let system =
-            cpu.system_cpu_usage.unwrap_or(0) as f64 - pre.system_cpu_usage.unwrap_or(0) as f64;
-        let online = cpu.online_cpus.unwrap_or(1).max(1) as f64;
-        if system <= 0.0 {
+        let elapsed_ns = (read_at - before_at).num_nanoseconds().unwrap_or(0) as f64;
+        if elapsed_ns <= 0.0 || now_ns < before_ns {
             return Usage::Unknown;
         }
-        // Percent of the vessel's own cores.
-        let percent = used / system * online * 100.0 / cores.max(1) as f64;
+        let percent = (now_ns - before_ns) as f64 / (elapsed_ns * cores.max(1) as f64) * 100.0;
         if percent <= self.config.cpu_idle_below {
             Usage::Idle
         } else {
             Usage::Busy
         }
+    }
+
+    async fn read_cpu_ns(&self, host: &str, id: Uuid) -> Option<i64> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use futures::StreamExt;
+        let link = self.hosts.link(host).await.ok()?;
+        let name = crate::conductor::spec::container_name(&id.to_string());
+        let exec = link
+            .docker
+            .create_exec(
+                &name,
+                CreateExecOptions {
+                    cmd: Some(vec![
+                        "sh",
+                        "-c",
+                        "cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null \
+                         || awk '/^usage_usec/ {printf \"%d\\n\", $2 * 1000}' /sys/fs/cgroup/cpu.stat",
+                    ]),
+                    attach_stdout: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .ok()?;
+        let StartExecResults::Attached { mut output, .. } =
+            link.docker.start_exec(&exec.id, None).await.ok()?
+        else {
+            return None;
+        };
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = output.next().await {
+            text.push_str(&chunk.to_string());
+        }
+        text.trim().parse().ok()
     }
 
     pub async fn sweep(&self) -> Result<SweepReport, sqlx::Error> {

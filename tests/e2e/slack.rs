@@ -457,6 +457,11 @@ async fn forged_stale_replayed_and_unauthorised_requests_change_nothing() -> any
         .await?;
     let (_, status) = s.slash("UBOSS", "/fleet", "status").await?;
     assert!(text_of(&status).contains("gpu-1"), "{status}");
+    // Admins see everyone's vessels, and may kill any of them by name.
+    let (_, list) = s.slash("UBOSS", "/fleet", "vessels <@UEVE|eve>").await?;
+    assert!(text_of(&list).contains("ueve"), "{list}");
+    let (_, hosts) = s.slash("UBOSS", "/fleet", "hosts").await?;
+    assert!(text_of(&hosts).contains("draining"), "{hosts}");
     // The audit log shows what Eve did (her key, her vessel) and the drain.
     let (_, audit) = s.slash("UBOSS", "/fleet", "audit <@UEVE|eve>").await?;
     let shown = text_of(&audit);

@@ -46,10 +46,18 @@ chmod 755 /usr/local/bin/tailscale /usr/local/bin/tailscaled"#;
 }
 
 async fn rig_with(fake: &FakeTailnet, provider: &str) -> anyhow::Result<Rig> {
+    rig_with_timeout(fake, provider, "20s").await
+}
+
+async fn rig_with_timeout(
+    fake: &FakeTailnet,
+    provider: &str,
+    device_timeout: &str,
+) -> anyhow::Result<Rig> {
     let extra = format!(
         "[tailnet]\nprovider = \"{provider}\"\napi_url = \"{}\"\ntailnet = \"lab.example\"\nuser = \"vessels\"\n\
          api_key = \"{API_KEY}\"\ntags = [\"tag:vessel\"]\nuser_tag = \"tag:vessel-{{user}}\"\n\
-         key_expiry = \"5m\"\ndevice_timeout = \"20s\"\n",
+         key_expiry = \"5m\"\ndevice_timeout = \"{device_timeout}\"\n",
         fake.url()
     );
     let rig = Rig::start_with(
@@ -297,6 +305,49 @@ async fn headscale_mints_pre_auth_keys_and_deletes_nodes() -> anyhow::Result<()>
     rig.wait_state(&carol, &id, &["buried"], Duration::from_secs(30))
         .await?;
     assert_eq!(fake.calls("DELETE", "/api/v1/node/").len(), 1);
+    docker(&["rmi", "-f", &image]).ok();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_that_never_appears_fails_the_vessel_and_cleans_up() -> anyhow::Result<()> {
+    let fake = FakeTailnet::start().await?;
+    let rig = rig_with_timeout(&fake, "tailscale", "3s").await?;
+    // The fake lists no device for this fleet: as if `tailscale up` never
+    // reached the control server.
+    fake.watch("some-other-fleet", &rig.network);
+    let image = stand_in_image(&rig)?;
+    let dan = rig.researcher("dan");
+    rig.add_key(&dan).await?;
+    let (_, v) = rig
+        .create(
+            &dan,
+            json!({ "queue": "cpu", "name": "ghost", "image": image }),
+        )
+        .await?;
+    let id = v["id"].as_str().unwrap().to_string();
+    let failed = rig
+        .wait_state(&dan, &id, &["failed", "running"], Duration::from_secs(60))
+        .await?;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not appear on the tailnet"),
+        "{failed}"
+    );
+    assert!(
+        rig.vessel_containers()?.is_empty(),
+        "{:?}",
+        rig.vessel_containers()?
+    );
+    // The unused key is revoked.
+    assert_eq!(
+        fake.calls("DELETE", "/api/v2/tailnet/lab.example/keys/")
+            .len(),
+        1
+    );
     docker(&["rmi", "-f", &image]).ok();
     Ok(())
 }

@@ -222,3 +222,84 @@ async fn across_a_dst_weekend_work_hours_stay_nine_to_six_local() -> anyhow::Res
     t.wait_buried().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cpu_vessels_are_read_from_docker_and_lifetimes_end() -> anyhow::Result<()> {
+    let clock = ManualClock::at(at("2026-11-30T08:00:00Z"));
+    let rig = Rig::start_with(
+        &[crate::rig::cpu_host("cpu-1")],
+        Options {
+            clock: Some(clock.clone()),
+            extra_config: "[work_hours]\ntimezone = \"Europe/Berlin\"\n".into(),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let token = rig.researcher("erin");
+    rig.add_key(&token).await?;
+    let (_, v) = rig
+        .create(&token, json!({ "queue": "cpu", "name": "sleepy" }))
+        .await?;
+    let id = v["id"].as_str().unwrap().to_string();
+    rig.wait_state(&token, &id, &["running"], Duration::from_secs(60))
+        .await?;
+    // Lifetime on the undertaker's clock: ends Tuesday 08:00 UTC.
+    sqlx::query("UPDATE vessels SET expires_at = '2026-12-01T08:00:00Z'")
+        .execute(&rig.db)
+        .await?;
+    let events = |kind: &'static str| {
+        let db = rig.db.clone();
+        let id = id.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM events WHERE kind = $1 AND vessel_id::text = $2",
+            )
+            .bind(kind)
+            .bind(id)
+            .fetch_one(&db)
+            .await
+        }
+    };
+    let undertaker = &rig.app().undertaker;
+    undertaker.sweep().await?; // baseline, Monday 09:00 local
+                               // CPU use is measured between two readings of the container's cgroup;
+                               // give that measurement a few real seconds.
+    crate::rig::eventually(
+        "a CPU measuring interval",
+        Duration::from_secs(10),
+        || async {
+            let age: f64 = sqlx::query_scalar(
+                "SELECT extract(epoch FROM now() - cpu_read_at)::float8 FROM vessel_idle",
+            )
+            .fetch_one(&rig.db)
+            .await?;
+            Ok((age >= 3.0).then_some(()))
+        },
+    )
+    .await?;
+    clock.set(at("2026-11-30T14:00:00Z"));
+    let report = undertaker.sweep().await?;
+    // sshd alone uses no CPU: idle, from Docker's numbers (no Prometheus here).
+    assert_eq!((report.idle, report.unknown), (1, 0), "{report:?}");
+    assert_eq!(events("vessel.idle_warning").await?, 1);
+    // Inside the last day of its lifetime: warned once.
+    assert_eq!(events("vessel.expiry_warning").await?, 1);
+    clock.set(at("2026-11-30T15:00:00Z"));
+    undertaker.sweep().await?;
+    assert_eq!(events("vessel.expiry_warning").await?, 1, "warned twice");
+    // At the end of its lifetime it is buried, whatever its use.
+    clock.set(at("2026-12-01T08:00:01Z"));
+    let report = undertaker.sweep().await?;
+    assert_eq!(report.expired, 1, "{report:?}");
+    let buried = rig
+        .wait_state(&token, &id, &["buried"], Duration::from_secs(30))
+        .await?;
+    assert!(
+        buried["reason"]
+            .as_str()
+            .unwrap()
+            .contains("lifetime ended"),
+        "{buried}"
+    );
+    Ok(())
+}
