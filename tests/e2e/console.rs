@@ -6,23 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::rig::{cpu_host, Rig, SECRET};
-
-fn bot_binary() -> anyhow::Result<std::path::PathBuf> {
-    // target/debug/deps/e2e-… → target/debug/vessel-bot
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("vessel-bot"))
-        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: build the workspace first",
-        path.display()
-    );
-    Ok(path)
-}
+use crate::rig::{binary, cpu_host, Rig, SECRET};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_creates_a_vessel_and_prints_its_dm() -> anyhow::Result<()> {
@@ -35,7 +19,7 @@ async fn the_console_creates_a_vessel_and_prints_its_dm() -> anyhow::Result<()> 
             rig.url("")
         ),
     )?;
-    let mut child = tokio::process::Command::new(bot_binary()?)
+    let mut child = tokio::process::Command::new(binary("vessel-bot")?)
         .args([
             "--config",
             &config.display().to_string(),

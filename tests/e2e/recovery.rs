@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::rig::{docker, eventually, gpu_host, Options, Rig, VESSEL_IMAGE};
+use crate::rig::{binary, docker, eventually, gpu_host, Options, Rig, VESSEL_IMAGE};
 
 async fn count(rig: &Rig, sql: &'static str) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar(sql).fetch_one(&rig.db).await?)
@@ -160,21 +160,6 @@ async fn a_stopped_host_loses_its_vessels_once_and_gets_them_back() -> anyhow::R
     Ok(())
 }
 
-fn orchestrator_binary() -> anyhow::Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("vessel-orchestrator"))
-        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: build the workspace first",
-        path.display()
-    );
-    Ok(path)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_orchestrator_killed_mid_provision_leaks_nothing() -> anyhow::Result<()> {
     // The in-test orchestrator serves the API but runs no workers; a second
@@ -195,7 +180,7 @@ async fn an_orchestrator_killed_mid_provision_leaks_nothing() -> anyhow::Result<
             .replace("lease = \"5s\"", "lease = \"2s\""),
     )?;
     let spawn = || {
-        tokio::process::Command::new(orchestrator_binary().unwrap())
+        tokio::process::Command::new(binary("vessel-orchestrator").unwrap())
             .args(["--config", &config.display().to_string()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

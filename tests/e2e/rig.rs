@@ -39,6 +39,23 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// One of the workspace's binaries, next to the test executable
+/// (target/debug/deps/e2e-… → target/debug/NAME).
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join(name))
+        .context("no target dir")?;
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build the workspace first",
+        path.display()
+    );
+    Ok(path)
+}
+
 pub fn docker(args: &[&str]) -> Result<String> {
     run("docker", args)
 }
@@ -412,6 +429,22 @@ image = "{VESSEL_IMAGE}"
             bail!("show {vessel}: {status} {body}");
         }
         Ok(body)
+    }
+
+    /// Creates a vessel and waits for it to run; returns it.
+    pub async fn launch(&self, token: &str, body: Value) -> Result<Value> {
+        let (status, v) = self.create(token, body).await?;
+        if status != 202 {
+            bail!("create: {status} {v}");
+        }
+        let id = v["id"].as_str().context("id")?.to_string();
+        let v = self
+            .wait_state(token, &id, &["running", "failed"], Duration::from_secs(60))
+            .await?;
+        if v["state"] != "running" {
+            bail!("the vessel did not run: {v}");
+        }
+        Ok(v)
     }
 
     /// Waits until the vessel reaches one of `states`; returns it.
