@@ -181,6 +181,21 @@ impl Bot {
                         "Live vessels",
                     )
                 }),
+            FleetCommand::User {
+                user,
+                unix_name,
+                uid,
+            } => self
+                .orch
+                .set_user(actor, &user, &unix_name, uid)
+                .await
+                .map(|u| {
+                    Message::says(format!(
+                        ":bust_in_silhouette: <@{user}> is `{}` (uid {}) on their next vessels.",
+                        u["unix_name"].as_str().unwrap_or("?"),
+                        u["uid"]
+                    ))
+                }),
             FleetCommand::Audit(filter) => {
                 let (user, target) = match &filter {
                     Some(commands::AuditFilter::User(u)) => (Some(u.as_str()), None),

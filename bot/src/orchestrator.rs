@@ -303,6 +303,26 @@ impl Orchestrator {
         .await
     }
 
+    pub async fn set_user(
+        &self,
+        actor: &Actor,
+        user: &str,
+        unix_name: &str,
+        uid: Option<u32>,
+    ) -> Result<Value, ApiFailure> {
+        let mut body = json!({ "unix_name": unix_name });
+        if let Some(uid) = uid {
+            body["uid"] = json!(uid);
+        }
+        self.call(
+            actor,
+            Method::PUT,
+            &format!("/v1/users/{}", encode(user)),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn set_host(
         &self,
         actor: &Actor,

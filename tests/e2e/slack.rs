@@ -462,6 +462,30 @@ async fn forged_stale_replayed_and_unauthorised_requests_change_nothing() -> any
     assert!(text_of(&list).contains("ueve"), "{list}");
     let (_, hosts) = s.slash("UBOSS", "/fleet", "hosts").await?;
     assert!(text_of(&hosts).contains("draining"), "{hosts}");
+    // Admins set a researcher's unix identity; researchers cannot.
+    let (_, answer) = s
+        .slash("UEVE", "/fleet", "user <@UFRANK|frank> evil 1000")
+        .await?;
+    assert!(text_of(&answer).contains("Sorry"), "{answer}");
+    let (_, answer) = s
+        .slash("UBOSS", "/fleet", "user <@UFRANK|frank> fcastle 31000")
+        .await?;
+    assert!(text_of(&answer).contains("fcastle"), "{answer}");
+    let frank = s.rig.researcher("UFRANK");
+    let (_, me) = s
+        .rig
+        .call(reqwest::Method::GET, "/v1/me", &frank, None)
+        .await?;
+    assert_eq!(
+        (me["unix_name"].as_str(), me["uid"].as_i64()),
+        (Some("fcastle"), Some(31000)),
+        "{me}"
+    );
+    // Not while a user has live vessels: they run as the old identity.
+    let (_, answer) = s
+        .slash("UBOSS", "/fleet", "user <@UEVE|eve> someone")
+        .await?;
+    assert!(text_of(&answer).contains("live vessel"), "{answer}");
     // The audit log shows what Eve did (her key, her vessel) and the drain.
     let (_, audit) = s.slash("UBOSS", "/fleet", "audit <@UEVE|eve>").await?;
     let shown = text_of(&audit);

@@ -49,6 +49,12 @@ pub enum FleetCommand {
     Kill(String),
     /// The audit log, of a user (a Slack user id) or a vessel.
     Audit(Option<AuditFilter>),
+    /// Set a researcher's unix name (and uid).
+    User {
+        user: String,
+        unix_name: String,
+        uid: Option<u32>,
+    },
     Help,
 }
 
@@ -69,7 +75,7 @@ pub const VESSEL_USAGE: &str = "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64
 pub const CREATE_USAGE: &str =
     "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d]";
 pub const FLEET_USAGE: &str =
-    "/fleet status · hosts · drain HOST · undrain HOST · vessels [@user] · kill VESSEL · audit [@user|VESSEL]";
+    "/fleet status · hosts · drain HOST · undrain HOST · vessels [@user] · kill VESSEL · audit [@user|VESSEL] · user @user NAME [UID]";
 
 const CREATE_OPTIONS: &[&str] = &["gpu", "queue", "cpu", "mem", "image", "name", "for"];
 const VESSEL_VERBS: &[&str] = &[
@@ -254,6 +260,26 @@ fn parse_fleet(words: &[&str]) -> Result<FleetCommand, ParseError> {
             )?))),
             _ => Err(err("one user at most", "/fleet vessels [@user]")),
         },
+        "user" => {
+            let usage = "/fleet user @user NAME [UID]";
+            let (who, name, uid) = match rest {
+                [who, name] => (who, name, None),
+                [who, name, uid] => (who, name, Some(*uid)),
+                _ => return Err(err("whose identity, and what name?", usage)),
+            };
+            let user = user_id(who).ok_or_else(|| err(format!("`{who}` is not a user"), usage))?;
+            let uid = uid
+                .map(|u| {
+                    u.parse::<u32>()
+                        .map_err(|_| err(format!("`{u}` is not a uid"), usage))
+                })
+                .transpose()?;
+            Ok(FleetCommand::User {
+                user,
+                unix_name: name.to_string(),
+                uid,
+            })
+        }
         "audit" => match rest {
             [] => Ok(FleetCommand::Audit(None)),
             [who] if who.starts_with("<@") => Ok(FleetCommand::Audit(Some(AuditFilter::User(

@@ -12,6 +12,7 @@ mod events;
 mod fleet;
 mod hosts;
 mod keys;
+mod users;
 mod vessels;
 
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/bot/state/{key}", &[BOT_STATE]),
     route("PUT", "/v1/bot/state/{key}", &[BOT_STATE]),
     route("GET", "/v1/audit", &[AUDIT_READ]),
+    route("PUT", "/v1/users/{subject}", &[FLEET_MANAGE]),
 ];
 
 /// Authenticates, then checks the route's row in `ROUTES`.
@@ -158,6 +160,7 @@ pub fn router(state: AppState) -> Router {
             get(bot_state::get).put(bot_state::put),
         )
         .route("/v1/audit", get(audit::list))
+        .route("/v1/users/{subject}", axum::routing::put(users::set))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
