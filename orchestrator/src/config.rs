@@ -108,12 +108,16 @@ impl Default for UndertakerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ReconcilerConfig {
     pub every: Span,
+    /// Delivered events and the bot's message references of vessels that
+    /// ended are kept this long, then deleted.
+    pub retention: Span,
 }
 
 impl Default for ReconcilerConfig {
     fn default() -> Self {
         ReconcilerConfig {
             every: Span(std::time::Duration::from_secs(300)),
+            retention: Span(std::time::Duration::from_secs(30 * 86_400)),
         }
     }
 }

@@ -31,11 +31,45 @@ pub struct Reconciler {
     db: PgPool,
     hosts: Arc<HostPool>,
     fleet: String,
+    retention: std::time::Duration,
 }
 
 impl Reconciler {
-    pub fn new(db: PgPool, hosts: Arc<HostPool>, fleet: String) -> Self {
-        Reconciler { db, hosts, fleet }
+    pub fn new(
+        db: PgPool,
+        hosts: Arc<HostPool>,
+        fleet: String,
+        retention: std::time::Duration,
+    ) -> Self {
+        Reconciler {
+            db,
+            hosts,
+            fleet,
+            retention,
+        }
+    }
+
+    /// The outbox and the bot's per-vessel message references do not grow
+    /// forever: what is older than the retention and settled goes.
+    pub async fn prune(&self) -> Result<u64, sqlx::Error> {
+        let secs = self.retention.as_secs_f64();
+        let events = sqlx::query!(
+            "DELETE FROM events WHERE created_at < now() - make_interval(secs => $1)",
+            secs
+        )
+        .execute(&self.db)
+        .await?
+        .rows_affected();
+        let refs = sqlx::query!(
+            "DELETE FROM bot_state b USING vessels v
+             WHERE b.key = 'slack-message:' || v.id::text
+               AND v.ended_at < now() - make_interval(secs => $1)",
+            secs
+        )
+        .execute(&self.db)
+        .await?
+        .rows_affected();
+        Ok(events + refs)
     }
 
     pub async fn run_once(&self) -> Result<Report, sqlx::Error> {
@@ -60,6 +94,11 @@ impl Reconciler {
                 Ok(()) => report.hosts += 1,
                 Err(e) => warn!(%host, error = %e, "cannot reconcile the host"),
             }
+        }
+        match self.prune().await {
+            Ok(n) if n > 0 => info!(pruned = n, "old events and message references removed"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot prune old events"),
         }
         if report.orphans_removed + report.lost + report.recovered + report.freed > 0 {
             info!(?report, "reconciled");

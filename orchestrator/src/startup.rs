@@ -62,6 +62,7 @@ impl Application {
             db.clone(),
             hosts.clone(),
             config.fleet.clone(),
+            config.reconciler.retention.duration(),
         ));
         let work = WorkHours::parse(&config.work_hours)
             .map_err(|(key, message)| StartupError::Config(format!("{key}: {message}")))?;

@@ -288,7 +288,13 @@ impl Undertaker {
                 }
                 (Usage::Unknown, _) => report.unknown += 1,
             }
-            let warn_now = idle >= warn_at && warned_at.is_none() && idle < bury_at;
+            // Nobody is buried unwarned: a vessel that crossed both marks
+            // at once (the orchestrator was down, say) is warned now and
+            // gets the whole `bury_after` from here.
+            let warn_now = idle >= warn_at && warned_at.is_none();
+            if warn_now {
+                idle = idle.min(warn_at);
+            }
             // Counters for every vessel go in one statement below; what
             // announces something (a warning) gets a transaction of its own
             // with its event.

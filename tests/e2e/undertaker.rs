@@ -206,19 +206,24 @@ async fn keep_exempts_until_it_ends() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn across_a_dst_weekend_work_hours_stay_nine_to_six_local() -> anyhow::Result<()> {
-    // Berlin leaves summer time on Sunday 2026-10-25.
-    let t = Idle::start("2026-10-23T07:00:00Z").await?; // Friday 09:00 CEST
-    t.sweep_at("2026-10-23T07:00:00Z").await?;
+    // Berlin leaves summer time on Sunday 2026-10-25: Friday's 18:00 is
+    // 16:00 UTC, Monday's 09:00 is 08:00 UTC.
+    let t = Idle::start("2026-10-23T12:00:00Z").await?; // Friday 14:00 CEST
+    t.sweep_at("2026-10-23T12:00:00Z").await?;
     t.sweep_at("2026-10-26T08:00:00Z").await?; // Monday 09:00 CET
+    let hours = t.idle_hours().await?;
     assert!(
-        (t.idle_hours().await? - 9.0).abs() < 0.01,
-        "Friday 9–18 only: {}",
-        t.idle_hours().await?
+        (hours - 4.0).abs() < 0.01,
+        "only Friday 14–18 local counts: {hours}"
     );
+    t.sweep_at("2026-10-26T09:00:00Z").await?; // 10:00 CET
+    assert!((t.idle_hours().await? - 5.0).abs() < 0.01);
+    assert_eq!(t.events("vessel.idle_warning").await?, 0);
+    t.sweep_at("2026-10-26T10:00:00Z").await?; // 11:00 CET: six
     assert_eq!(t.events("vessel.idle_warning").await?, 1);
-    t.sweep_at("2026-10-26T10:59:00Z").await?; // 11:59 CET: 11h59m
+    t.sweep_at("2026-10-26T15:59:00Z").await?; // 16:59 CET
     assert_eq!(t.state().await?, "running");
-    t.sweep_at("2026-10-26T11:00:00Z").await?; // 12:00 CET: twelve
+    t.sweep_at("2026-10-26T16:00:00Z").await?; // 17:00 CET: twelve
     t.wait_buried().await?;
     Ok(())
 }
@@ -301,5 +306,22 @@ async fn cpu_vessels_are_read_from_docker_and_lifetimes_end() -> anyhow::Result<
             .contains("lifetime ended"),
         "{buried}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nobody_is_buried_unwarned_even_after_a_long_gap() -> anyhow::Result<()> {
+    let t = Idle::start("2026-11-30T08:00:00Z").await?;
+    t.sweep_at("2026-11-30T08:00:00Z").await?;
+    // No sweep for a day (the orchestrator was down): twelve idle hours at once.
+    t.sweep_at("2026-12-01T11:00:00Z").await?;
+    assert_eq!(t.events("vessel.idle_warning").await?, 1);
+    assert_eq!(t.state().await?, "running", "buried without a warning");
+    assert!((t.idle_hours().await? - 6.0).abs() < 0.01);
+    // The full six hours after the warning, then burial.
+    t.sweep_at("2026-12-01T16:59:00Z").await?;
+    assert_eq!(t.state().await?, "running");
+    t.sweep_at("2026-12-01T17:00:00Z").await?;
+    t.wait_buried().await?;
     Ok(())
 }
