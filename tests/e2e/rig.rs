@@ -581,6 +581,16 @@ impl Drop for Rig {
             let _ = docker(&args);
         }
         let _ = docker(&["network", "rm", &self.network]);
+        // The database too: a test run makes dozens. FORCE ends the pools'
+        // connections (Postgres 13+).
+        let _ = run(
+            "psql",
+            &[
+                &admin_database_url(),
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS vessel_{} WITH (FORCE)", self.id),
+            ],
+        );
         // Homes were created by containers as other uids; the dir is ours.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
