@@ -12,7 +12,7 @@ mod rig;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rig::{docker, gpu_host, run, Rig, VESSEL_IMAGE};
+use rig::{address_on, docker, gpu_host, run, Rig, VESSEL_IMAGE};
 use serde_json::json;
 use uuid::Uuid;
 use vessel_orchestrator::placement;
@@ -75,15 +75,7 @@ async fn baseline(rig: &Rig) -> Result<Vec<Duration>> {
             "-c",
             &script,
         ])?;
-        let address = docker(&[
-            "inspect",
-            "-f",
-            &format!(
-                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-                rig.network
-            ),
-            &name,
-        ])?;
+        let address = address_on(&rig.network, &name)?;
         let args: Vec<String> = [
             "-o",
             "StrictHostKeyChecking=no",
@@ -135,15 +127,7 @@ async fn vessels(rig: &Rig) -> Result<Vec<Duration>> {
         };
         let args = rig.ssh_args(&vessel["ssh"], "true", 2)?;
         times.push(until_login(start, &args).await?);
-        rig.call(
-            reqwest::Method::DELETE,
-            &format!("/v1/vessels/{id}"),
-            &alice,
-            None,
-        )
-        .await?;
-        rig.wait_state(&alice, &id, &["buried"], Duration::from_secs(30))
-            .await?;
+        rig.kill(&alice, &id).await?;
     }
     Ok(times)
 }

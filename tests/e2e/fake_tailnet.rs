@@ -17,7 +17,7 @@ use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::rig::docker;
+use crate::rig::{address_on, docker};
 
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -85,16 +85,7 @@ fn joined(inner: &Inner) -> Vec<Value> {
         if inner.deleted_devices.contains(&device_id) {
             continue;
         }
-        let address = docker(&[
-            "inspect",
-            "-f",
-            &format!(
-                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-                inner.network
-            ),
-            id,
-        ])
-        .unwrap_or_default();
+        let address = address_on(&inner.network, id).unwrap_or_default();
         devices.push(json!({
             "id": device_id, "nodeId": device_id, "hostname": hostname,
             "name": format!("{hostname}.tail1234.ts.net"),

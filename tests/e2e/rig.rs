@@ -56,6 +56,16 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// A container's address on a Docker network.
+pub fn address_on(network: &str, container: &str) -> Result<String> {
+    docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+        container,
+    ])
+}
+
 pub fn docker(args: &[&str]) -> Result<String> {
     run("docker", args)
 }
@@ -247,12 +257,7 @@ impl Rig {
             args.push(TEST_HOST_IMAGE.into());
             let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
             docker(&args_ref)?;
-            let address = docker(&[
-                "inspect",
-                "-f",
-                &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
-                &container,
-            ])?;
+            let address = address_on(&network, &container)?;
             let pinned = std::fs::read_to_string(host_key.with_extension("pub"))?;
             let pinned: Vec<&str> = pinned.split_whitespace().take(2).collect();
             let network_table = if decl.tailscale {
@@ -445,6 +450,23 @@ image = "{VESSEL_IMAGE}"
             bail!("the vessel did not run: {v}");
         }
         Ok(v)
+    }
+
+    /// Kills a vessel and waits until it is buried; returns it.
+    pub async fn kill(&self, token: &str, id: &str) -> Result<Value> {
+        let (status, body) = self
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/v1/vessels/{id}"),
+                token,
+                None,
+            )
+            .await?;
+        if status != 202 {
+            bail!("kill {id}: {status} {body}");
+        }
+        self.wait_state(token, id, &["buried"], Duration::from_secs(30))
+            .await
     }
 
     /// Waits until the vessel reaches one of `states`; returns it.

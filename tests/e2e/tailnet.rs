@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::fake_tailnet::{FakeTailnet, API_KEY};
-use crate::rig::{docker, tailscale_host, Options, Rig, VESSEL_IMAGE};
+use crate::rig::{address_on, docker, tailscale_host, Options, Rig, VESSEL_IMAGE};
 
 /// vessel/base plus stand-ins that record their arguments (and the key
 /// `tailscale up` read) under /run/vessel-ts.
@@ -134,15 +134,7 @@ async fn a_vessel_joins_the_tailnet_with_one_tagged_key_and_leaves_at_kill() -> 
     assert_eq!(leaked, 0);
 
     // The SSH config carries the device's address, and login works there.
-    let address = docker(&[
-        "inspect",
-        "-f",
-        &format!(
-            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-            rig.network
-        ),
-        &container,
-    ])?;
+    let address = address_on(&rig.network, &container)?;
     assert_eq!(vessel["ssh"]["address"], address.as_str());
     assert!(vessel["ssh"]["config"]
         .as_str()
@@ -155,15 +147,7 @@ async fn a_vessel_joins_the_tailnet_with_one_tagged_key_and_leaves_at_kill() -> 
         .chars()
         .take(12)
         .collect();
-    rig.call(
-        reqwest::Method::DELETE,
-        &format!("/v1/vessels/{id}"),
-        &alice,
-        None,
-    )
-    .await?;
-    rig.wait_state(&alice, &id, &["buried"], Duration::from_secs(30))
-        .await?;
+    rig.kill(&alice, &id).await?;
     let deletes = fake.calls("DELETE", "/api/v2/device/");
     assert_eq!(deletes.len(), 1, "{deletes:?}");
     assert!(
@@ -206,15 +190,7 @@ async fn rate_limits_are_waited_out_and_refusals_fail_cleanly() -> anyhow::Resul
         mints[1].at.duration_since(mints[0].at) >= Duration::from_secs(1),
         "Retry-After was not honoured"
     );
-    rig.call(
-        reqwest::Method::DELETE,
-        &format!("/v1/vessels/{id}"),
-        &bob,
-        None,
-    )
-    .await?;
-    rig.wait_state(&bob, &id, &["buried"], Duration::from_secs(30))
-        .await?;
+    rig.kill(&bob, &id).await?;
 
     // 403: the vessel fails with the reason and leaves nothing behind.
     fake.fail_key_mints(&[(403, None)]);
@@ -295,15 +271,7 @@ async fn headscale_mints_pre_auth_keys_and_deletes_nodes() -> anyhow::Result<()>
         "{body}"
     );
     assert_eq!(rig.ssh(&vessel["ssh"], "id -un")?, "carol");
-    rig.call(
-        reqwest::Method::DELETE,
-        &format!("/v1/vessels/{id}"),
-        &carol,
-        None,
-    )
-    .await?;
-    rig.wait_state(&carol, &id, &["buried"], Duration::from_secs(30))
-        .await?;
+    rig.kill(&carol, &id).await?;
     assert_eq!(fake.calls("DELETE", "/api/v1/node/").len(), 1);
     docker(&["rmi", "-f", &image]).ok();
     Ok(())
