@@ -6,6 +6,7 @@
 
 use sqlx::PgPool;
 use tracing::warn;
+use vessel_api::events::{EventKind, EventPayload, HostEvent};
 
 use crate::domain::VesselState;
 use crate::reconciler::{Reconciler, Report};
@@ -45,13 +46,13 @@ pub async fn after_survey(db: &PgPool, reconciler: &Reconciler) -> Result<(), sq
             )
             .await?;
         }
-        events::emit(
-            &mut tx,
-            None,
-            "host.unreachable",
-            serde_json::json!({ "host": host.name, "reason": reason, "vessels": running.len() }),
-        )
-        .await?;
+        let payload = EventPayload::Host(HostEvent {
+            host: host.name.clone(),
+            by: None,
+            reason: Some(reason.clone()),
+            vessels: Some(running.len() as u32),
+        });
+        events::emit(&mut tx, None, &EventKind::HostUnreachable, &payload).await?;
         tx.commit().await?;
         warn!(host = %host.name, vessels = running.len(), "host unreachable: incident opened");
     }
@@ -67,13 +68,16 @@ pub async fn after_survey(db: &PgPool, reconciler: &Reconciler) -> Result<(), sq
             warn!(%host, error = %e, "cannot reconcile a recovered host");
         }
         let mut tx = db.begin().await?;
-        events::emit(
-            &mut tx,
-            None,
-            "host.recovered",
-            serde_json::json!({ "host": host, "reason": format!("{} vessels back, {} reservations freed", report.recovered, report.freed) }),
-        )
-        .await?;
+        let payload = EventPayload::Host(HostEvent {
+            reason: Some(format!(
+                "{} vessels back, {} reservations freed",
+                report.recovered, report.freed
+            )),
+            host,
+            by: None,
+            vessels: Some(report.recovered as u32),
+        });
+        events::emit(&mut tx, None, &EventKind::HostRecovered, &payload).await?;
         tx.commit().await?;
     }
     Ok(())

@@ -93,7 +93,10 @@ impl SlackApp {
         if let (Command::Vessel(VesselCommand::CreateModal), Some(trigger)) =
             (&parsed, &cmd.trigger_id)
         {
-            let fleet = self.bot.orch.fleet(&actor).await.unwrap_or_default();
+            let fleet = match self.bot.orch.fleet(&actor).await {
+                Ok(f) => f,
+                Err(e) => return Some(views::error(&e.to_string(), None)),
+            };
             let view = modal::create(&fleet, self.bot.config.default_queue.as_deref());
             return match self.web.open_modal(trigger, view).await {
                 Ok(()) => None,
@@ -111,13 +114,13 @@ impl SlackApp {
     /// A `view_submission` of the create modal: field errors, or `None`
     /// (close the modal) after the vessel was requested.
     pub async fn submit_create(&self, user: &str, values: &Value) -> Result<(), Value> {
-        let args = modal::read_submission(values).map_err(|errors| errors_json(&errors))?;
+        let request = modal::read_submission(values).map_err(|errors| errors_json(&errors))?;
         let actor = self.actor(user).await;
-        let body = self
+        let request = self
             .bot
-            .create_body(&args)
+            .with_default_queue(request)
             .map_err(|m| errors_json(&[("queue".to_string(), m.text)].into()))?;
-        match self.bot.orch.create(&actor, body).await {
+        match self.bot.orch.create(&actor, &request).await {
             Ok(v) => {
                 let msg = views::vessel::provisioning(&v);
                 if let Err(e) = self.web.post_dm(user, &msg).await {
@@ -126,7 +129,7 @@ impl SlackApp {
                 Ok(())
             }
             Err(e) => {
-                let block = match e.field.as_deref() {
+                let block = match e.field() {
                     Some("gpus") => "gpu",
                     Some("cpus") => "cpu",
                     Some("memory") => "mem",
@@ -134,7 +137,7 @@ impl SlackApp {
                     Some(f @ ("image" | "name" | "queue")) => f,
                     _ => "queue",
                 };
-                Err(errors_json(&[(block.to_string(), e.message)].into()))
+                Err(errors_json(&[(block.to_string(), e.to_string())].into()))
             }
         }
     }
@@ -163,8 +166,7 @@ impl SlackApp {
             .orch
             .list(&actor)
             .await
-            .ok()
-            .and_then(|l| l["vessels"].as_array().cloned())
+            .map(|l| l.vessels)
             .unwrap_or_default();
         if let Err(e) = self.web.publish_home(user, home::home(&vessels)).await {
             warn!(error = %e, "cannot publish App Home");

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::commands::{self, Command, CreateArgs, VesselCommand};
+use vessel_api::fleet::FleetStatus;
+use vessel_api::grammar;
+use vessel_api::vessels::CreateVessel;
 
 pub const CALLBACK_ID: &str = "vessel.create";
 
@@ -21,24 +23,18 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ("for", "Lifetime", "e.g. 2d, 24h"),
 ];
 
-pub fn create(fleet: &Value, default_queue: Option<&str>) -> Value {
-    let options: Vec<Value> = fleet["queues"]
-        .as_object()
-        .map(|queues| {
-            queues
-                .iter()
-                .map(|(name, q)| {
-                    json!({
-                        "text": { "type": "plain_text", "text": format!(
-                            "{name} — {} of {} GPUs free",
-                            q["gpus_free"].as_i64().unwrap_or(0),
-                            q["gpus"].as_i64().unwrap_or(0)) },
-                        "value": name,
-                    })
-                })
-                .collect()
+pub fn create(fleet: &FleetStatus, default_queue: Option<&str>) -> Value {
+    let options: Vec<Value> = fleet
+        .queues
+        .iter()
+        .map(|(name, q)| {
+            json!({
+                "text": { "type": "plain_text", "text": format!(
+                    "{name} — {} of {} GPUs free", q.gpus_free, q.gpus) },
+                "value": name,
+            })
         })
-        .unwrap_or_default();
+        .collect();
     let mut select = json!({
         "type": "static_select",
         "action_id": "value",
@@ -79,9 +75,10 @@ pub fn create(fleet: &Value, default_queue: Option<&str>) -> Value {
     })
 }
 
-/// Reads a submission's `view.state.values` into create arguments, or the
-/// errors to show, keyed by block id.
-pub fn read_submission(values: &Value) -> Result<CreateArgs, BTreeMap<String, String>> {
+/// Reads a submission's `view.state.values` into a create request, or the
+/// errors to show, keyed by block id. Each field goes through the shared
+/// grammar alone, so every error lands next to its own field.
+pub fn read_submission(values: &Value) -> Result<CreateVessel, BTreeMap<String, String>> {
     let mut errors = BTreeMap::new();
     let field = |block: &str| -> Option<String> {
         let v = &values[block]["value"];
@@ -92,40 +89,29 @@ pub fn read_submission(values: &Value) -> Result<CreateArgs, BTreeMap<String, St
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let mut words = Vec::new();
+    let mut request = CreateVessel::default();
     match field("queue") {
-        Some(q) => words.push(("queue", q)),
+        Some(q) => {
+            if let Err(e) = grammar::set_option(&mut request, "queue", &q) {
+                errors.insert("queue".into(), e.0);
+            }
+        }
         None => {
             errors.insert("queue".into(), "Pick a queue".into());
         }
     }
     for (id, _, _) in FIELDS {
-        if let Some(v) = field(id) {
-            if v.contains(char::is_whitespace) {
-                errors.insert(id.to_string(), "No spaces, please".into());
-                continue;
-            }
-            words.push((id, v));
+        let Some(v) = field(id) else { continue };
+        if v.contains(char::is_whitespace) {
+            errors.insert(id.to_string(), "No spaces, please".into());
+        } else if let Err(e) = grammar::set_option(&mut request, id, &v) {
+            errors.insert(id.to_string(), e.0);
         }
     }
-    // Each field alone first, so every error lands next to its own field.
-    for (id, value) in &words {
-        if let Err(e) = commands::parse("/vessel", &format!("create {id}={value}")) {
-            errors.insert(id.to_string(), e.message);
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let text = words
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    match commands::parse("/vessel", &format!("create {text}")) {
-        Ok(Command::Vessel(VesselCommand::Create(args))) => Ok(args),
-        Ok(_) => Err(BTreeMap::from([("queue".into(), "Pick a queue".into())])),
-        Err(e) => Err(BTreeMap::from([("queue".into(), e.message)])),
+    if errors.is_empty() {
+        Ok(request)
+    } else {
+        Err(errors)
     }
 }
 
@@ -153,6 +139,6 @@ mod tests {
         assert!(errors["mem"].contains("not a size"));
         let ok = read_submission(&values(&[("queue", "3090"), ("gpu", "2")])).unwrap();
         assert_eq!(ok.gpus, Some(2));
-        assert_eq!(ok.queue.as_deref(), Some("3090"));
+        assert_eq!(ok.queue.as_ref().map(|q| q.as_str()), Some("3090"));
     }
 }

@@ -3,6 +3,7 @@
 //! transaction (the outbox).
 
 pub mod audit;
+pub mod bot_state;
 pub mod events;
 pub mod hosts;
 pub mod jobs;
