@@ -1,11 +1,13 @@
 //! The App Home tab: the user's vessels with their buttons.
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use slack_morphism::prelude::{SlackHomeView, SlackView};
 
 use super::vessel::{EXTEND, KILL};
 use super::{Block, Button, Message};
 
-pub fn home(vessels: &[Value]) -> Value {
+/// `vessels` are the orchestrator's vessel views (the API client's JSON).
+pub fn home(vessels: &[Value]) -> SlackView {
     let mut m = Message::new("Your vessels").block(Block::Header("Your vessels".into()));
     if vessels.is_empty() {
         m = m.block(Block::Section(
@@ -34,5 +36,5 @@ pub fn home(vessels: &[Value]) -> Value {
             ]));
         }
     }
-    json!({ "type": "home", "blocks": m.to_blocks() })
+    SlackView::Home(SlackHomeView::new(m.to_blocks()))
 }
