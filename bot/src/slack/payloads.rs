@@ -207,4 +207,45 @@ mod tests {
             Ok(SlackPushEvent::UrlVerification(_))
         ));
     }
+
+    proptest::proptest! {
+        /// What the fuzz target checks, in miniature, on every test run:
+        /// any text, including text that looks like a payload, decodes or
+        /// is refused, without panicking.
+        #[test]
+        fn no_body_panics(
+            body in "\\PC{0,200}",
+            payload in r#"\{"type":"(block_actions|view_submission|event_callback)"[ -~]{0,80}\}"#,
+        ) {
+            for text in [body.as_str(), payload.as_str()] {
+                let _ = command(text);
+                let _ = push_event(text);
+                let form = form(&[("payload", text)]);
+                for body in [text, form.as_str()] {
+                    if let Ok(event) = interaction(body) {
+                        if let Ok(Interaction::SubmitCreate { state, .. }) = route(event, "vessel.create") {
+                            let _ = crate::views::modal::read_submission(&state);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Whatever a user types reaches the parser as typed.
+        #[test]
+        fn command_text_survives_the_form(text in "\\PC{0,200}", user in "U[A-Z0-9]{2,10}") {
+            let body = form(&[
+                ("team_id", "T0LAB"),
+                ("channel_id", "C1"),
+                ("user_id", &user),
+                ("command", "/vessel"),
+                ("text", &text),
+                ("response_url", "https://hooks.slack.com/commands/T0LAB/1/x"),
+                ("trigger_id", "1.2.3"),
+            ]);
+            let cmd = command(&body).unwrap();
+            proptest::prop_assert_eq!(cmd.text.as_deref(), Some(text.as_str()));
+            proptest::prop_assert_eq!(cmd.user_id.0, user);
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! The App Home tab: the user's vessels with their buttons.
 
+// Not a Slack payload: the orchestrator's JSON, as its client returns it
+// today; it becomes the typed API views when that client lands (issue 9).
 use serde_json::Value;
 use slack_morphism::prelude::{SlackHomeView, SlackView};
 

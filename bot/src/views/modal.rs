@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+// Not a Slack payload: the orchestrator's JSON, as its client returns it
+// today; it becomes the typed API views when that client lands (issue 9).
 use serde_json::Value;
 use slack_morphism::prelude::{
     SlackActionId, SlackBlock, SlackBlockChoiceItem, SlackBlockId, SlackBlockPlainText,
