@@ -1,13 +1,13 @@
 //! The App Home tab: the user's vessels with their buttons.
 
-use serde_json::{json, Value};
+use slack_morphism::prelude::{SlackHomeView, SlackView};
 use vessel_api::vessels::VesselView;
 use vessel_api::VesselState;
 
 use super::vessel::{EXTEND, KILL};
 use super::{Block, Button, Message};
 
-pub fn home(vessels: &[VesselView]) -> Value {
+pub fn home(vessels: &[VesselView]) -> SlackView {
     let mut m = Message::new("Your vessels").block(Block::Header("Your vessels".into()));
     if vessels.is_empty() {
         m = m.block(Block::Section(
@@ -36,5 +36,5 @@ pub fn home(vessels: &[VesselView]) -> Value {
             ]));
         }
     }
-    json!({ "type": "home", "blocks": m.to_blocks() })
+    SlackView::Home(SlackHomeView::new(m.to_blocks()))
 }
