@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vessel_api::Span;
 use vessel_orchestrator::clock::ManualClock;
 use vessel_orchestrator::config::UndertakerConfig;
 use vessel_orchestrator::hosts::HostPool;
 use vessel_orchestrator::undertaker::Undertaker;
-use vessel_api::Span;
 use vessel_orchestrator::work_hours::{WorkHours, WorkHoursConfig};
 use vessel_testrig::prometheus::{Exporter, Prometheus};
 use vessel_testrig::{Options, Rig};

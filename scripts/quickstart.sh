@@ -15,6 +15,7 @@ mkdir -p "$STATE/keys" "$STATE/homes"
 scripts/ensure-rig.sh
 command -v curl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl >/dev/null
 command -v python3 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 >/dev/null
+command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >/dev/null
 
 key() { [ -f "$STATE/keys/$1" ] || ssh-keygen -q -t ed25519 -N '' -C "vessel-$1" -f "$STATE/keys/$1"; }
 key ops; key host-gpu; key host-cpu
@@ -64,14 +65,22 @@ GPUS="0, GPU-11111111-0000-4000-8000-000000000000, NVIDIA GeForce RTX 3090 (decl
 1, GPU-11111111-0000-4000-8000-000000000001, NVIDIA GeForce RTX 3090 (declared), 24576 MiB, 00000000:02:00.0"
 { host gpu 3090 "$GPUS"; host cpu cpu ""; } > "$STATE/hosts.toml"
 
-[ -f "$STATE/secret" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE/secret"
+# The service key: the bot signs with the private half; the orchestrator
+# holds only the public half, so nothing it has can mint a token.
+if [ ! -f "$STATE/keys/service.key" ]; then
+  (umask 077; openssl genpkey -algorithm ed25519 -out "$STATE/keys/service.key")
+  openssl pkey -in "$STATE/keys/service.key" -pubout -out "$STATE/keys/service.pub"
+fi
+ME=$(whoami); [ "$ME" = root ] && ME=researcher
 cat > "$STATE/vessel.toml" <<TOML
 listen = "127.0.0.1:$PORT"
 database_url = "postgres://vessel:vessel@127.0.0.1:5432/vessel"
 fleet = "local"
 hosts_file = "hosts.toml"
 [auth]
-hs256_secret = { file = "$STATE/secret" }
+service_public_key = { file = "$STATE/keys/service.pub" }
+# The console's user is this fleet's admin (vessel-bot console --admin).
+admins = ["console:$ME"]
 [conductor]
 workers = 4
 [queues.3090]
@@ -90,7 +99,7 @@ cat > "$STATE/vessel-bot.toml" <<TOML
 orchestrator_url = "http://127.0.0.1:$PORT"
 default_queue = "3090"
 [auth]
-hs256_secret = { file = "$STATE/secret" }
+private_key = { file = "$STATE/keys/service.key" }
 TOML
 
 echo "== orchestrator"
@@ -107,8 +116,7 @@ echo "orchestrator: http://127.0.0.1:$PORT (log: $STATE/orchestrator.log)"
 
 echo "== a first vessel"
 # The console's user: you, unless you are root (not a name to hand a vessel).
-ME=$(whoami); [ "$ME" = root ] && ME=researcher
-TOKEN=$("$BIN" --config "$STATE/vessel.toml" token "console:$ME")
+TOKEN=$("$BIN" --config "$STATE/vessel.toml" token "console:$ME" --key "$STATE/keys/service.key")
 api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 api -X POST "http://127.0.0.1:$PORT/v1/me/keys" -d "{\"public_key\": \"$(cat "$USER_KEY.pub")\"}" >/dev/null
@@ -127,12 +135,12 @@ echo "$VESSEL" | json 'd["ssh"]["config"]' | sed "s#~/.ssh/id_ed25519#$USER_KEY#
 echo "$VESSEL" | json 'd["ssh"]["known_hosts"]' > "$STATE/known_hosts"
 cat <<MSG
 
-Vessel "demo" is running: $(echo "$VESSEL" | json '"%s GPU(s) %s, %s cores, %s on %s" % (d["gpus"], ",".join(d["gpu_uuids"]), d["cpus"], d["memory"], d["host"])')
+Vessel "demo" is running: $(echo "$VESSEL" | json '"%s GPU(s) %s, %s cores, %d MiB on %s" % (d["gpus"], ",".join(d["gpu_uuids"]), d["cpus"], d["memory_bytes"] >> 20, d["host"])')
 Log in (host key pinned, no trust on first use):
 
   ssh -F $STATE/ssh_config -o UserKnownHostsFile=$STATE/known_hosts demo
 
-The API: export TOKEN=\$($BIN --config $STATE/vessel.toml token console:$ME)
+The API: export TOKEN=\$($BIN --config $STATE/vessel.toml token console:$ME --key $STATE/keys/service.key)
   curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels
   curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/fleet
   curl -X DELETE -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels/demo

@@ -44,12 +44,15 @@ pub struct BotConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    pub hs256_secret: Secret,
+    /// The service's Ed25519 private key (PEM, or `{ file = … }`); the
+    /// orchestrator holds only its public half.
+    pub private_key: Secret,
     #[serde(default = "issuer")]
     pub issuer: String,
     #[serde(default = "audience")]
     pub audience: String,
-    /// Lifetime of the tokens the bot mints per request.
+    /// Lifetime of the tokens the bot mints per request (the orchestrator
+    /// refuses ones longer than its `auth.max_token_ttl`).
     #[serde(default = "token_ttl")]
     pub token_ttl_secs: u64,
 }
@@ -92,6 +95,10 @@ pub struct SlackConfig {
     /// Slack user ids allowed to run `/fleet`.
     #[serde(default)]
     pub admins: Vec<String>,
+    /// The workspace (`T…`) this bot serves; requests from any other
+    /// workspace the app is installed in are refused. Unset serves any.
+    #[serde(default)]
+    pub team_id: Option<String>,
     /// Where host and GPU alerts go.
     pub admin_channel: Option<String>,
 }
@@ -130,10 +137,12 @@ impl BotConfig {
         if url::Url::parse(&self.orchestrator_url).is_err() {
             return Err(invalid("orchestrator_url", "not a URL"));
         }
-        if self.auth.hs256_secret.expose().len() < 32 {
+        if jsonwebtoken::EncodingKey::from_ed_pem(self.auth.private_key.expose().as_bytes())
+            .is_err()
+        {
             return Err(invalid(
-                "auth.hs256_secret",
-                "must be at least 32 characters",
+                "auth.private_key",
+                "is not an Ed25519 private key in PEM (make one: `openssl genpkey -algorithm ed25519 -out bot.key`)",
             ));
         }
         if let Some(slack) = &self.slack {

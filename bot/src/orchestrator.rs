@@ -35,7 +35,7 @@ const SERVICE_SUBJECT: &str = "vessel-bot";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("auth.hs256_secret cannot be used as a signing key")]
+    #[error("auth.private_key cannot be used as a signing key")]
     Key(#[source] jsonwebtoken::errors::Error),
     #[error("orchestrator_url")]
     Client(#[source] ApiFailure),
@@ -62,7 +62,7 @@ impl Orchestrator {
             });
         Ok(Orchestrator {
             client,
-            key: EncodingKey::from_secret(config.auth.hs256_secret.expose().as_bytes())
+            key: EncodingKey::from_ed_pem(config.auth.private_key.expose().as_bytes())
                 .map_err(SetupError::Key)?,
             issuer: config.auth.issuer.clone(),
             audience: config.auth.audience.clone(),
@@ -85,9 +85,10 @@ impl Orchestrator {
             unix_name: unix_name.map(str::to_string),
             uid: None,
         };
-        // HS256 over claims of plain strings and numbers cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
-            .expect("HS256 signing does not fail")
+        // EdDSA over claims of plain strings and numbers, with a key checked
+        // at start-up, cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)
+            .expect("EdDSA signing with a checked key does not fail")
     }
 
     /// A token acting as `actor`, with their role's permissions.

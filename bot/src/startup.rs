@@ -42,11 +42,10 @@ pub async fn start(config: BotConfig) -> anyhow::Result<RunningBot> {
         SlackWeb::new(&slack.api_url, slack.bot_token.expose()).context("slack web client")?,
     );
     let bot = Arc::new(Bot::new(config)?);
-    let app = Arc::new(SlackApp::new(
-        bot.clone(),
-        web.clone(),
-        slack.admin_channel.clone(),
-    ));
+    let app = Arc::new(
+        SlackApp::new(bot.clone(), web.clone(), slack.admin_channel.clone())
+            .for_team(slack.team_id.clone()),
+    );
     let inbox = Arc::new(SlackInbox {
         web,
         admin_channel: slack.admin_channel.clone(),

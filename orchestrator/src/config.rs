@@ -137,12 +137,37 @@ pub struct AuthConfig {
     pub issuer: String,
     #[serde(default = "default_audience")]
     pub audience: String,
-    /// HS256 key shared with the bot.
-    pub hs256_secret: Secret,
+    /// The bot's Ed25519 public key (PEM, or `{ file = … }`): service tokens
+    /// are verified with it, and nothing here can sign one.
+    pub service_public_key: Secret,
+    /// Token subjects that are fleet admins (Slack user ids, OIDC `sub`s).
+    /// The orchestrator alone decides who is one; a token's claims only
+    /// narrow what its subject may do.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// Machine subjects (e.g. `prometheus`) signed by the service key, with
+    /// the permissions they get and how long their tokens may live.
+    #[serde(default)]
+    pub machines: std::collections::BTreeMap<String, MachineConfig>,
+    /// The longest a service token may live (the bot mints 5-minute ones).
+    #[serde(default = "default_max_token_ttl")]
+    pub max_token_ttl: Span,
     /// OIDC issuers (Auth0 or any) whose RS256/ES256 tokens are accepted,
     /// keys from their JWKS.
     #[serde(default)]
     pub oidc: Vec<OidcConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    pub perms: Vec<String>,
+    #[serde(default = "default_max_token_ttl")]
+    pub max_token_ttl: Span,
+}
+
+fn default_max_token_ttl() -> Span {
+    Span(std::time::Duration::from_secs(600))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,12 +180,20 @@ pub struct OidcConfig {
     /// Pinned: a token signed otherwise is refused.
     #[serde(default = "default_oidc_algorithms")]
     pub algorithms: Vec<String>,
-    /// Where the token lists permissions (Auth0 RBAC: `permissions`); a
-    /// space-separated `scope` claim is read too.
+    /// Where the token lists permissions (Auth0 RBAC: `permissions`). Never
+    /// `scope`: a user chooses what a client asks for.
     #[serde(default = "default_permissions_claim")]
     pub permissions_claim: String,
     /// A claim holding the unix name to use on first sight (else derived).
     pub unix_name_claim: Option<String>,
+    /// The clients (`azp` or `client_id`) whose tokens are accepted; empty
+    /// accepts any client of the issuer.
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+    /// The most this issuer's tokens may grant (a ceiling; admin
+    /// permissions still need the subject in `auth.admins`).
+    #[serde(default = "default_oidc_grants")]
+    pub grants: Vec<String>,
     /// An unknown `kid` refetches the JWKS at most this often.
     #[serde(default = "default_jwks_refresh")]
     pub min_refresh: Span,
@@ -168,6 +201,14 @@ pub struct OidcConfig {
 
 fn default_oidc_algorithms() -> Vec<String> {
     vec!["RS256".into()]
+}
+fn default_oidc_grants() -> Vec<String> {
+    let mut grants: Vec<String> = vessel_api::perm::ADMIN
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    grants.sort();
+    grants
 }
 fn default_permissions_claim() -> String {
     "permissions".into()
@@ -230,7 +271,8 @@ pub struct QueueConfig {
     pub memory: ByteSize,
     #[serde(default = "default_image")]
     pub image: String,
-    /// Images a request may name; empty means any image present on the host.
+    /// Images a request may name besides `image` (exact, or `repo:*` for any
+    /// tag of a repository); empty means the default image only.
     #[serde(default)]
     pub images: Vec<String>,
     #[serde(default = "default_lifetime")]
@@ -411,8 +453,8 @@ struct Inventory {
 }
 
 impl Config {
-    /// Reads the file, applies `VESSEL_…` overrides (`VESSEL_AUTH__HS256_SECRET`
-    /// sets `auth.hs256_secret`), reads the inventory and validates it all.
+    /// Reads the file, applies `VESSEL_…` overrides (`VESSEL_DATABASE_URL`
+    /// sets `database_url`), reads the inventory and validates it all.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -460,11 +502,28 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.auth.hs256_secret.expose().len() < 32 {
+        if jsonwebtoken::DecodingKey::from_ed_pem(self.auth.service_public_key.expose().as_bytes())
+            .is_err()
+        {
             return Err(invalid(
-                "auth.hs256_secret",
-                "must be at least 32 characters (use `openssl rand -hex 32`)",
+                "auth.service_public_key",
+                "is not an Ed25519 public key in PEM (make one: `openssl genpkey -algorithm ed25519 -out bot.key && openssl pkey -in bot.key -pubout -out bot.pub`)",
             ));
+        }
+        let known = |p: &String| vessel_api::perm::ALL.contains(&p.as_str());
+        for (subject, m) in &self.auth.machines {
+            if let Some(bad) = m.perms.iter().find(|p| !known(p)) {
+                return Err(invalid(
+                    format!("auth.machines.{subject}.perms"),
+                    format!("`{bad}` is not a permission"),
+                ));
+            }
+            if self.auth.admins.contains(subject) {
+                return Err(invalid(
+                    format!("auth.machines.{subject}"),
+                    "is also in auth.admins; a machine is not a person",
+                ));
+            }
         }
         for (i, o) in self.auth.oidc.iter().enumerate() {
             let key = format!("auth.oidc[{i}]");
@@ -472,6 +531,15 @@ impl Config {
                 return Err(invalid(
                     format!("{key}.issuer"),
                     "is the service issuer; OIDC issuers must differ",
+                ));
+            }
+            if let Some(bad) = o.grants.iter().find(|p| {
+                !vessel_api::perm::ALL.contains(&p.as_str())
+                    || vessel_api::perm::BOT_SERVICE.contains(&p.as_str())
+            }) {
+                return Err(invalid(
+                    format!("{key}.grants"),
+                    format!("`{bad}` is not a permission a person can have"),
                 ));
             }
             if !(o.jwks_url.starts_with("https://") || o.jwks_url.starts_with("http://127.")) {
@@ -514,12 +582,6 @@ impl Config {
                 return Err(invalid(
                     format!("{key}.lifetime"),
                     "is longer than max_lifetime",
-                ));
-            }
-            if !q.images.is_empty() && !q.images.contains(&q.image) {
-                return Err(invalid(
-                    format!("{key}.image"),
-                    "is not among the queue's allowed images",
                 ));
             }
         }
@@ -666,7 +728,11 @@ mod tests {
     const MINIMAL: &str = r#"
         database_url = "postgres://x"
         [auth]
-        hs256_secret = "0123456789abcdef0123456789abcdef"
+        service_public_key = """
+-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAV7hCdPe+3zliZ9BQx4XoFmzxqGAqArfQV0DHAPmsbuc=
+-----END PUBLIC KEY-----
+"""
         [queues.3090]
         gpus = 1
     "#;
@@ -693,16 +759,21 @@ mod tests {
         let text = MINIMAL.replace("[queues.3090]", "[queues.3090]\ncpus = 0");
         let err = Config::from_toml_str(&text).unwrap_err().to_string();
         assert!(err.starts_with("queues.3090.cpus:"), "{err}");
-        let short = MINIMAL.replace("0123456789abcdef0123456789abcdef", "short");
-        let err = Config::from_toml_str(&short).unwrap_err().to_string();
-        assert!(err.starts_with("auth.hs256_secret:"), "{err}");
+        let garbled = MINIMAL.replace("MCowBQYDK2VwAyEA", "MCowBQYD");
+        let err = Config::from_toml_str(&garbled).unwrap_err().to_string();
+        assert!(err.starts_with("auth.service_public_key:"), "{err}");
+        let robot_admin = MINIMAL.replace(
+            "[queues.3090]",
+            "admins = [\"prometheus\"]\n[auth.machines.prometheus]\nperms = [\"fleet:read\"]\n[queues.3090]",
+        );
+        let err = Config::from_toml_str(&robot_admin).unwrap_err().to_string();
+        assert!(err.starts_with("auth.machines.prometheus:"), "{err}");
     }
 
     #[test]
     fn secrets_do_not_print() {
         let config = Config::from_toml_str(MINIMAL).unwrap();
         let printed = format!("{config:?}");
-        assert!(!printed.contains("0123456789abcdef"));
         assert!(!printed.contains("postgres://x"));
     }
 }

@@ -1,8 +1,11 @@
 //! `vessel-orchestrator [--config PATH]` runs the service;
-//! `vessel-orchestrator token SUBJECT [PERM…]` prints a service token signed
-//! with the config's key (for operators, scripts and curl).
+//! `vessel-orchestrator token SUBJECT --key FILE [PERM…]` prints a service
+//! token signed with the bot's private key (for operators, scripts, curl
+//! and the Prometheus scrape); the orchestrator itself holds no key that
+//! signs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use vessel_orchestrator::api::auth;
@@ -11,11 +14,14 @@ use vessel_orchestrator::startup::Application;
 
 const USAGE: &str = "usage:
   vessel-orchestrator [--config PATH]                  run the orchestrator
-  vessel-orchestrator [--config PATH] token SUBJECT [--ttl SECS] [PERM...]
+  vessel-orchestrator [--config PATH] token SUBJECT --key FILE [--ttl SECS] [PERM...]
                                                        print a token for SUBJECT
 The config is PATH, else $VESSEL_CONFIG, else ./vessel.toml; VESSEL_A__B=v
-overrides key a.b. Without PERMs a token carries a researcher's permissions
-(vessels:create vessels:read fleet:read).";
+overrides key a.b. FILE is the service's Ed25519 private key (PEM), the one
+the bot signs with. Without PERMs a token asks for a researcher's permissions
+(vessels:create vessels:read fleet:read); it gets at most what the subject's
+role allows (auth.admins, auth.machines). --ttl is at most auth.max_token_ttl
+(or the machine's max_token_ttl); the default is that maximum.";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -45,19 +51,43 @@ async fn main() -> anyhow::Result<()> {
             let Some(subject) = args.get(1) else {
                 bail!("token needs a SUBJECT\n{USAGE}");
             };
-            let mut ttl = 3600;
+            let verifier = auth::Verifier::new(&config.auth)?;
+            let mut ttl = None;
+            let mut key = None;
             let mut perms: Vec<String> = Vec::new();
             let mut rest = args[2..].iter();
             while let Some(a) = rest.next() {
                 if a == "--ttl" {
-                    ttl = rest
-                        .next()
-                        .and_then(|t| t.parse().ok())
-                        .context("--ttl needs a number of seconds")?;
+                    ttl = Some(
+                        rest.next()
+                            .and_then(|t| t.parse().ok())
+                            .context("--ttl needs a number of seconds")?,
+                    );
+                } else if a == "--key" {
+                    key = Some(rest.next().context("--key needs the private key's file")?);
                 } else {
                     perms.push(a.clone());
                 }
             }
+            let key = key.context("token needs --key FILE, the service's private key")?;
+            let key = std::fs::read_to_string(key).with_context(|| format!("--key {key}"))?;
+            let ttl = match ttl {
+                Some(secs) => {
+                    if let Err(max) = verifier.allows_ttl(subject, Duration::from_secs(secs)) {
+                        bail!(
+                            "refusing: a token for `{subject}` may live at most {}s here \
+                             (auth.max_token_ttl, or auth.machines.{subject}.max_token_ttl)",
+                            max.as_secs()
+                        );
+                    }
+                    secs
+                }
+                None => verifier
+                    .allows_ttl(subject, Duration::MAX)
+                    .err()
+                    .map(|max| max.as_secs())
+                    .unwrap_or(600),
+            };
             if perms.is_empty() {
                 perms = [
                     auth::perm::VESSELS_CREATE,
@@ -69,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let perms: Vec<&str> = perms.iter().map(String::as_str).collect();
             let token = auth::issue(
-                config.auth.hs256_secret.expose(),
+                &key,
                 &config.auth.issuer,
                 &config.auth.audience,
                 subject,

@@ -23,8 +23,8 @@ pub enum StartupError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Config(String),
-    #[error("cannot load the token key: {0}")]
-    Key(#[from] jsonwebtoken::errors::Error),
+    #[error("cannot set up token verification: {0}")]
+    Auth(#[from] crate::api::auth::VerifierError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

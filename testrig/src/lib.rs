@@ -24,7 +24,27 @@ use vessel_orchestrator::startup::Application;
 
 pub const TEST_HOST_IMAGE: &str = "vessel/testhost:latest";
 pub const VESSEL_IMAGE: &str = "vessel/base:latest";
-pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// The service key pair every rig uses (tests only): the bot and `token()`
+/// sign with the private half; the orchestrator is given the public half.
+pub const SERVICE_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIHc5VKgns2U3K9aMOsHbT4Y0jydLl4SuDnNsiI0Cj7u2
+-----END PRIVATE KEY-----
+";
+pub const SERVICE_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAV7hCdPe+3zliZ9BQx4XoFmzxqGAqArfQV0DHAPmsbuc=
+-----END PUBLIC KEY-----
+";
+/// The private key's secret line: what must never appear in a log.
+pub const SERVICE_KEY_SECRET: &str =
+    "MC4CAQAwBQYDK2VwBCIEIHc5VKgns2U3K9aMOsHbT4Y0jydLl4SuDnNsiI0Cj7u2";
+/// Subjects the rig's orchestrator knows as admins: the tests' admins and
+/// the Slack tests' `UBOSS`.
+pub const ADMINS: &[&str] = &["root-admin", "matrix-admin", "UBOSS", "auth0|root"];
+
+/// The bot's `[auth]` table for this rig.
+pub fn bot_auth_toml() -> String {
+    format!("[auth]\nprivate_key = \"\"\"\n{SERVICE_KEY}\"\"\"\n")
+}
 
 /// Where the project's Postgres is; `scripts/ensure-postgres.sh` makes it.
 fn admin_database_url() -> String {
@@ -322,7 +342,12 @@ listen = "127.0.0.1:0"
 database_url = "{db}"
 fleet = "{id}"
 [auth]
-hs256_secret = "{SECRET}"
+service_public_key = """
+{SERVICE_PUBLIC_KEY}"""
+admins = [{admins}]
+[auth.machines.prometheus]
+perms = ["fleet:read"]
+max_token_ttl = "365d"
 [conductor]
 workers = {workers}
 max_attempts = 2
@@ -336,6 +361,8 @@ gpus = 1
 cpus = 1
 memory = "1G"
 image = "{VESSEL_IMAGE}"
+# The failure tests' images: one allowed but never built, one built per test.
+images = ["vessel/absent:1", "vessel/mute:*"]
 lifetime = "1d"
 max_lifetime = "7d"
 [queues.cpu]
@@ -343,9 +370,16 @@ gpus = 0
 cpus = 1
 memory = "1G"
 image = "{VESSEL_IMAGE}"
+# The tailnet tests' stand-in image, built per test.
+images = ["vessel/ts-standin:*"]
 {host_tables}
 {extra}"#,
             db = database_url(&id),
+            admins = ADMINS
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             workers = options.workers,
             ready = options.ready_timeout,
             extra = options.extra_config,
@@ -370,13 +404,18 @@ image = "{VESSEL_IMAGE}"
     }
 
     pub fn token(&self, subject: &str, perms: &[&str]) -> String {
+        self.token_for(subject, perms, 300)
+    }
+
+    /// A service token that lives `ttl_secs`.
+    pub fn token_for(&self, subject: &str, perms: &[&str], ttl_secs: u64) -> String {
         auth::issue(
-            SECRET,
+            SERVICE_KEY,
             "vessel-bot",
             "vessel-orchestrator",
             subject,
             perms,
-            300,
+            ttl_secs,
         )
         .expect("token")
     }

@@ -35,8 +35,9 @@ async fn bad_requests_are_refused_with_the_field_named_and_nothing_written() -> 
         .send()
         .await?;
     assert_eq!(resp.status(), 401);
+    // Signed with an Ed25519 key that is not the service's.
     let forged = vessel_orchestrator::api::auth::issue(
-        "another-secret-another-secret-another-secret",
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOE/U7SUYTI90RBo9LHCOrpJl0cSluGZBKvIyMK40maf\n-----END PRIVATE KEY-----\n",
         "vessel-bot",
         "vessel-orchestrator",
         "mallory",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::rig::{binary, cpu_host, Rig, SECRET};
+use crate::rig::{binary, bot_auth_toml, cpu_host, Rig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_creates_a_vessel_and_prints_its_dm() -> anyhow::Result<()> {
@@ -15,8 +15,9 @@ async fn the_console_creates_a_vessel_and_prints_its_dm() -> anyhow::Result<()> 
     std::fs::write(
         &config,
         format!(
-            "orchestrator_url = \"{}\"\ndefault_queue = \"cpu\"\n[auth]\nhs256_secret = \"{SECRET}\"\n",
-            rig.url("")
+            "orchestrator_url = \"{}\"\ndefault_queue = \"cpu\"\n{}",
+            rig.url(""),
+            bot_auth_toml()
         ),
     )?;
     let mut child = tokio::process::Command::new(binary("vessel-bot")?)

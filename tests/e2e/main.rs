@@ -4,6 +4,7 @@
 //! shared with the benches.
 
 mod api;
+mod api_security;
 mod authz;
 mod concurrency;
 mod console;

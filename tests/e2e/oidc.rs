@@ -285,3 +285,82 @@ async fn oidc_tokens_are_checked_and_keys_rotate() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// A user who can ask the identity provider for any scope asks for
+/// `fleet:manage`; a token issued to some other app of the same issuer is
+/// presented. Neither opens an admin route, and only `auth.admins` makes an
+/// admin, within the issuer's grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oidc_scope_is_not_a_permission_and_other_clients_are_refused() -> anyhow::Result<()> {
+    let jwks = serve_jwks().await?;
+    let oidc = format!(
+        "[[auth.oidc]]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
+         jwks_url = \"http://{}/.well-known/jwks.json\"\nallowed_clients = [\"vessel-cli\"]\n",
+        jwks.addr
+    );
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            workers: 0,
+            extra_config: oidc,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let key = rsa_key(&rig.dir, "k1")?;
+    *jwks.keys.lock().unwrap() = json!({ "keys": [key.jwk] });
+    let drain = |claims: Value| {
+        let rig = &rig;
+        let token = sign(&key, &claims);
+        async move {
+            rig.call(reqwest::Method::POST, "/v1/hosts/gpu-1/drain", &token, None)
+                .await
+        }
+    };
+    let cli = |c: Value| with(c, "azp", json!("vessel-cli"));
+
+    let scoped = with(
+        cli(claims()),
+        "scope",
+        json!("openid fleet:manage vessels:manage:any"),
+    );
+    let (status, body) = drain(scoped).await?;
+    assert_eq!(status, 403, "scope made an admin: {body}");
+
+    let claimed = with(cli(claims()), "permissions", json!(["fleet:manage"]));
+    let (status, body) = drain(claimed).await?;
+    assert_eq!(status, 403, "a non-admin's claim made an admin: {body}");
+
+    let other_app = with(
+        with(claims(), "azp", json!("someone-elses-app")),
+        "sub",
+        json!("auth0|root"),
+    );
+    let (status, body) = drain(with(other_app, "permissions", json!(["fleet:manage"]))).await?;
+    assert_eq!(status, 401, "another client's token: {body}");
+
+    let root = with(
+        with(cli(claims()), "sub", json!("auth0|root")),
+        "permissions",
+        json!(["fleet:manage"]),
+    );
+    // The admin, through a client that claims to relay for the bot: the
+    // drain happens, and the audit log does not believe the claim.
+    let resp = reqwest::Client::new()
+        .post(rig.url("/v1/hosts/gpu-1/drain"))
+        .bearer_auth(sign(&key, &root))
+        .header("x-vessel-via", "vessel-bot/slack")
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200, "the configured admin");
+    let sources: Vec<String> =
+        sqlx::query_scalar("SELECT source FROM audit_log WHERE actor = 'auth0|root'")
+            .fetch_all(&rig.db)
+            .await?;
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert!(
+        !sources[0].contains("via"),
+        "a forged relay reached the audit log: {sources:?}"
+    );
+    Ok(())
+}

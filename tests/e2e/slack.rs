@@ -10,7 +10,7 @@ use vessel_bot::slack::signature::sign;
 use vessel_bot::startup::RunningBot;
 
 use crate::fake_slack::{text_of, FakeSlack};
-use crate::rig::{cpu_host, docker, eventually, gpu_host, Rig, SECRET};
+use crate::rig::{bot_auth_toml, cpu_host, docker, eventually, gpu_host, Rig, SERVICE_KEY_SECRET};
 
 const SIGNING: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
@@ -49,8 +49,7 @@ impl SlackRig {
         Ok(BotConfig::from_toml_str(&format!(
             r#"
 orchestrator_url = "{orch}"
-[auth]
-hs256_secret = "{SECRET}"
+{auth}
 [slack]
 listen = "127.0.0.1:0"
 signing_secret = "{SIGNING}"
@@ -58,10 +57,12 @@ bot_token = "xoxb-test-token"
 api_url = "{api}"
 admins = [{admins}]
 admin_channel = "CADMINS"
+team_id = "T0LAB"
 "#,
             orch = self.rig.url(""),
             api = self.slack.api_url(),
             admins = admins.join(", "),
+            auth = bot_auth_toml(),
         ))?)
     }
 
@@ -355,6 +356,37 @@ async fn forged_stale_replayed_and_unauthorised_requests_change_nothing() -> any
     let s = SlackRig::start(&["UBOSS"]).await?;
     s.add_key("UEVE").await?;
     let body = s.slash_body("UEVE", "/vessel", "create queue=cpu");
+
+    // Another workspace the app is installed in: correctly signed (one app,
+    // one signing secret), refused, nothing created.
+    let creates = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM audit_log WHERE actor = 'UEVE' AND action = 'vessel.create'",
+        )
+        .fetch_one(&s.rig.db)
+        .await
+    };
+    let before = creates().await?;
+    let elsewhere = body.replace("team_id=T0LAB", "team_id=T0EVIL");
+    let (status, answer) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            elsewhere,
+            now(),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.to_string().contains("another Slack workspace"),
+        "{answer}"
+    );
+    assert_eq!(
+        creates().await?,
+        before,
+        "another workspace created a vessel"
+    );
 
     // Forged: signed with another secret.
     let ts = now();
@@ -689,7 +721,7 @@ async fn no_secret_or_token_reaches_the_logs() -> anyhow::Result<()> {
     let ops_key = std::fs::read_to_string(s.rig.dir.join("ops"))?;
     let ops_key_body = ops_key.lines().nth(1).unwrap_or("x").to_string();
     for (what, secret) in [
-        ("the HS256 key", SECRET.to_string()),
+        ("the service's private key", SERVICE_KEY_SECRET.to_string()),
         ("the Slack signing secret", SIGNING.to_string()),
         ("the Slack bot token", "xoxb-test-token".to_string()),
         ("a bearer token", token.clone()),
@@ -702,7 +734,9 @@ async fn no_secret_or_token_reaches_the_logs() -> anyhow::Result<()> {
     // Nor in what the configs print.
     let printed = format!("{:?}", s.config()?);
     assert!(
-        !printed.contains(SIGNING) && !printed.contains(SECRET) && !printed.contains("xoxb-"),
+        !printed.contains(SIGNING)
+            && !printed.contains(SERVICE_KEY_SECRET)
+            && !printed.contains("xoxb-"),
         "{printed}"
     );
     Ok(())

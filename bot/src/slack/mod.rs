@@ -26,6 +26,9 @@ pub struct SlackApp {
     pub bot: Arc<Bot>,
     pub web: Arc<SlackWeb>,
     pub admin_channel: Option<String>,
+    /// The one workspace served (`[slack] team_id`); requests signed for
+    /// another workspace of the same app are refused.
+    pub team: Option<String>,
     /// Slack user → unix name, learned from users.info; rebuildable.
     names: Mutex<HashMap<String, Option<String>>>,
 }
@@ -36,7 +39,23 @@ impl SlackApp {
             bot,
             web,
             admin_channel,
+            team: None,
             names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Serve only this workspace (`T…`); None serves any that can sign.
+    pub fn for_team(mut self, team: Option<String>) -> Self {
+        self.team = team;
+        self
+    }
+
+    /// Whether a request from `team` is ours to serve.
+    fn serves(&self, team: Option<&str>) -> bool {
+        match (&self.team, team) {
+            (None, _) => true,
+            (Some(ours), Some(theirs)) => ours == theirs,
+            (Some(_), None) => false,
         }
     }
 
@@ -76,6 +95,13 @@ impl SlackApp {
     /// Handles a slash command, whichever transport brought it: an
     /// immediate answer, or `None` when a modal was opened instead.
     pub async fn slash(&self, cmd: &SlackCommandEvent) -> Option<Message> {
+        if !self.serves(Some(&cmd.team_id.0)) {
+            warn!(team = %cmd.team_id, "refused a command from another workspace");
+            return Some(views::error(
+                "This Vessel serves another Slack workspace; nothing was done.",
+                None,
+            ));
+        }
         let text = cmd.text.as_deref().unwrap_or("");
         let parsed = match commands::parse(&cmd.command.0, text) {
             Ok(c) => c,
@@ -108,6 +134,9 @@ impl SlackApp {
         self: &Arc<Self>,
         event: SlackInteractionEvent,
     ) -> Result<SlackInteractionResponse, Unusable> {
+        if !self.serves(payloads::interaction_team(&event)) {
+            return Err(Unusable::OtherWorkspace);
+        }
         Ok(match payloads::route(event, modal::CALLBACK_ID)? {
             Interaction::Press {
                 user,
@@ -128,6 +157,10 @@ impl SlackApp {
     /// Handles an Events API event, whichever transport brought it; the
     /// work happens after Slack has its acknowledgement.
     pub fn on_event(self: &Arc<Self>, event: &SlackPushEventCallback) {
+        if !self.serves(Some(&event.team_id.0)) {
+            warn!(team = %event.team_id, "ignored an event from another workspace");
+            return;
+        }
         if let Some(user) = payloads::home_opened(event) {
             let app = self.clone();
             let user = user.0.clone();

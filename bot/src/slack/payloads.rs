@@ -32,6 +32,8 @@ pub enum Unusable {
     NoUser,
     #[error("block_actions without actions")]
     NoActions,
+    #[error("it comes from another Slack workspace")]
+    OtherWorkspace,
 }
 
 /// What the bot does with an interaction.
@@ -102,6 +104,15 @@ pub fn route(event: SlackInteractionEvent, create_callback: &str) -> Result<Inte
             })
         }
         _ => Ok(Interaction::Other),
+    }
+}
+
+/// The workspace an interaction comes from, where the payload says.
+pub fn interaction_team(event: &SlackInteractionEvent) -> Option<&str> {
+    match event {
+        SlackInteractionEvent::BlockActions(e) => Some(e.team.id.0.as_str()),
+        SlackInteractionEvent::ViewSubmission(e) => Some(e.team.id.0.as_str()),
+        _ => None,
     }
 }
 

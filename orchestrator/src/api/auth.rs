@@ -1,8 +1,11 @@
-//! Who is calling: a bearer JWT, verified with the algorithm pinned per
-//! issuer, issuer, audience, expiry and not-before checked. Permissions are
-//! claims.
+//! Who is calling, and what they may do. A bearer JWT is verified with the
+//! algorithm pinned per issuer, issuer, audience, expiry and not-before
+//! checked. The orchestrator is the authority on roles: a token's
+//! permissions count only as far as the subject's role (admins, machines
+//! and researchers, from config) and the issuer's ceiling allow, so a leaked
+//! bot credential cannot mint an admin.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -20,15 +23,63 @@ pub use vessel_api::claims::Claims;
 /// clients all spell them from one place.
 pub use vessel_api::perm;
 
-/// Verifies tokens from the issuers in config: the HS256 service issuer
-/// (the bot) and any OIDC issuers (RS256/ES256 keys from their JWKS). The
-/// token's `iss` picks the issuer, and the issuer pins the algorithms, so
-/// `alg: none` and algorithm confusion (HS256 signed with a public key)
-/// are refused before any signature is checked.
+/// The subject the bot uses as itself (the outbox, its state).
+pub const SERVICE_SUBJECT: &str = "vessel-bot";
+
+/// Who may do what, from config: the one place roles are decided.
+struct Roles {
+    admins: HashSet<String>,
+    /// Machine subjects (Prometheus): their permissions and token lifetime.
+    machines: HashMap<String, (HashSet<String>, Duration)>,
+    max_token_ttl: Duration,
+}
+
+impl Roles {
+    /// The most `subject` may do, whatever its token claims.
+    fn of(&self, subject: &str, from_service: bool) -> HashSet<String> {
+        let set = |perms: &[&str]| perms.iter().map(|p| p.to_string()).collect();
+        if from_service && subject == SERVICE_SUBJECT {
+            return set(perm::BOT_SERVICE);
+        }
+        if from_service {
+            if let Some((perms, _)) = self.machines.get(subject) {
+                return perms.clone();
+            }
+        }
+        if self.admins.contains(subject) {
+            set(perm::ADMIN)
+        } else {
+            set(perm::RESEARCHER)
+        }
+    }
+
+    /// The longest a service token for `subject` may live.
+    fn max_ttl(&self, subject: &str) -> Duration {
+        self.machines
+            .get(subject)
+            .map(|(_, ttl)| *ttl)
+            .unwrap_or(self.max_token_ttl)
+    }
+}
+
+/// A verified token: its claims and what the caller may really do.
+pub struct Verified {
+    pub claims: Claims,
+    pub perms: HashSet<String>,
+    pub from_service: bool,
+}
+
+/// Verifies tokens from the issuers in config: the service issuer (the bot,
+/// EdDSA: the orchestrator holds only the public key) and any OIDC issuers
+/// (RS256/ES256 keys from their JWKS). The token's `iss` picks the issuer,
+/// and the issuer pins the algorithms, so `alg: none` and algorithm
+/// confusion (HS256 signed with a public key) are refused before any
+/// signature is checked.
 pub struct Verifier {
     service_issuer: String,
     service_key: DecodingKey,
     service_validation: Validation,
+    roles: Roles,
     oidc: Vec<OidcIssuer>,
 }
 
@@ -42,9 +93,35 @@ struct OidcIssuer {
     fetched: tokio::sync::Mutex<Option<Instant>>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    #[error("auth.service_public_key is not an Ed25519 public key in PEM")]
+    ServiceKey(#[source] jsonwebtoken::errors::Error),
+    #[error("cannot make an HTTP client for the JWKS")]
+    Http(#[source] reqwest::Error),
+}
+
 impl Verifier {
-    pub fn new(auth: &AuthConfig) -> Result<Self, jsonwebtoken::errors::Error> {
-        let mut v = Verifier::hs256(auth.hs256_secret.expose(), &auth.issuer, &auth.audience)?;
+    pub fn new(auth: &AuthConfig) -> Result<Self, VerifierError> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&auth.issuer]);
+        validation.set_audience(&[&auth.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        validation.validate_nbf = true;
+        let roles = Roles {
+            admins: auth.admins.iter().cloned().collect(),
+            machines: auth
+                .machines
+                .iter()
+                .map(|(subject, m)| {
+                    let perms = m.perms.iter().cloned().collect();
+                    (subject.clone(), (perms, m.max_token_ttl.duration()))
+                })
+                .collect(),
+            max_token_ttl: auth.max_token_ttl.duration(),
+        };
+        let mut oidc = Vec::new();
         for config in &auth.oidc {
             let algorithms = config
                 .algorithms
@@ -55,40 +132,28 @@ impl Verifier {
                     _ => None,
                 })
                 .collect();
-            v.oidc.push(OidcIssuer {
+            oidc.push(OidcIssuer {
                 config: config.clone(),
                 algorithms,
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
                     .build()
-                    .expect("http client"),
+                    .map_err(VerifierError::Http)?,
                 keys: tokio::sync::RwLock::new(JwkSet { keys: Vec::new() }),
                 fetched: tokio::sync::Mutex::new(None),
             });
         }
-        Ok(v)
-    }
-
-    pub fn hs256(
-        secret: &str,
-        issuer: &str,
-        audience: &str,
-    ) -> Result<Self, jsonwebtoken::errors::Error> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
-        validation.validate_nbf = true;
         Ok(Verifier {
-            service_issuer: issuer.to_string(),
-            service_key: DecodingKey::from_secret(secret.as_bytes())?,
+            service_issuer: auth.issuer.clone(),
+            service_key: DecodingKey::from_ed_pem(auth.service_public_key.expose().as_bytes())
+                .map_err(VerifierError::ServiceKey)?,
             service_validation: validation,
-            oidc: Vec::new(),
+            roles,
+            oidc,
         })
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+    pub async fn verify(&self, token: &str) -> Result<Verified, ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::Unauthorized("the token was rejected: malformed".into()))?;
         // Only to pick the issuer; nothing is trusted before the signature.
@@ -96,22 +161,70 @@ impl Verifier {
             .map_err(|_| ApiError::Unauthorized("the token was rejected: malformed".into()))?;
         let iss = peek["iss"].as_str().unwrap_or_default();
         if iss == self.service_issuer {
-            if header.alg != Algorithm::HS256 {
-                return Err(rejected("algorithm not allowed"));
-            }
-            return jsonwebtoken::decode::<Claims>(
-                token,
-                &self.service_key,
-                &self.service_validation,
-            )
-            .map(|data| data.claims)
-            .map_err(|e| rejected(reason(&e)));
+            return self.verify_service(token, &header);
         }
         let Some(issuer) = self.oidc.iter().find(|o| o.config.issuer == iss) else {
             return Err(rejected("unknown issuer"));
         };
-        issuer.verify(token, &header).await
+        let claims = issuer.verify(token, &header).await?;
+        let ceiling: HashSet<&String> = issuer.config.grants.iter().collect();
+        let perms = self
+            .roles
+            .of(&claims.sub, false)
+            .into_iter()
+            .filter(|p| claims.perms.contains(p) && ceiling.contains(p))
+            .collect();
+        Ok(Verified {
+            claims,
+            perms,
+            from_service: false,
+        })
     }
+
+    fn verify_service(&self, token: &str, header: &Header) -> Result<Verified, ApiError> {
+        if header.alg != Algorithm::EdDSA {
+            return Err(rejected("algorithm not allowed"));
+        }
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.service_key, &self.service_validation)
+                .map(|data| data.claims)
+                .map_err(|e| rejected(reason(&e)))?;
+        // A stolen short-lived token is worth little; one that lives for a
+        // year is a password. Cap what the service key may sign.
+        let lifetime = claims.exp.saturating_sub(now_secs());
+        if lifetime > self.roles.max_ttl(&claims.sub).as_secs() + 30 {
+            return Err(rejected("it lives longer than this orchestrator allows"));
+        }
+        let perms = self
+            .roles
+            .of(&claims.sub, true)
+            .into_iter()
+            .filter(|p| claims.perms.contains(p))
+            .collect();
+        Ok(Verified {
+            claims,
+            perms,
+            from_service: true,
+        })
+    }
+
+    /// Whether `ttl` is within what this orchestrator accepts for `subject`
+    /// (the `token` subcommand refuses to print what would be refused).
+    pub fn allows_ttl(&self, subject: &str, ttl: Duration) -> Result<(), Duration> {
+        let max = self.roles.max_ttl(subject);
+        if ttl <= max {
+            Ok(())
+        } else {
+            Err(max)
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 fn rejected(why: &str) -> ApiError {
@@ -144,7 +257,19 @@ impl OidcIssuer {
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|e| rejected(reason(&e)))?;
         let c = data.claims;
-        let mut perms: Vec<String> = c[&self.config.permissions_claim]
+        // The client the token was issued to: only the lab's own clients
+        // (the CLI, the portal) may act here, not any app of the issuer's.
+        if !self.config.allowed_clients.is_empty() {
+            let client = c["azp"].as_str().or_else(|| c["client_id"].as_str());
+            if !client.is_some_and(|id| self.config.allowed_clients.iter().any(|a| a == id)) {
+                return Err(rejected(
+                    "issued to a client this orchestrator does not accept",
+                ));
+            }
+        }
+        // Only the configured claim: `scope` lists what a client asked for,
+        // which a user can choose, so it is never a permission.
+        let perms: Vec<String> = c[&self.config.permissions_claim]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -152,9 +277,6 @@ impl OidcIssuer {
                     .collect()
             })
             .unwrap_or_default();
-        if let Some(scope) = c["scope"].as_str() {
-            perms.extend(scope.split_whitespace().map(str::to_string));
-        }
         Ok(Claims {
             sub: c["sub"].as_str().unwrap_or_default().to_string(),
             iss: self.config.issuer.clone(),
@@ -219,19 +341,17 @@ fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
     }
 }
 
-/// Mints a service token: what the bot sends when it acts for a user.
+/// Mints a service token (EdDSA): what the bot sends when it acts for a
+/// user, and what `vessel-orchestrator token` prints with the bot's key.
 pub fn issue(
-    secret: &str,
+    private_pem: &str,
     issuer: &str,
     audience: &str,
     subject: &str,
     perms: &[&str],
     ttl_secs: u64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let now = now_secs();
     let claims = Claims {
         sub: subject.to_string(),
         iss: issuer.to_string(),
@@ -243,9 +363,9 @@ pub fn issue(
         uid: None,
     };
     jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
+        &Header::new(Algorithm::EdDSA),
         &claims,
-        &EncodingKey::from_secret(secret.as_bytes())?,
+        &EncodingKey::from_ed_pem(private_pem.as_bytes())?,
     )
 }
 
@@ -253,6 +373,9 @@ pub fn issue(
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub subject: String,
+    /// The token came from the service issuer (the bot), which relays for
+    /// users and may say so in `x-vessel-via`.
+    pub from_service: bool,
     perms: HashSet<String>,
     pub unix_name: Option<UnixName>,
     pub uid: Option<i32>,
@@ -292,7 +415,11 @@ impl Caller {
             .ok_or_else(|| {
                 ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
             })?;
-        let claims = state.verifier.verify(token).await?;
+        let Verified {
+            claims,
+            perms,
+            from_service,
+        } = state.verifier.verify(token).await?;
         let unix_name = match claims.unix_name.as_deref() {
             Some(name) => Some(UnixName::parse(name).map_err(|e| {
                 ApiError::Unauthorized(format!("the token's unix_name is unusable: {e}"))
@@ -305,8 +432,9 @@ impl Caller {
             ));
         }
         Ok(Caller {
+            from_service,
             subject: claims.sub,
-            perms: claims.perms.into_iter().collect(),
+            perms,
             unix_name,
             uid: claims.uid,
         })

@@ -116,9 +116,12 @@ async fn authorize(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
+    // Only the service issuer's tokens (the bot) relay for others; anyone
+    // else's header would put words in the audit log.
     let via = req
         .headers()
         .get("x-vessel-via")
+        .filter(|_| caller.from_service)
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_graphic()))
         .map(|v| format!(" via {v}"))
@@ -166,8 +169,12 @@ pub fn router(state: AppState) -> Router {
             authorize,
         ))
         .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(tower::limit::ConcurrencyLimitLayer::new(512))
 }
+
+/// The largest body the API reads: a request is a few fields and a key.
+pub const MAX_BODY: usize = 256 * 1024;
 
 /// A JSON body whose errors name the field (`gpus: invalid type …`) and come
 /// back as our JSON error, not axum's plain text.
@@ -190,9 +197,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::Invalid {
-                field: None,
-                message: format!("cannot read the body: {e}"),
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(format!("the body is larger than {} KiB", MAX_BODY / 1024))
+                } else {
+                    ApiError::Invalid {
+                        field: None,
+                        message: format!("cannot read the body: {e}"),
+                    }
+                }
             })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)

@@ -140,12 +140,23 @@ fn plan(state: &AppState, body: CreateVessel) -> Result<Plan, ApiError> {
         .image
         .map(String::from)
         .unwrap_or_else(|| defaults.image.clone());
-    if !defaults.images.is_empty() && !defaults.images.contains(&image) {
+    // Deny by default: a queue without an `images` list runs its default
+    // image only, never whatever else happens to be on the host (another
+    // team's private image).
+    if image != defaults.image && !image_allowed(&image, &defaults.images) {
+        let mut allowed = vec![defaults.image.as_str()];
+        allowed.extend(
+            defaults
+                .images
+                .iter()
+                .map(String::as_str)
+                .filter(|i| *i != defaults.image),
+        );
         return Err(ApiError::invalid(
             "image",
             format!(
                 "queue `{queue}` allows these images: {}",
-                defaults.images.join(", ")
+                allowed.join(", ")
             ),
         ));
     }
@@ -164,6 +175,17 @@ fn plan(state: &AppState, body: CreateVessel) -> Result<Plan, ApiError> {
         image,
         name: body.name,
         lifetime,
+    })
+}
+
+/// An exact entry, or `repo:*` for any tag of one repository (`lab/cuda:*`).
+fn image_allowed(image: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|entry| match entry.strip_suffix(":*") {
+        Some(repo) => image
+            .strip_prefix(repo)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|tag| !tag.is_empty() && !tag.contains(['/', ':'])),
+        None => entry == image,
     })
 }
 
@@ -358,9 +380,11 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<VesselList>, ApiError> {
     let owner = if q.all || q.owner.is_some() {
-        if !(caller.can(perm::VESSELS_MANAGE_ANY) || caller.can(perm::FLEET_READ)) {
+        // Not `fleet:read`: every researcher has that, and a vessel lists
+        // its owner's access. The fleet view is the everyone-view.
+        if !caller.can(perm::VESSELS_MANAGE_ANY) {
             return Err(ApiError::Forbidden(
-                "listing others' vessels needs `vessels:manage:any` or `fleet:read`".into(),
+                "listing others' vessels needs `vessels:manage:any` (admins); `/v1/fleet` shows the fleet".into(),
             ));
         }
         q.owner
@@ -392,12 +416,11 @@ async fn resolve(
         .ok_or_else(|| ApiError::NotFound(format!("no vessel `{key}`")))?;
     if row.owner_id != caller.subject && !caller.can(perm::VESSELS_MANAGE_ANY) {
         let mut conn = state.db.acquire().await?;
-        audit::record(
+        audit::record_denied(
             &mut conn,
             &caller.subject,
             action,
-            Some(&row.id.to_string()),
-            "denied",
+            &row.id.to_string(),
             serde_json::json!({ "reason": "not the owner", "owner": row.owner_id }),
         )
         .await?;
@@ -525,13 +548,16 @@ pub async fn extend(
         .unwrap_or(by);
     let now = state.clock.now();
     let wanted = later(row.expires_at.max(now), by, "by")?;
-    let cap = later(now, max, "by")?;
+    // The queue's limit is on the whole life, from creation: extending again
+    // and again cannot make a vessel permanent.
+    let cap = later(row.created_at, max, "by")?;
     if wanted > cap {
         return Err(ApiError::invalid(
             "by",
             format!(
-                "a vessel in queue `{}` can live at most {} from now",
-                row.queue, max
+                "a vessel in queue `{}` lives at most {max} in all: this one can run until {} at the latest",
+                row.queue,
+                cap.format("%a %d %b %H:%M UTC")
             ),
         ));
     }
@@ -570,6 +596,19 @@ pub async fn keep(
 ) -> Result<Json<VesselView>, ApiError> {
     let span = body.for_.unwrap_or(state.config.undertaker.keep_for);
     let row = resolve(&state, &caller, &key, "vessel.keep").await?;
+    // An exemption longer than a vessel may live is not an exemption, it is
+    // an opt-out of idle reclaim.
+    let max = state
+        .config
+        .queue(&row.queue)
+        .map(|q| q.max_lifetime)
+        .unwrap_or(state.config.undertaker.keep_for);
+    if span > max {
+        return Err(ApiError::invalid(
+            "for",
+            format!("keep for at most {max} in queue `{}`", row.queue),
+        ));
+    }
     if row.state() != VesselState::Running {
         return Err(ApiError::conflict(
             ErrorCode::NotRunning,
@@ -590,4 +629,27 @@ pub async fn keep(
     .await?;
     let mine = row.owner_id == caller.subject;
     Ok(Json(view(row, &[], mine)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_allowed;
+
+    #[test]
+    fn images_are_allowed_exactly_or_by_repository() {
+        let allowed = vec!["lab/cuda:*".to_string(), "vessel/base:1".to_string()];
+        for ok in ["lab/cuda:12.4", "vessel/base:1"] {
+            assert!(image_allowed(ok, &allowed), "{ok}");
+        }
+        for bad in [
+            "lab/cuda",
+            "lab/cuda:",
+            "lab/cudax:1",
+            "lab/cuda:1/evil",
+            "vessel/base:2",
+            "other/img:1",
+        ] {
+            assert!(!image_allowed(bad, &allowed), "{bad}");
+        }
+    }
 }

@@ -38,6 +38,32 @@ pub async fn record(
     Ok(())
 }
 
+/// A refusal, written at most once a minute per actor, action and target:
+/// a caller hammering someone else's vessel must not flood the log.
+pub async fn record_denied(
+    conn: &mut PgConnection,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO audit_log (actor, action, target, outcome, detail, source)
+         SELECT $1, $2, $3, 'denied', $4, $5
+         WHERE NOT EXISTS (SELECT 1 FROM audit_log
+                           WHERE actor = $1 AND action = $2 AND target = $3
+                             AND outcome = 'denied' AND at > now() - interval '1 minute')",
+        actor,
+        action,
+        target,
+        detail,
+        source()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Newest first, filtered by actor and by target (an id, or a vessel's name).
 pub async fn list(
     db: &sqlx::PgPool,
