@@ -15,7 +15,7 @@ use crate::config::{DirectDriver, HostSpec, NetworkSpec};
 use crate::hosts::HostError;
 use crate::sshkeys::HostKey;
 use crate::store::vessels::VesselRow;
-use crate::store::{hosts as host_store, users, vessels};
+use crate::store::{hosts as host_store, tailnet_devices, users, vessels};
 use crate::tailnet::TailnetError;
 
 /// The image label that says the image runs Jupyter (on this port).
@@ -134,16 +134,7 @@ impl Conductor {
                 TailnetError::Refused(m) => ProvisionError::Permanent(format!("tailnet: {m}")),
                 TailnetError::Unavailable(m) => ProvisionError::Transient(format!("tailnet: {m}")),
             })?;
-            sqlx::query!(
-                "INSERT INTO tailnet_devices (vessel_id, key_id, hostname) VALUES ($1, $2, $3)
-                 ON CONFLICT (vessel_id) DO UPDATE SET key_id = excluded.key_id,
-                   device_id = NULL, hostname = excluded.hostname, removed_at = NULL",
-                v.id,
-                key.id,
-                ts_hostname
-            )
-            .execute(&self.db)
-            .await?;
+            tailnet_devices::record_key(&self.db, v.id, &key.id, &ts_hostname).await?;
             Some(key)
         } else {
             None
@@ -241,13 +232,7 @@ impl Conductor {
         loop {
             match tailnet.find_device(hostname).await {
                 Ok(Some(device)) => {
-                    sqlx::query!(
-                        "UPDATE tailnet_devices SET device_id = $2 WHERE vessel_id = $1",
-                        v.id,
-                        device.id
-                    )
-                    .execute(&self.db)
-                    .await?;
+                    tailnet_devices::set_device(&self.db, v.id, &device.id).await?;
                     let dns = tailnet.dns_name(&device);
                     vessels::set_tailnet_address(&self.db, v.id, &device.address, dns.as_deref())
                         .await?;
@@ -277,13 +262,7 @@ impl Conductor {
         let Some(tailnet) = self.tailnet.as_ref() else {
             return;
         };
-        let Ok(Some(row)) = sqlx::query!(
-            "SELECT key_id, device_id FROM tailnet_devices WHERE vessel_id = $1 AND removed_at IS NULL",
-            id
-        )
-        .fetch_optional(&self.db)
-        .await
-        else {
+        let Ok(Some(row)) = tailnet_devices::live(&self.db, id).await else {
             return;
         };
         let mut clean = true;
@@ -300,12 +279,9 @@ impl Conductor {
             }
         }
         if clean {
-            let _ = sqlx::query!(
-                "UPDATE tailnet_devices SET removed_at = now() WHERE vessel_id = $1",
-                id
-            )
-            .execute(&self.db)
-            .await;
+            if let Err(e) = tailnet_devices::mark_removed(&self.db, id).await {
+                warn!(error = %e, "cannot record the tailnet device's removal");
+            }
         }
     }
 

@@ -177,3 +177,40 @@ pub async fn status(db: &PgPool) -> Result<Vec<HostStatus>, sqlx::Error> {
     .fetch_all(db)
     .await
 }
+
+/// Hosts that answered their last probe.
+pub async fn online_names(db: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT name FROM hosts WHERE online ORDER BY name")
+        .fetch_all(db)
+        .await
+}
+
+/// A host whose incident has just opened, and why.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    pub name: String,
+    pub probe_error: Option<String>,
+}
+
+/// Opens an incident on every probed host that stopped answering and has
+/// none open; returns those hosts, each once per incident.
+pub async fn open_incidents(db: &PgPool) -> Result<Vec<Unreachable>, sqlx::Error> {
+    sqlx::query_as!(
+        Unreachable,
+        "UPDATE hosts SET incident_since = now() WHERE NOT online AND incident_since IS NULL
+           AND probed_at IS NOT NULL
+         RETURNING name, probe_error"
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Closes the incident of every host that answers again; returns them.
+pub async fn close_incidents(db: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE hosts SET incident_since = NULL WHERE online AND incident_since IS NOT NULL
+         RETURNING name"
+    )
+    .fetch_all(db)
+    .await
+}

@@ -117,3 +117,19 @@ pub async fn retry_later(
     .await?;
     Ok(())
 }
+
+/// Hands a job back untouched (this worker is stopping): it runs again at
+/// once elsewhere, and the interrupted attempt does not count against it.
+/// Only if this worker still holds it.
+pub async fn release(db: &PgPool, job: &Job, worker: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs SET lease_until = NULL, leased_by = NULL, run_after = now(),
+           attempts = greatest(attempts - 1, 0)
+         WHERE vessel_id = $1 AND leased_by = $2",
+        job.vessel_id,
+        worker
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

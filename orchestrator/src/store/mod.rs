@@ -3,9 +3,12 @@
 //! transaction (the outbox).
 
 pub mod audit;
+pub mod bot_state;
 pub mod events;
 pub mod hosts;
+pub mod idle;
 pub mod jobs;
+pub mod tailnet_devices;
 pub mod users;
 pub mod vessels;
 
