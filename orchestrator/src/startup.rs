@@ -78,51 +78,11 @@ impl Application {
             tracing::warn!(error = %e, "the first reconciliation failed");
         }
 
-        let mut tasks = Vec::new();
-        {
-            // Survey, then the watchdog's view of what changed.
-            let db = db.clone();
-            let hosts = hosts.clone();
-            let reconciler = reconciler.clone();
-            let every = config.conductor.probe_interval.duration();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    crate::survey::survey(&db, &hosts).await;
-                    if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
-                        tracing::warn!(error = %e, "watchdog");
-                    }
-                }
-            }));
-        }
-        {
-            let reconciler = reconciler.clone();
-            let every = config.reconciler.every.duration();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    if let Err(e) = reconciler.run_once().await {
-                        tracing::warn!(error = %e, "reconciler");
-                    }
-                }
-            }));
-        }
-        {
-            // Interval ticks are UTC instants; work hours are computed in
-            // the sweep itself, so DST never shifts them.
-            let undertaker = undertaker.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(undertaker.every());
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = undertaker.sweep().await {
-                        tracing::warn!(error = %e, "undertaker sweep failed");
-                    }
-                }
-            }));
-        }
+        let mut tasks = vec![
+            spawn_survey(&config, &db, &hosts, &reconciler),
+            spawn_reconciler(&config, &reconciler),
+            spawn_undertaker(&undertaker),
+        ];
         let instance = format!(
             "{}-{}",
             config.fleet,
@@ -136,24 +96,8 @@ impl Application {
             config: config.clone(),
             clock,
         };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let app = api::router(state);
-        tasks.push(tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service).await {
-                tracing::error!(error = %e, "the API server stopped");
-            }
-        }));
-        tracing::info!(%addr, "orchestrator listening");
+        let (addr, server) = serve(&config, state).await?;
+        tasks.push(server);
         Ok(Application {
             addr,
             db,
@@ -192,4 +136,80 @@ impl Drop for Application {
             task.abort();
         }
     }
+}
+
+/// Survey, then the watchdog's view of what changed.
+fn spawn_survey(
+    config: &Config,
+    db: &PgPool,
+    hosts: &Arc<HostPool>,
+    reconciler: &Arc<Reconciler>,
+) -> JoinHandle<()> {
+    let db = db.clone();
+    let hosts = hosts.clone();
+    let reconciler = reconciler.clone();
+    let every = config.conductor.probe_interval.duration();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            crate::survey::survey(&db, &hosts).await;
+            if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
+                tracing::warn!(error = %e, "watchdog");
+            }
+        }
+    })
+}
+
+fn spawn_reconciler(config: &Config, reconciler: &Arc<Reconciler>) -> JoinHandle<()> {
+    let reconciler = reconciler.clone();
+    let every = config.reconciler.every.duration();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = reconciler.run_once().await {
+                tracing::warn!(error = %e, "reconciler");
+            }
+        }
+    })
+}
+
+/// Interval ticks are UTC instants; work hours are computed in the sweep
+/// itself, so DST never shifts them.
+fn spawn_undertaker(undertaker: &Arc<Undertaker>) -> JoinHandle<()> {
+    let undertaker = undertaker.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(undertaker.every());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = undertaker.sweep().await {
+                tracing::warn!(error = %e, "undertaker sweep failed");
+            }
+        }
+    })
+}
+
+/// Binds the API's address and serves it.
+async fn serve(
+    config: &Config,
+    state: AppState,
+) -> Result<(SocketAddr, JoinHandle<()>), StartupError> {
+    let bind_error = |source| StartupError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let app = api::router(state);
+    let server = tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
+            tracing::error!(error = %e, "the API server stopped");
+        }
+    });
+    tracing::info!(%addr, "orchestrator listening");
+    Ok((addr, server))
 }

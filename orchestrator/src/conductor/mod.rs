@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::domain::VesselState;
 use crate::hosts::HostPool;
+use crate::store::vessels::VesselRow;
 use crate::store::{jobs, vessels};
 use provision::ProvisionError;
 
@@ -174,86 +175,104 @@ impl Conductor {
             let Some(vessel) = vessels::get(&mut *self.db.acquire().await?, id).await? else {
                 return Ok(Outcome::Done);
             };
-            match vessel.state() {
-                VesselState::Provisioning => {
-                    let started = std::time::Instant::now();
-                    match self.provision(&vessel).await {
-                        Ok(()) => {
-                            let mut tx = self.db.begin().await?;
-                            let moved = vessels::transition(
-                                &mut tx,
-                                id,
-                                &[VesselState::Provisioning],
-                                VesselState::Running,
-                                None,
-                            )
-                            .await?;
-                            tx.commit().await?;
-                            if moved.is_some() {
-                                info!(elapsed_ms = started.elapsed().as_millis() as u64, "running");
-                                crate::metrics::provisioned(started.elapsed());
-                                return Ok(Outcome::Done);
-                            }
-                        }
-                        Err(ProvisionError::Transient(why))
-                            if attempts < self.config.conductor.max_attempts =>
-                        {
-                            self.remove_container(&vessel).await.ok();
-                            return Ok(Outcome::RetryAfter(self.backoff(attempts), why));
-                        }
-                        Err(e) => {
-                            let why = e.to_string();
-                            warn!(reason = %why, "provisioning failed");
-                            if let Err(cleanup) = self.remove_container(&vessel).await {
-                                // The host is out of reach; the reconciler
-                                // removes the container when it is back.
-                                warn!(error = %cleanup, "cannot remove the failed container");
-                            }
-                            let mut tx = self.db.begin().await?;
-                            vessels::free_reservation(&mut tx, id).await?;
-                            let moved = vessels::transition(
-                                &mut tx,
-                                id,
-                                &[VesselState::Provisioning],
-                                VesselState::Failed,
-                                Some(&why),
-                            )
-                            .await?;
-                            if moved.is_some() {
-                                tx.commit().await?;
-                                return Ok(Outcome::Done);
-                            }
-                            // Killed meanwhile: keep the reservation for the
-                            // teardown path, which frees it after removal.
-                            tx.rollback().await?;
-                        }
-                    }
-                }
-                VesselState::Stopping => {
-                    if let Err(e) = self.remove_container(&vessel).await {
-                        // Resources stay reserved until the container is
-                        // confirmed gone, so nothing is handed out twice.
-                        return Ok(Outcome::RetryAfter(
-                            self.backoff(attempts),
-                            format!("cannot remove the container yet: {e}"),
-                        ));
-                    }
-                    let mut tx = self.db.begin().await?;
-                    vessels::free_reservation(&mut tx, id).await?;
-                    vessels::transition(
-                        &mut tx,
-                        id,
-                        &[VesselState::Stopping],
-                        VesselState::Buried,
-                        None,
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    info!("buried");
-                    return Ok(Outcome::Done);
-                }
-                _ => return Ok(Outcome::Done),
+            let step = match vessel.state() {
+                VesselState::Provisioning => self.bring_up(&vessel, attempts).await?,
+                VesselState::Stopping => Some(self.tear_down(&vessel, attempts).await?),
+                _ => Some(Outcome::Done),
+            };
+            if let Some(outcome) = step {
+                return Ok(outcome);
             }
         }
+    }
+
+    /// Provisions; None when the vessel left `provisioning` meanwhile.
+    async fn bring_up(
+        &self,
+        vessel: &VesselRow,
+        attempts: i32,
+    ) -> Result<Option<Outcome>, sqlx::Error> {
+        let started = std::time::Instant::now();
+        match self.provision(vessel).await {
+            Ok(()) => {
+                let mut tx = self.db.begin().await?;
+                let moved = vessels::transition(
+                    &mut tx,
+                    vessel.id,
+                    &[VesselState::Provisioning],
+                    VesselState::Running,
+                    None,
+                )
+                .await?;
+                tx.commit().await?;
+                if moved.is_none() {
+                    return Ok(None);
+                }
+                info!(elapsed_ms = started.elapsed().as_millis() as u64, "running");
+                crate::metrics::provisioned(started.elapsed());
+                Ok(Some(Outcome::Done))
+            }
+            Err(ProvisionError::Transient(why))
+                if attempts < self.config.conductor.max_attempts =>
+            {
+                self.remove_container(vessel).await.ok();
+                Ok(Some(Outcome::RetryAfter(self.backoff(attempts), why)))
+            }
+            Err(e) => self.fail(vessel, &e.to_string()).await,
+        }
+    }
+
+    /// Gives up on a provision: the container goes, then the devices.
+    /// None when the vessel was killed meanwhile.
+    async fn fail(&self, vessel: &VesselRow, why: &str) -> Result<Option<Outcome>, sqlx::Error> {
+        warn!(reason = %why, "provisioning failed");
+        if let Err(cleanup) = self.remove_container(vessel).await {
+            // The host is out of reach; the reconciler removes the
+            // container when it is back.
+            warn!(error = %cleanup, "cannot remove the failed container");
+        }
+        let mut tx = self.db.begin().await?;
+        vessels::free_reservation(&mut tx, vessel.id).await?;
+        let moved = vessels::transition(
+            &mut tx,
+            vessel.id,
+            &[VesselState::Provisioning],
+            VesselState::Failed,
+            Some(why),
+        )
+        .await?;
+        if moved.is_some() {
+            tx.commit().await?;
+            return Ok(Some(Outcome::Done));
+        }
+        // Killed meanwhile: keep the reservation for the teardown path,
+        // which frees it after removal.
+        tx.rollback().await?;
+        Ok(None)
+    }
+
+    /// Removes the container, then frees the devices and buries the row.
+    async fn tear_down(&self, vessel: &VesselRow, attempts: i32) -> Result<Outcome, sqlx::Error> {
+        if let Err(e) = self.remove_container(vessel).await {
+            // Resources stay reserved until the container is confirmed
+            // gone, so nothing is handed out twice.
+            return Ok(Outcome::RetryAfter(
+                self.backoff(attempts),
+                format!("cannot remove the container yet: {e}"),
+            ));
+        }
+        let mut tx = self.db.begin().await?;
+        vessels::free_reservation(&mut tx, vessel.id).await?;
+        vessels::transition(
+            &mut tx,
+            vessel.id,
+            &[VesselState::Stopping],
+            VesselState::Buried,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        info!("buried");
+        Ok(Outcome::Done)
     }
 }

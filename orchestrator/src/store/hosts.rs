@@ -2,7 +2,7 @@
 //! answer, and how much of them is reserved.
 
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::config::{HostSpec, NetworkSpec};
 use crate::hosts::probe::Inventory;
@@ -11,6 +11,19 @@ use crate::hosts::probe::Inventory;
 /// transaction. Devices that vanished are removed unless a live vessel still
 /// holds them (the reconciler deals with those).
 pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let host_id = upsert_host(&mut tx, spec, inv).await?;
+    sync_gpus(&mut tx, host_id, inv).await?;
+    sync_cores(&mut tx, host_id, inv).await?;
+    tx.commit().await?;
+    Ok(host_id)
+}
+
+async fn upsert_host(
+    conn: &mut PgConnection,
+    spec: &HostSpec,
+    inv: &Inventory,
+) -> Result<i64, sqlx::Error> {
     let (pool, gateway) = match &spec.network {
         NetworkSpec::Direct {
             subnet,
@@ -28,8 +41,7 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         NetworkSpec::Tailscale { .. } => (None, None),
     };
     let memory = (inv.memory_bytes - spec.reserved_memory.bytes() as i64).max(0);
-    let mut tx = db.begin().await?;
-    let host_id = sqlx::query_scalar!(
+    sqlx::query_scalar!(
         r#"INSERT INTO hosts (name, queue, cores, memory_bytes, address_pool, gateway,
                               online, probed_at, probe_error)
            VALUES ($1, $2, $3, $4, $5::text::cidr, $6::text::inet, true, now(), NULL)
@@ -46,9 +58,15 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         pool,
         gateway,
     )
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_one(conn)
+    .await
+}
 
+async fn sync_gpus(
+    conn: &mut PgConnection,
+    host_id: i64,
+    inv: &Inventory,
+) -> Result<(), sqlx::Error> {
     let uuids: Vec<String> = inv.gpus.iter().map(|g| g.uuid.clone()).collect();
     sqlx::query!(
         "DELETE FROM gpus WHERE host_id = $1 AND uuid <> ALL($2)
@@ -56,7 +74,7 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         host_id,
         &uuids
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     for gpu in &inv.gpus {
         sqlx::query!(
@@ -73,10 +91,17 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
             gpu.pci_bus_id,
             gpu.numa_node
         )
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
 
+async fn sync_cores(
+    conn: &mut PgConnection,
+    host_id: i64,
+    inv: &Inventory,
+) -> Result<(), sqlx::Error> {
     let cores: Vec<i32> = inv.cores.iter().map(|c| c.0).collect();
     let nodes: Vec<i32> = inv.cores.iter().map(|c| c.1).collect();
     sqlx::query!(
@@ -86,7 +111,7 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         host_id,
         &cores
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query!(
         "INSERT INTO host_cores (host_id, core, numa_node)
@@ -96,10 +121,9 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         &cores,
         &nodes
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
-    Ok(host_id)
+    Ok(())
 }
 
 fn first_host(subnet: &ipnet::Ipv4Net) -> std::net::Ipv4Addr {
