@@ -167,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state)
         .layer(tower::limit::ConcurrencyLimitLayer::new(512))
+        .layer(axum::middleware::from_fn(crate::telemetry::request_span))
 }
 
 /// A JSON body whose errors name the field (`gpus: invalid type …`) and come

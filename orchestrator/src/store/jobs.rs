@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -132,4 +133,11 @@ pub async fn release(db: &PgPool, job: &Job, worker: &str) -> Result<(), sqlx::E
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// A connection that hears `enqueue`'s notifications.
+pub async fn listener(db: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(db).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }
