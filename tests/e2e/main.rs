@@ -15,6 +15,7 @@ mod oidc;
 mod prometheus;
 mod recovery;
 mod rig;
+mod shutdown;
 mod slack;
 mod tailnet;
 mod undertaker;
