@@ -5,17 +5,13 @@
 //! 2. The placement statement's p50/p99 with 1,000 hosts and 8,000 GPUs in
 //!    the database.
 
-#[path = "../tests/e2e/rig.rs"]
-#[allow(dead_code)]
-mod rig;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rig::{address_on, docker, gpu_host, run, Rig, VESSEL_IMAGE};
 use serde_json::json;
 use uuid::Uuid;
 use vessel_orchestrator::placement;
+use vessel_testrig::{address_on, docker, gpu_host, run, Rig, VESSEL_IMAGE};
 
 const RUNS: usize = 20;
 

@@ -1,24 +1,17 @@
 //! One undertaker sweep over 10,000 running vessels on 1,000 hosts: rows in
 //! Postgres, metrics in a real Prometheus (`cargo bench --bench undertaker`).
 
-#[path = "../tests/e2e/prometheus.rs"]
-#[allow(dead_code)]
-mod prometheus;
-#[path = "../tests/e2e/rig.rs"]
-#[allow(dead_code)]
-mod rig;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus::{Exporter, Prometheus};
-use rig::{Options, Rig};
+use vessel_api::Span;
 use vessel_orchestrator::clock::ManualClock;
 use vessel_orchestrator::config::UndertakerConfig;
 use vessel_orchestrator::hosts::HostPool;
 use vessel_orchestrator::undertaker::Undertaker;
-use vessel_orchestrator::units::Span;
 use vessel_orchestrator::work_hours::{WorkHours, WorkHoursConfig};
+use vessel_testrig::prometheus::{Exporter, Prometheus};
+use vessel_testrig::{Options, Rig};
 
 const HOSTS: usize = 1_000;
 const PER_HOST: usize = 10;

@@ -1,4 +1,4 @@
-// Recompile when a migration changes: `sqlx::migrate!` embeds them.
+//! Recompiles the crate when a migration changes: `sqlx::migrate!` embeds them.
 fn main() {
     println!("cargo:rerun-if-changed=../migrations");
 }

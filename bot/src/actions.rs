@@ -4,10 +4,12 @@
 
 use std::collections::HashSet;
 
-use serde_json::{json, Value};
+use vessel_api::users::SetUser;
+use vessel_api::vessels::CreateVessel;
+use vessel_api::{ErrorCode, QueueName, Span};
 
 use crate::commands::{
-    self, Command, CreateArgs, FleetCommand, VesselCommand, CREATE_USAGE, FLEET_USAGE, VESSEL_USAGE,
+    self, Command, FleetCommand, VesselCommand, CREATE_USAGE, FLEET_USAGE, VESSEL_USAGE,
 };
 use crate::config::BotConfig;
 use crate::orchestrator::{Actor, ApiFailure, Orchestrator};
@@ -20,7 +22,7 @@ pub struct Bot {
 }
 
 impl Bot {
-    pub fn new(config: BotConfig) -> Result<Self, jsonwebtoken::errors::Error> {
+    pub fn new(config: BotConfig) -> Result<Self, crate::orchestrator::SetupError> {
         let admins = config
             .slack
             .as_ref()
@@ -52,42 +54,30 @@ impl Bot {
         }
     }
 
-    /// The orchestrator's request body for a create.
-    pub fn create_body(&self, args: &CreateArgs) -> Result<Value, Message> {
-        let Some(queue) = args.queue.clone().or(self.config.default_queue.clone()) else {
+    /// The request with the bot's default queue when none was named.
+    pub fn with_default_queue(&self, mut request: CreateVessel) -> Result<CreateVessel, Message> {
+        if request.queue.is_none() {
+            request.queue = self
+                .config
+                .default_queue
+                .as_deref()
+                .and_then(|q| QueueName::parse(q).ok());
+        }
+        if request.queue.is_none() {
             return Err(views::error(
                 "which queue? Add `queue=…` (see `/fleet status` or ask an admin for the queues).",
                 Some(CREATE_USAGE),
             ));
-        };
-        let mut body = json!({ "queue": queue });
-        if let Some(g) = args.gpus {
-            body["gpus"] = json!(g);
         }
-        if let Some(c) = args.cpus {
-            body["cpus"] = json!(c);
-        }
-        if let Some(m) = &args.memory {
-            body["memory"] = json!(m);
-        }
-        if let Some(i) = &args.image {
-            body["image"] = json!(i);
-        }
-        if let Some(n) = &args.name {
-            body["name"] = json!(n);
-        }
-        if let Some(l) = &args.lifetime {
-            body["lifetime"] = json!(l);
-        }
-        Ok(body)
+        Ok(request)
     }
 
-    pub async fn create(&self, actor: &Actor, args: &CreateArgs) -> Message {
-        let body = match self.create_body(args) {
-            Ok(b) => b,
+    pub async fn create(&self, actor: &Actor, request: CreateVessel) -> Message {
+        let request = match self.with_default_queue(request) {
+            Ok(r) => r,
             Err(m) => return m,
         };
-        match self.orch.create(actor, body).await {
+        match self.orch.create(actor, &request).await {
             Ok(v) => vessel::provisioning(&v),
             Err(e) => create_failure(&e),
         }
@@ -101,52 +91,47 @@ impl Bot {
                 "give the options inline here, e.g. `/vessel create queue=3090 gpu=1`",
                 Some(CREATE_USAGE),
             )),
-            VesselCommand::Create(args) => return self.create(actor, &args).await,
-            VesselCommand::List => self.orch.list(actor).await.map(|l| {
-                vessel::list(
-                    l["vessels"].as_array().map(Vec::as_slice).unwrap_or_default(),
-                    "You have",
-                )
-            }),
+            VesselCommand::Create(request) => return self.create(actor, request).await,
+            VesselCommand::List => self
+                .orch
+                .list(actor)
+                .await
+                .map(|l| vessel::list(&l.vessels, "You have")),
             VesselCommand::Show(name) => self.orch.show(actor, &name).await.map(|v| vessel::show(&v)),
             VesselCommand::Ssh(name) => self.orch.show(actor, &name).await.map(|v| {
-                if v["ssh"].is_object() {
+                if v.ssh.is_some() {
                     vessel::running(&v)
                 } else {
                     views::error(
                         &format!(
                             "`{name}` is {}, so there is nothing to SSH into yet",
-                            v["state"].as_str().unwrap_or("?")
+                            v.state
                         ),
                         None,
                     )
                 }
             }),
-            VesselCommand::Extend { name, by } => self
-                .orch
-                .extend(actor, &name, &by)
-                .await
-                .map(|v| {
+            VesselCommand::Extend { name, by } => {
+                self.orch.extend(actor, &name, by).await.map(|v| {
                     Message::says(format!(
                         ":hourglass: *{}* now lives until {}.",
-                        v["name"].as_str().unwrap_or(&name),
-                        v["expires_at"].as_str().unwrap_or("?")
+                        v.name,
+                        vessel::when(v.expires_at)
                     ))
-                }),
+                })
+            }
             VesselCommand::Kill(name) => self.orch.kill(actor, &name).await.map(|v| {
                 Message::says(format!(
                     ":wastebasket: Killing *{}*: the container is being removed and its resources freed.",
-                    v["name"].as_str().unwrap_or(&name)
+                    v.name
                 ))
             }),
-            VesselCommand::Keys => self.orch.keys(actor).await.map(|k| {
-                vessel::keys(k["keys"].as_array().map(Vec::as_slice).unwrap_or_default())
-            }),
+            VesselCommand::Keys => self.orch.keys(actor).await.map(|k| vessel::keys(&k.keys)),
             VesselCommand::KeysAdd(key) => self.orch.add_key(actor, &key).await.map(|k| {
                 Message::says(format!(
                     ":key: Key `{}` {}. New vessels will accept it.",
-                    k["fingerprint"].as_str().unwrap_or("?"),
-                    if k["added"] == true { "added" } else { "was already registered" }
+                    k.fingerprint,
+                    if k.added { "added" } else { "was already registered" }
                 ))
             }),
             VesselCommand::KeysRemove(fp) => self.orch.remove_key(actor, &fp).await.map(|_| {
@@ -175,25 +160,19 @@ impl Bot {
                 .orch
                 .list_all(actor, user.as_deref())
                 .await
-                .map(|l| {
-                    vessel::list(
-                        l["vessels"].as_array().map(Vec::as_slice).unwrap_or_default(),
-                        "Live vessels",
-                    )
-                }),
+                .map(|l| vessel::list(&l.vessels, "Live vessels")),
             FleetCommand::User {
                 user,
                 unix_name,
                 uid,
             } => self
                 .orch
-                .set_user(actor, &user, &unix_name, uid)
+                .set_user(actor, &user, &SetUser { unix_name, uid })
                 .await
                 .map(|u| {
                     Message::says(format!(
                         ":bust_in_silhouette: <@{user}> is `{}` (uid {}) on their next vessels.",
-                        u["unix_name"].as_str().unwrap_or("?"),
-                        u["uid"]
+                        u.unix_name, u.uid
                     ))
                 }),
             FleetCommand::Audit(filter) => {
@@ -205,14 +184,10 @@ impl Bot {
                 self.orch
                     .audit(actor, user, target)
                     .await
-                    .map(|a| fleet::audit(a["entries"].as_array().map(Vec::as_slice).unwrap_or_default()))
+                    .map(|a| fleet::audit(&a.entries))
             }
             FleetCommand::Kill(name) => self.orch.kill(actor, &name).await.map(|v| {
-                Message::says(format!(
-                    ":wastebasket: Killing *{}* of {}.",
-                    v["name"].as_str().unwrap_or(&name),
-                    v["owner"].as_str().unwrap_or("?")
-                ))
+                Message::says(format!(":wastebasket: Killing *{}* of {}.", v.name, v.owner))
             }),
         };
         result.unwrap_or_else(|e| failure(&e, FLEET_USAGE))
@@ -221,33 +196,22 @@ impl Bot {
     /// A button pressed on one of our messages.
     pub async fn button(&self, actor: &Actor, action_id: &str, value: &str) -> Option<Message> {
         let result = match action_id {
-            vessel::KILL => self.orch.kill(actor, value).await.map(|v| {
-                Message::says(format!(
-                    ":wastebasket: Killing *{}*…",
-                    v["name"].as_str().unwrap_or("the vessel")
-                ))
-            }),
-            vessel::EXTEND => self.orch.extend(actor, value, "24h").await.map(|v| {
-                Message::says(format!(
-                    ":hourglass: *{}* extended by 24h.",
-                    v["name"].as_str().unwrap_or("the vessel")
-                ))
-            }),
-            vessel::KEEP => self
+            vessel::KILL => self
                 .orch
-                .call(
-                    actor,
-                    reqwest::Method::POST,
-                    &format!("/v1/vessels/{value}/keep"),
-                    Some(json!({})),
-                )
+                .kill(actor, value)
                 .await
-                .map(|v| {
-                    Message::says(format!(
-                        ":ok_hand: Keeping *{}*; it will not be reclaimed for idleness for a while.",
-                        v["name"].as_str().unwrap_or("the vessel")
-                    ))
-                }),
+                .map(|v| Message::says(format!(":wastebasket: Killing *{}*…", v.name))),
+            vessel::EXTEND => self
+                .orch
+                .extend(actor, value, Span::from_secs(24 * 3600))
+                .await
+                .map(|v| Message::says(format!(":hourglass: *{}* extended by 24h.", v.name))),
+            vessel::KEEP => self.orch.keep(actor, value).await.map(|v| {
+                Message::says(format!(
+                    ":ok_hand: Keeping *{}*; it will not be reclaimed for idleness for a while.",
+                    v.name
+                ))
+            }),
             // Link buttons (VS Code) also report a click; nothing to do.
             _ => return None,
         };
@@ -256,25 +220,28 @@ impl Bot {
 }
 
 fn create_failure(e: &ApiFailure) -> Message {
-    if e.error == "invalid" && e.message.contains("no SSH key") {
+    if e.code() == Some(ErrorCode::Invalid) && e.to_string().contains("no SSH key") {
         return vessel::no_keys();
     }
-    if e.error == "no_capacity" {
+    if e.code() == Some(ErrorCode::NoCapacity) {
         return views::error(
-            &format!(
-                "{} — try fewer GPUs or another queue, or wait for one to free up.",
-                e.message
-            ),
+            &format!("{e} — try fewer GPUs or another queue, or wait for one to free up."),
             None,
         );
     }
     failure(e, CREATE_USAGE)
 }
 
+/// A refusal shows the usage line when the words were the problem; a missing
+/// vessel or an orchestrator that is down does not.
 fn failure(e: &ApiFailure, usage: &'static str) -> Message {
-    match e.status {
-        404 => views::error(&e.message, None),
-        0 | 500.. => views::error(&e.message, None),
-        _ => views::error(&e.message, Some(usage)),
+    let message = match e {
+        ApiFailure::Api { .. } => e.to_string(),
+        other => format!("{other}; try again in a minute"),
+    };
+    if e.is_server_side() || e.code() == Some(ErrorCode::NotFound) {
+        views::error(&message, None)
+    } else {
+        views::error(&message, Some(usage))
     }
 }

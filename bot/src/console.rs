@@ -5,12 +5,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::actions::Bot;
 use crate::commands::{self, VesselCommand};
-use crate::events::{self, Inbox};
+use crate::events::{self, Inbox, SavedCursor};
 use crate::orchestrator::Actor;
 use crate::slack::web::MessageRef;
 use crate::views::{Button, Message};
@@ -67,12 +67,13 @@ pub async fn run(bot: Arc<Bot>, user: &str, admin: bool) -> anyhow::Result<()> {
 
     // Messages start from now: a console is not a mailbox of old news.
     let key = format!("console-cursor:{user}");
-    if bot.orch.state_get(&key).await?.is_none() {
-        let tail = bot.orch.events(-1, 0).await?;
-        let next = tail["next"].as_i64().unwrap_or(0);
-        bot.orch
-            .state_put(&key, json!({ "safe": next, "seen": [] }))
-            .await?;
+    if bot.orch.state_get::<SavedCursor>(&key).await?.is_none() {
+        let tail = bot.orch.events(-1, Duration::ZERO).await?;
+        let start = SavedCursor {
+            safe: tail.next,
+            seen: Default::default(),
+        };
+        bot.orch.state_put(&key, &start).await?;
     }
     let inbox = Arc::new(ConsoleInbox {
         subject: subject.clone(),

@@ -12,8 +12,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
+use vessel_api::events::{Event, EventKind, EventPayload, HostEvent, VesselEvent};
+use vessel_api::VesselState;
 
 use crate::actions::Bot;
 use crate::orchestrator::Actor;
@@ -48,20 +50,29 @@ pub struct Cursor {
     holes: BTreeMap<i64, Instant>,
 }
 
+/// The cursor as it is saved in the orchestrator (`bot_state`): the bot's
+/// own shape, which only the bot reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedCursor {
+    pub safe: i64,
+    #[serde(default)]
+    pub seen: BTreeSet<i64>,
+}
+
 impl Cursor {
-    pub fn from_state(v: &Value) -> Self {
+    pub fn from_state(saved: SavedCursor) -> Self {
         Cursor {
-            safe: v["safe"].as_i64().unwrap_or(0),
-            seen: v["seen"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_i64).collect())
-                .unwrap_or_default(),
+            safe: saved.safe,
+            seen: saved.seen,
             holes: BTreeMap::new(),
         }
     }
 
-    pub fn to_state(&self) -> Value {
-        json!({ "safe": self.safe, "seen": self.seen })
+    pub fn to_state(&self) -> SavedCursor {
+        SavedCursor {
+            safe: self.safe,
+            seen: self.seen.clone(),
+        }
     }
 
     pub fn after(&self) -> i64 {
@@ -119,7 +130,7 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
     let key = cursor_key.unwrap_or_else(|| CURSOR_KEY.to_string());
     let mut cursor = loop {
         match bot.orch.state_get(&key).await {
-            Ok(Some(v)) => break Cursor::from_state(&v),
+            Ok(Some(saved)) => break Cursor::from_state(saved),
             Ok(None) => break Cursor::default(),
             Err(e) => {
                 warn!(error = %e, "cannot read the event cursor; retrying");
@@ -129,7 +140,11 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
     };
     info!(after = cursor.after(), "delivering events");
     loop {
-        let batch = match bot.orch.events(cursor.after(), 25).await {
+        let batch = match bot
+            .orch
+            .events(cursor.after(), Duration::from_secs(25))
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "cannot read events; retrying");
@@ -137,12 +152,10 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
                 continue;
             }
         };
-        let events = batch["events"].as_array().cloned().unwrap_or_default();
+        let events = batch.events;
         let mut fresh = 0;
         for event in &events {
-            let Some(id) = event["id"].as_i64() else {
-                continue;
-            };
+            let id = event.id;
             if !cursor.is_new(id) {
                 continue;
             }
@@ -160,7 +173,7 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
             }
             cursor.delivered(id);
             cursor.settle(Instant::now());
-            if let Err(e) = bot.orch.state_put(&key, cursor.to_state()).await {
+            if let Err(e) = bot.orch.state_put(&key, &cursor.to_state()).await {
                 warn!(error = %e, "cannot save the event cursor");
             }
         }
@@ -172,80 +185,101 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
     }
 }
 
-async fn handle<I: Inbox>(bot: &Bot, inbox: &I, event: &Value) -> Result<(), String> {
-    let kind = event["kind"].as_str().unwrap_or("");
-    let payload = &event["payload"];
-    if let Some(rest) = kind.strip_prefix("host.") {
-        let host = payload["host"].as_str().unwrap_or("?");
-        let text = match rest {
-            "drain" => format!(
-                ":construction: `{host}` is draining (by {}).",
-                payload["by"].as_str().unwrap_or("?")
-            ),
-            "undrain" => format!(":white_check_mark: `{host}` takes vessels again."),
-            other => format!(
-                ":rotating_light: host `{host}`: {other} {}",
-                payload["reason"].as_str().unwrap_or("")
-            ),
-        };
-        return inbox.admin(&Message::says(text)).await;
+async fn handle<I: Inbox>(bot: &Bot, inbox: &I, event: &Event) -> Result<(), String> {
+    match (&event.kind, &event.payload) {
+        (kind, EventPayload::Host(host)) if kind.is_host() => {
+            inbox.admin(&Message::says(host_text(kind, host))).await
+        }
+        (kind, EventPayload::Vessel(v)) => tell_owner(bot, inbox, kind, v).await,
+        // A kind or payload this bot does not know: a newer orchestrator.
+        _ => Ok(()),
     }
-    let Some(state) = kind.strip_prefix("vessel.") else {
-        return Ok(());
-    };
-    let owner = payload["owner_id"].as_str().unwrap_or("");
-    let id = payload["id"].as_str().unwrap_or("");
-    if owner.is_empty() || id.is_empty() || !inbox.wants(owner) {
+}
+
+fn host_text(kind: &EventKind, e: &HostEvent) -> String {
+    let host = &e.host;
+    match kind {
+        EventKind::HostDrain => format!(
+            ":construction: `{host}` is draining (by {}).",
+            e.by.as_deref().unwrap_or("?")
+        ),
+        EventKind::HostUndrain => format!(":white_check_mark: `{host}` takes vessels again."),
+        other => format!(
+            ":rotating_light: host `{host}`: {} {}",
+            other.to_string().trim_start_matches("host."),
+            e.reason.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// A vessel's news for its owner: the DM, updated in place; warnings as new
+/// messages (they must notify).
+async fn tell_owner<I: Inbox>(
+    bot: &Bot,
+    inbox: &I,
+    kind: &EventKind,
+    e: &VesselEvent,
+) -> Result<(), String> {
+    let owner = e.owner_id.as_str();
+    if owner.is_empty() || !inbox.wants(owner) {
         return Ok(());
     }
-    if matches!(state, "provisioning" | "requested" | "pending") {
+    if matches!(
+        kind,
+        EventKind::Vessel(
+            VesselState::Provisioning | VesselState::Requested | VesselState::Pending
+        )
+    ) {
         return Ok(());
     }
+    let id = e.id.to_string();
     // Render what is true now, as the owner sees it (with the SSH config).
     let actor = Actor {
         subject: owner.to_string(),
         unix_name: None,
         admin: false,
     };
-    let view = bot.orch.show(&actor, id).await.map_err(|e| e.to_string())?;
-    let current = view["state"].as_str().unwrap_or("");
-    let message = if current == "running" {
+    let view = bot
+        .orch
+        .show(&actor, &id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let message = if view.state == VesselState::Running {
         vessel::running(&view)
     } else {
         vessel::ended(&view)
     };
-    let key = message_key(id);
-    let existing: Option<MessageRef> = bot
-        .orch
-        .state_get(&key)
-        .await
-        .map_err(|e| e.to_string())?
-        .and_then(|v| serde_json::from_value(v).ok());
-    match (state, existing) {
-        // Warnings are new messages: they must notify.
-        ("idle_warning" | "expiry_warning", _) => {
-            let text = payload["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    format!(
-                        "`{}` looks idle and will be reclaimed unless you keep it.",
-                        view["name"].as_str().unwrap_or("?")
-                    )
-                });
+    let key = message_key(&id);
+    let existing: Option<MessageRef> = bot.orch.state_get(&key).await.map_err(|e| e.to_string())?;
+    match (kind, existing) {
+        (EventKind::IdleWarning | EventKind::ExpiryWarning, _) => {
+            let text = e.message.clone().unwrap_or_else(|| {
+                format!(
+                    "`{}` looks idle and will be reclaimed unless you keep it.",
+                    view.name
+                )
+            });
             let warning =
                 Message::says(format!(":zzz: {text}")).block(crate::views::Block::Actions(vec![
-                    crate::views::Button::action("Keep", vessel::KEEP, id).primary(),
-                    crate::views::Button::action("Kill", vessel::KILL, id).danger(),
+                    crate::views::Button::action("Keep", vessel::KEEP, &id).primary(),
+                    crate::views::Button::action("Kill", vessel::KILL, &id).danger(),
                 ]));
             inbox.post(owner, &warning).await.map(|_| ())
         }
         (_, Some(at)) => inbox.update(&at, &message).await,
         // A first message: running, or ended without ever running.
-        ("running" | "failed" | "buried" | "lost", None) => {
+        (
+            EventKind::Vessel(
+                VesselState::Running
+                | VesselState::Failed
+                | VesselState::Buried
+                | VesselState::Lost,
+            ),
+            None,
+        ) => {
             if let Some(at) = inbox.post(owner, &message).await? {
                 bot.orch
-                    .state_put(&key, serde_json::to_value(&at).unwrap_or_default())
+                    .state_put(&key, &at)
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -278,7 +312,7 @@ mod tests {
         c.settle(t0 + HOLE_TTL);
         assert_eq!(c.after(), 5, "4 never committed");
 
-        let restored = Cursor::from_state(&c.to_state());
+        let restored = Cursor::from_state(c.to_state());
         assert_eq!(restored.after(), 5);
         assert!(!restored.is_new(5));
     }

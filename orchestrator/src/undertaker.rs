@@ -461,12 +461,16 @@ impl Undertaker {
         kind: &str,
         message: &str,
     ) -> Result<(), sqlx::Error> {
-        let mut payload = vessels::get(&mut *tx, id)
-            .await?
-            .map(|v| serde_json::to_value(v).unwrap_or_default())
-            .unwrap_or_default();
-        payload["message"] = serde_json::json!(message);
-        events::emit(&mut *tx, Some(id), kind, payload).await?;
+        if let Some(v) = vessels::get(&mut *tx, id).await? {
+            let kind = vessel_api::events::EventKind::parse(kind);
+            events::emit(
+                &mut *tx,
+                Some(id),
+                &kind,
+                &v.event(Some(message.to_string())),
+            )
+            .await?;
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 
 use sqlx::PgPool;
 use tracing::{warn, Instrument};
+use vessel_api::events::{EventKind, EventPayload, HostEvent};
 
 use crate::domain::VesselState;
 use crate::reconciler::{Reconciler, Report};
@@ -42,13 +43,13 @@ async fn unreachable(db: &PgPool, host: Unreachable) -> Result<(), sqlx::Error> 
         )
         .await?;
     }
-    events::emit(
-        &mut tx,
-        None,
-        "host.unreachable",
-        serde_json::json!({ "host": host.name, "reason": reason, "vessels": running.len() }),
-    )
-    .await?;
+    let payload = EventPayload::Host(HostEvent {
+        host: host.name.clone(),
+        by: None,
+        reason: Some(reason.clone()),
+        vessels: Some(running.len() as u32),
+    });
+    events::emit(&mut tx, None, &EventKind::HostUnreachable, &payload).await?;
     tx.commit().await?;
     warn!(vessels = running.len(), "host unreachable: incident opened");
     Ok(())
@@ -64,12 +65,15 @@ async fn recovered(db: &PgPool, reconciler: &Reconciler, host: &str) -> Result<(
         );
     }
     let mut tx = db.begin().await?;
-    events::emit(
-        &mut tx,
-        None,
-        "host.recovered",
-        serde_json::json!({ "host": host, "reason": format!("{} vessels back, {} reservations freed", report.recovered, report.freed) }),
-    )
-    .await?;
+    let payload = EventPayload::Host(HostEvent {
+        reason: Some(format!(
+            "{} vessels back, {} reservations freed",
+            report.recovered, report.freed
+        )),
+        host: host.to_string(),
+        by: None,
+        vessels: Some(report.recovered as u32),
+    });
+    events::emit(&mut tx, None, &EventKind::HostRecovered, &payload).await?;
     tx.commit().await
 }

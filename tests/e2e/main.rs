@@ -1,6 +1,7 @@
 //! End-to-end tests across the orchestrator against real parts: Postgres,
 //! the machine's Docker engine, test hosts reached over SSH. One binary, so
-//! it links once.
+//! it links once. The rig and the fakes are the `vessel-testrig` crate,
+//! shared with the benches.
 
 mod api;
 mod authz;
@@ -8,14 +9,14 @@ mod concurrency;
 mod console;
 mod core_path;
 mod failures;
-mod fake_slack;
-mod fake_tailnet;
 mod hardening;
 mod oidc;
-mod prometheus;
 mod recovery;
-mod rig;
 mod shutdown;
 mod slack;
 mod tailnet;
 mod undertaker;
+
+// Under their old module names, so the tests say `crate::rig::…`.
+use vessel_testrig as rig;
+use vessel_testrig::{fake_slack, fake_tailnet, prometheus};

@@ -238,11 +238,13 @@ async fn a_slash_command_becomes_a_dm_you_can_ssh_with_and_kill_updates_it() -> 
     let (status, _) = s
         .interact(json!({
             "type": "block_actions",
+            "api_app_id": "A0VESSEL",
             "user": { "id": "UALICE", "username": "alice", "team_id": "T0LAB" },
             "team": { "id": "T0LAB" },
             "channel": { "id": "DUALICE" },
-            "container": { "type": "message", "message_ts": dm.body["ts"], "channel_id": "DUALICE" },
-            "message": { "ts": "x" },
+            // A ts in Slack's shape; the bot does not read which message held the button.
+            "container": { "type": "message", "message_ts": "1700000000.000002", "channel_id": "DUALICE" },
+            "message": { "ts": "1700000000.000002" },
             "response_url": s.slack.response_url(),
             "trigger_id": "1.2.3",
             "actions": [{ "type": "button", "action_id": "vessel.kill", "block_id": "b", "value": kill["value"], "action_ts": "1" }],
@@ -290,10 +292,17 @@ async fn the_create_modal_shows_field_errors_then_creates() -> anyhow::Result<()
             "type": "view_submission",
             "user": { "id": "UBOB" },
             "team": { "id": "T0LAB" },
-            "view": { "id": "V1", "callback_id": "vessel.create", "state": { "values": values } },
+            "view": {
+                "type": "modal", "id": "V1", "team_id": "T0LAB", "hash": "1700000000.000001",
+                "callback_id": "vessel.create", "title": view["title"], "blocks": view["blocks"],
+                "state": { "values": values },
+            },
         })
     };
-    let select = |v: &str| json!({ "value": { "type": "static_select", "selected_option": { "value": v } } });
+    let select = |v: &str| {
+        json!({ "value": { "type": "static_select", "selected_option": {
+            "text": { "type": "plain_text", "text": v, "emoji": true }, "value": v } } })
+    };
     let text = |v: &str| json!({ "value": { "type": "plain_text_input", "value": v } });
 
     let (status, answer) = s
@@ -498,8 +507,10 @@ async fn forged_stale_replayed_and_unauthorised_requests_change_nothing() -> any
 
     // The App Home tab lists Eve's vessel with its buttons.
     let event = json!({
-        "type": "event_callback", "team_id": "T0LAB",
-        "event": { "type": "app_home_opened", "user": "UEVE", "tab": "home" },
+        "type": "event_callback", "team_id": "T0LAB", "api_app_id": "A0VESSEL",
+        "event_id": "Ev0LAB1", "event_time": now(),
+        "event": { "type": "app_home_opened", "user": "UEVE", "channel": "DUEVE", "tab": "home",
+                   "event_ts": "1700000000.000001" },
     });
     let (status, _) = s
         .post_signed(

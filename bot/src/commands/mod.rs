@@ -1,6 +1,12 @@
 //! `/vessel …` and `/fleet …` text parsed into typed commands, once. The
 //! parser is strict (unknown options are errors, with a suggestion) and kind
-//! (every error names the problem and carries the usage line).
+//! (every error names the problem and carries the usage line). The create
+//! options are the contract's grammar (`vessel_api::grammar`), shared with
+//! the CLI.
+
+use vessel_api::grammar::{self, suggest};
+use vessel_api::vessels::CreateVessel;
+use vessel_api::{Span, UnixName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -12,30 +18,19 @@ pub enum Command {
 pub enum VesselCommand {
     /// `/vessel create` with no options opens the modal instead.
     CreateModal,
-    Create(CreateArgs),
+    Create(CreateVessel),
     List,
     Show(String),
     Ssh(String),
     Extend {
         name: String,
-        by: String,
+        by: Span,
     },
     Kill(String),
     Keys,
     KeysAdd(String),
     KeysRemove(String),
     Help,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CreateArgs {
-    pub gpus: Option<u32>,
-    pub queue: Option<String>,
-    pub cpus: Option<u32>,
-    pub memory: Option<String>,
-    pub image: Option<String>,
-    pub name: Option<String>,
-    pub lifetime: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +47,8 @@ pub enum FleetCommand {
     /// Set a researcher's unix name (and uid).
     User {
         user: String,
-        unix_name: String,
-        uid: Option<u32>,
+        unix_name: UnixName,
+        uid: Option<i32>,
     },
     Help,
 }
@@ -77,7 +72,6 @@ pub const CREATE_USAGE: &str =
 pub const FLEET_USAGE: &str =
     "/fleet status · hosts · drain HOST · undrain HOST · vessels [@user] · kill VESSEL · audit [@user|VESSEL] · user @user NAME [UID]";
 
-const CREATE_OPTIONS: &[&str] = &["gpu", "queue", "cpu", "mem", "image", "name", "for"];
 const VESSEL_VERBS: &[&str] = &[
     "create", "list", "show", "ssh", "extend", "kill", "keys", "help",
 ];
@@ -129,15 +123,12 @@ fn parse_vessel(words: &[&str]) -> Result<VesselCommand, ParseError> {
         "extend" => match rest {
             [name] => Ok(VesselCommand::Extend {
                 name: name.to_string(),
-                by: "24h".into(),
+                by: Span::from_secs(24 * 3600),
             }),
-            [name, by] => {
-                check_duration(by).map_err(|m| err(m, "/vessel extend NAME [24h]"))?;
-                Ok(VesselCommand::Extend {
-                    name: name.to_string(),
-                    by: by.to_string(),
-                })
-            }
+            [name, by] => Ok(VesselCommand::Extend {
+                name: name.to_string(),
+                by: grammar::parse_span(by).map_err(|e| err(e.0, "/vessel extend NAME [24h]"))?,
+            }),
             _ => Err(err(
                 "which vessel, and for how long?",
                 "/vessel extend NAME [24h]",
@@ -163,79 +154,8 @@ fn parse_vessel(words: &[&str]) -> Result<VesselCommand, ParseError> {
     }
 }
 
-fn parse_create(words: &[&str]) -> Result<CreateArgs, ParseError> {
-    let mut args = CreateArgs::default();
-    for word in words {
-        let Some((key, value)) = word.split_once('=') else {
-            return Err(err(
-                format!("`{word}` is not an option: write key=value, like gpu=2"),
-                CREATE_USAGE,
-            ));
-        };
-        let key_lc = key.to_ascii_lowercase();
-        if value.is_empty() {
-            return Err(err(format!("`{key}` needs a value"), CREATE_USAGE));
-        }
-        let dup = |present: bool| -> Result<(), ParseError> {
-            if present {
-                Err(err(format!("`{key}` is given twice"), CREATE_USAGE))
-            } else {
-                Ok(())
-            }
-        };
-        match key_lc.as_str() {
-            "gpu" => {
-                dup(args.gpus.is_some())?;
-                args.gpus = Some(number(value, "gpu", 0, 64)?);
-            }
-            "cpu" => {
-                dup(args.cpus.is_some())?;
-                args.cpus = Some(number(value, "cpu", 1, 1024)?);
-            }
-            "queue" => {
-                dup(args.queue.is_some())?;
-                if !value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    || value.len() > 32
-                {
-                    return Err(err(format!("`{value}` is not a queue name"), CREATE_USAGE));
-                }
-                args.queue = Some(value.to_string());
-            }
-            "mem" => {
-                dup(args.memory.is_some())?;
-                check_size(value).map_err(|m| err(m, CREATE_USAGE))?;
-                args.memory = Some(value.to_string());
-            }
-            "image" => {
-                dup(args.image.is_some())?;
-                args.image = Some(value.to_string());
-            }
-            "name" => {
-                dup(args.name.is_some())?;
-                args.name = Some(value.to_string());
-            }
-            "for" => {
-                dup(args.lifetime.is_some())?;
-                check_duration(value).map_err(|m| err(m, CREATE_USAGE))?;
-                args.lifetime = Some(value.to_string());
-            }
-            _ => {
-                return Err(err(
-                    match suggest(&key_lc, CREATE_OPTIONS) {
-                        Some(s) => format!("unknown option `{key}` — did you mean `{s}`?"),
-                        None => format!(
-                            "unknown option `{key}`; options are {}",
-                            CREATE_OPTIONS.join(", ")
-                        ),
-                    },
-                    CREATE_USAGE,
-                ))
-            }
-        }
-    }
-    Ok(args)
+fn parse_create(words: &[&str]) -> Result<CreateVessel, ParseError> {
+    grammar::parse_create(words.iter().copied()).map_err(|e| err(e.0, CREATE_USAGE))
 }
 
 fn parse_fleet(words: &[&str]) -> Result<FleetCommand, ParseError> {
@@ -268,15 +188,16 @@ fn parse_fleet(words: &[&str]) -> Result<FleetCommand, ParseError> {
                 _ => return Err(err("whose identity, and what name?", usage)),
             };
             let user = user_id(who).ok_or_else(|| err(format!("`{who}` is not a user"), usage))?;
+            let unix_name = UnixName::parse(name).map_err(|e| err(e.to_string(), usage))?;
             let uid = uid
                 .map(|u| {
-                    u.parse::<u32>()
+                    u.parse::<i32>()
                         .map_err(|_| err(format!("`{u}` is not a uid"), usage))
                 })
                 .transpose()?;
             Ok(FleetCommand::User {
                 user,
-                unix_name: name.to_string(),
+                unix_name,
                 uid,
             })
         }
@@ -325,78 +246,6 @@ fn user_id(word: &str) -> Option<String> {
     ok.then(|| inner.to_string())
 }
 
-fn number(value: &str, key: &str, min: u32, max: u32) -> Result<u32, ParseError> {
-    match value.parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(err(
-            format!("`{key}` must be a whole number from {min} to {max}, not `{value}`"),
-            CREATE_USAGE,
-        )),
-    }
-}
-
-/// Sizes as `docker run -m` reads them: 512M, 64G, 1T.
-pub fn check_size(value: &str) -> Result<(), String> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    let unit_ok = matches!(
-        unit.to_ascii_lowercase().as_str(),
-        "m" | "mb" | "mib" | "g" | "gb" | "gib" | "t" | "tb" | "tib"
-    );
-    if digits.is_empty() || digits.len() > 7 || !unit_ok || digits.parse::<u64>().ok() == Some(0) {
-        return Err(format!(
-            "`{value}` is not a size: write a number and M, G or T, like 512M or 64G"
-        ));
-    }
-    Ok(())
-}
-
-/// Durations: 90m, 24h, 2d, 1w.
-pub fn check_duration(value: &str) -> Result<(), String> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    if digits.is_empty()
-        || digits.len() > 5
-        || !matches!(unit, "m" | "h" | "d" | "w")
-        || digits.parse::<u64>().ok() == Some(0)
-    {
-        return Err(format!(
-            "`{value}` is not a duration: write a number and m, h, d or w, like 90m, 24h or 2d"
-        ));
-    }
-    Ok(())
-}
-
-/// The closest known word, if it is close enough to be a typo.
-fn suggest(word: &str, known: &[&'static str]) -> Option<&'static str> {
-    known
-        .iter()
-        .map(|k| (distance(word, k), *k))
-        .filter(|(d, k)| *d <= 2.min(k.len() / 2 + 1) || (word.len() > 2 && k.starts_with(word)))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().take(64).collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,18 +258,12 @@ mod tests {
             "create gpu=2 queue=3090 cpu=8 mem=64G image=vessel/cuda12:latest name=train for=2d",
         )
         .unwrap();
-        assert_eq!(
-            c,
-            Command::Vessel(VesselCommand::Create(CreateArgs {
-                gpus: Some(2),
-                queue: Some("3090".into()),
-                cpus: Some(8),
-                memory: Some("64G".into()),
-                image: Some("vessel/cuda12:latest".into()),
-                name: Some("train".into()),
-                lifetime: Some("2d".into()),
-            }))
-        );
+        let expected = vessel_api::grammar::parse_create(
+            "gpu=2 queue=3090 cpu=8 mem=64G image=vessel/cuda12:latest name=train for=2d"
+                .split_whitespace(),
+        )
+        .unwrap();
+        assert_eq!(c, Command::Vessel(VesselCommand::Create(expected)));
         assert_eq!(
             parse("/vessel", "create").unwrap(),
             Command::Vessel(VesselCommand::CreateModal)
@@ -454,7 +297,7 @@ mod tests {
             parse("/vessel", "extend train 36h").unwrap(),
             Command::Vessel(VesselCommand::Extend {
                 name: "train".into(),
-                by: "36h".into()
+                by: Span::parse("36h").unwrap()
             })
         );
     }

@@ -1,27 +1,35 @@
 //! Slack's HTTP endpoints: slash commands, interactivity, and the Events
-//! API. Every request's signature is checked before anything is read from
-//! it; Slack's 3-second limit is met by answering at once and finishing
-//! through `response_url` when work runs long.
+//! API. slack-morphism's events layer checks every request's signature
+//! before anything is read from it, our replay guard then refuses a
+//! signature seen before, and Slack's 3-second limit is met by answering at
+//! once and finishing through `response_url` when work runs long.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use slack_morphism::prelude::*;
 use tracing::{debug, warn};
 
-use super::payloads::{self, EventBody, Interaction};
-use super::signature::Verifier;
+use super::payloads;
+use super::signature::{self, Verifier};
 use super::SlackApp;
-use crate::views::{modal, Message};
+use crate::views::Message;
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 /// How long a command may run before the answer goes through response_url.
 const INLINE_BUDGET: Duration = Duration::from_millis(2500);
+
+/// The largest body read. The events layer reads the whole body to check
+/// its signature, with no limit of its own; Slack's payloads are far
+/// smaller, and this is axum's default for extracted bodies.
+const BODY_LIMIT: usize = 2 << 20;
 
 pub struct HttpState {
     pub app: Arc<SlackApp>,
@@ -29,65 +37,105 @@ pub struct HttpState {
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
+    let environment = Arc::new(
+        SlackClientEventsListenerEnvironment::new(state.app.web.client())
+            .with_error_handler(refused),
+    );
+    let listener = SlackEventsAxumListener::new(environment);
+    let secret = state.verifier.secret();
+    let fresh = middleware::from_fn_with_state(state.clone(), refuse_replays);
     Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/slack/commands", post(commands))
-        .route("/slack/interactions", post(interactions))
-        .route("/slack/events", post(events))
+        .route(
+            "/slack/commands",
+            post(commands)
+                .layer(fresh.clone())
+                .layer(listener.events_layer(secret)),
+        )
+        .route(
+            "/slack/interactions",
+            post(interactions)
+                .layer(fresh.clone())
+                .layer(listener.events_layer(secret)),
+        )
+        .route(
+            "/slack/events",
+            post(events)
+                .layer(fresh)
+                .layer(listener.events_layer(secret)),
+        )
+        .layer(middleware::map_request(limit_body))
         .with_state(state)
 }
 
-fn reject(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+async fn limit_body(request: Request) -> Request {
+    request.map(|body| Body::new(http_body_util::Limited::new(body, BODY_LIMIT)))
 }
 
-fn verified(state: &HttpState, headers: &HeaderMap, body: &Bytes) -> Result<(), Box<Response>> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    state
-        .verifier
-        .verify(
-            header("x-slack-request-timestamp"),
-            header("x-slack-signature"),
-            body,
-        )
-        .map_err(|e| {
-            warn!(reason = %e, "refused a Slack request");
-            Box::new(reject(StatusCode::UNAUTHORIZED, &e.to_string()))
-        })
+/// The events layer's answer to a request it refused (unsigned, forged,
+/// stale, unreadable). A plain function: that is what the crate takes.
+fn refused(
+    err: Box<dyn std::error::Error + Send + Sync>,
+    _client: Arc<SlackHyperClient>,
+    _states: SlackClientEventsUserState,
+) -> StatusCode {
+    let status = signature::refusal(err.as_ref());
+    warn!(reason = %err, status = status.as_u16(), "refused a Slack request");
+    status
 }
 
-pub fn ephemeral(message: &Message) -> Value {
-    json!({
-        "response_type": "ephemeral",
-        "text": message.text,
-        "blocks": message.to_blocks(),
-    })
-}
-
-async fn commands(
+/// Runs after the events layer, so only verified signatures are remembered.
+async fn refuse_replays(
     State(state): State<Arc<HttpState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
+    next: Next,
 ) -> Response {
-    if let Err(r) = verified(&state, &headers, &body) {
-        return *r;
+    let signature = request
+        .headers()
+        .get(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if let Err(e) = state.verifier.first_time(signature) {
+        warn!(reason = %e, "refused a Slack request");
+        return reject(StatusCode::UNAUTHORIZED, &e);
     }
+    next.run(request).await
+}
+
+#[derive(serde::Serialize)]
+struct Refusal {
+    error: String,
+}
+
+fn reject(status: StatusCode, error: &dyn std::error::Error) -> Response {
+    let error = error.to_string();
+    (status, Json(Refusal { error })).into_response()
+}
+
+fn undecodable(error: &dyn std::error::Error) -> Response {
+    debug!(%error, "an undecodable Slack request");
+    reject(StatusCode::BAD_REQUEST, error)
+}
+
+pub fn ephemeral(message: &Message) -> SlackCommandEventResponse {
+    SlackCommandEventResponse::new(message.to_slack())
+        .with_response_type(SlackMessageResponseType::Ephemeral)
+}
+
+async fn commands(State(state): State<Arc<HttpState>>, body: String) -> Response {
     let cmd = match payloads::command(&body) {
         Ok(c) => c,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return undecodable(&e),
     };
-    debug!(command = %cmd.command, user = %cmd.user_id, "slash command");
+    debug!(command = %cmd.command.0, user = %cmd.user_id.0, "slash command");
     let app = state.app.clone();
-    let response_url = cmd.response_url.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let work = tokio::spawn(async move {
-        let answer = app.slash(cmd).await;
-        if let Err(answer) = tx.send(answer) {
+        let answer = app.slash(&cmd).await;
+        if let Err(Some(message)) = tx.send(answer) {
             // The inline budget passed: finish through response_url.
-            if let (Some(url), Some(message)) = (response_url, answer) {
-                if let Err(e) = app.web.respond(&url, &message).await {
-                    warn!(error = %e, "cannot send a late answer");
-                }
+            if let Err(e) = app.web.respond(&cmd.response_url, &message).await {
+                warn!(error = %e, "cannot send a late answer");
             }
         }
     });
@@ -111,56 +159,29 @@ async fn commands(
     }
 }
 
-async fn interactions(
-    State(state): State<Arc<HttpState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = verified(&state, &headers, &body) {
-        return *r;
-    }
-    match payloads::interaction(&body) {
-        Err(e) => reject(StatusCode::BAD_REQUEST, &e.to_string()),
-        Ok(Interaction::BlockAction {
-            user,
-            action,
-            response_url,
-        }) => {
-            let app = state.app.clone();
-            tokio::spawn(async move { app.press(&user, &action, response_url.as_deref()).await });
-            StatusCode::OK.into_response()
-        }
-        Ok(Interaction::ViewSubmission {
-            user,
-            callback_id,
-            values,
-        }) => {
-            if callback_id != modal::CALLBACK_ID {
-                return StatusCode::OK.into_response();
-            }
-            match state.app.submit_create(&user, &values).await {
-                Ok(()) => Json(json!({ "response_action": "clear" })).into_response(),
-                Err(errors) => Json(errors).into_response(),
-            }
-        }
-        Ok(Interaction::Other) => StatusCode::OK.into_response(),
+async fn interactions(State(state): State<Arc<HttpState>>, body: String) -> Response {
+    let event = match payloads::interaction(&body) {
+        Ok(e) => e,
+        Err(e) => return undecodable(&e),
+    };
+    match state.app.interact(event).await {
+        Ok(answer) => answer.into_response(),
+        Err(e) => undecodable(&e),
     }
 }
 
-async fn events(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = verified(&state, &headers, &body) {
-        return *r;
-    }
-    match payloads::event(&body) {
-        Err(e) => reject(StatusCode::BAD_REQUEST, &e.to_string()),
-        Ok(EventBody::UrlVerification(challenge)) => {
-            Json(json!({ "challenge": challenge })).into_response()
-        }
-        Ok(EventBody::AppHomeOpened { user }) => {
-            let app = state.app.clone();
-            tokio::spawn(async move { app.publish_home(&user).await });
+async fn events(State(state): State<Arc<HttpState>>, body: String) -> Response {
+    match payloads::push_event(&body) {
+        Err(e) => undecodable(&e),
+        // Slack's URL check: the challenge back, as `{"challenge": …}`.
+        Ok(SlackPushEvent::UrlVerification(check)) => Json(check).into_response(),
+        Ok(SlackPushEvent::EventCallback(event)) => {
+            state.app.on_event(&event);
             StatusCode::OK.into_response()
         }
-        Ok(EventBody::Other) => StatusCode::OK.into_response(),
+        Ok(SlackPushEvent::AppRateLimited(limited)) => {
+            warn!(team = %limited.team_id, "Slack is dropping our events: rate limited");
+            StatusCode::OK.into_response()
+        }
     }
 }

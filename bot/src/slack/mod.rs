@@ -10,7 +10,7 @@ pub mod web;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use slack_morphism::prelude::*;
 use tracing::warn;
 
 use crate::actions::Bot;
@@ -18,6 +18,7 @@ use crate::commands::{self, Command, VesselCommand};
 use crate::events::Inbox;
 use crate::orchestrator::Actor;
 use crate::views::{self, home, modal, Message};
+use payloads::{Interaction, Unusable};
 use web::{MessageRef, SlackWeb};
 
 /// Everything a Slack request handler needs.
@@ -27,16 +28,6 @@ pub struct SlackApp {
     pub admin_channel: Option<String>,
     /// Slack user → unix name, learned from users.info; rebuildable.
     names: Mutex<HashMap<String, Option<String>>>,
-}
-
-/// A slash command, whichever transport brought it.
-#[derive(Debug, Clone)]
-pub struct SlashCommand {
-    pub command: String,
-    pub text: String,
-    pub user_id: String,
-    pub response_url: Option<String>,
-    pub trigger_id: Option<String>,
 }
 
 impl SlackApp {
@@ -82,20 +73,22 @@ impl SlackApp {
         }
     }
 
-    /// Handles a slash command: an immediate answer, or `None` when a modal
-    /// was opened instead.
-    pub async fn slash(&self, cmd: SlashCommand) -> Option<Message> {
-        let parsed = match commands::parse(&cmd.command, &cmd.text) {
+    /// Handles a slash command, whichever transport brought it: an
+    /// immediate answer, or `None` when a modal was opened instead.
+    pub async fn slash(&self, cmd: &SlackCommandEvent) -> Option<Message> {
+        let text = cmd.text.as_deref().unwrap_or("");
+        let parsed = match commands::parse(&cmd.command.0, text) {
             Ok(c) => c,
             Err(e) => return Some(views::error(&e.message, Some(e.usage))),
         };
-        let actor = self.actor(&cmd.user_id).await;
-        if let (Command::Vessel(VesselCommand::CreateModal), Some(trigger)) =
-            (&parsed, &cmd.trigger_id)
-        {
-            let fleet = self.bot.orch.fleet(&actor).await.unwrap_or_default();
+        let actor = self.actor(&cmd.user_id.0).await;
+        if let Command::Vessel(VesselCommand::CreateModal) = &parsed {
+            let fleet = match self.bot.orch.fleet(&actor).await {
+                Ok(f) => f,
+                Err(e) => return Some(views::error(&e.to_string(), None)),
+            };
             let view = modal::create(&fleet, self.bot.config.default_queue.as_deref());
-            return match self.web.open_modal(trigger, view).await {
+            return match self.web.open_modal(&cmd.trigger_id, view).await {
                 Ok(()) => None,
                 Err(e) => Some(views::error(
                     &format!(
@@ -108,25 +101,66 @@ impl SlackApp {
         Some(self.bot.command(&actor, parsed).await)
     }
 
-    /// A `view_submission` of the create modal: field errors, or `None`
-    /// (close the modal) after the vessel was requested.
-    pub async fn submit_create(&self, user: &str, values: &Value) -> Result<(), Value> {
-        let args = modal::read_submission(values).map_err(|errors| errors_json(&errors))?;
-        let actor = self.actor(user).await;
-        let body = self
-            .bot
-            .create_body(&args)
-            .map_err(|m| errors_json(&[("queue".to_string(), m.text)].into()))?;
-        match self.bot.orch.create(&actor, body).await {
+    /// Handles an interaction, whichever transport brought it: a button
+    /// press is acknowledged at once and answered later; a form submission
+    /// is answered with its field errors, or closes the form.
+    pub async fn interact(
+        self: &Arc<Self>,
+        event: SlackInteractionEvent,
+    ) -> Result<SlackInteractionResponse, Unusable> {
+        Ok(match payloads::route(event, modal::CALLBACK_ID)? {
+            Interaction::Press {
+                user,
+                action,
+                response_url,
+            } => {
+                let app = self.clone();
+                tokio::spawn(async move { app.press(&user, &action, response_url.as_ref()).await });
+                SlackInteractionResponse::Empty
+            }
+            Interaction::SubmitCreate { user, state } => {
+                self.submit_create(&user, &state).await.into()
+            }
+            Interaction::Other => SlackInteractionResponse::Empty,
+        })
+    }
+
+    /// Handles an Events API event, whichever transport brought it; the
+    /// work happens after Slack has its acknowledgement.
+    pub fn on_event(self: &Arc<Self>, event: &SlackPushEventCallback) {
+        if let Some(user) = payloads::home_opened(event) {
+            let app = self.clone();
+            let user = user.0.clone();
+            tokio::spawn(async move { app.publish_home(&user).await });
+        }
+    }
+
+    /// A `view_submission` of the create modal: field errors, or clear (close
+    /// the modal) after the vessel was requested.
+    pub async fn submit_create(
+        &self,
+        user: &SlackUserId,
+        state: &SlackViewState,
+    ) -> SlackViewSubmissionResponse {
+        let request = match modal::read_submission(state) {
+            Ok(request) => request,
+            Err(errors) => return field_errors(errors),
+        };
+        let actor = self.actor(&user.0).await;
+        let request = match self.bot.with_default_queue(request) {
+            Ok(request) => request,
+            Err(m) => return field_errors([("queue".to_string(), m.text)]),
+        };
+        match self.bot.orch.create(&actor, &request).await {
             Ok(v) => {
                 let msg = views::vessel::provisioning(&v);
-                if let Err(e) = self.web.post_dm(user, &msg).await {
+                if let Err(e) = self.web.post_dm(&user.0, &msg).await {
                     warn!(error = %e, "cannot DM the provisioning notice");
                 }
-                Ok(())
+                SlackViewSubmissionResponse::Clear(SlackViewSubmissionClearResponse::new())
             }
             Err(e) => {
-                let block = match e.field.as_deref() {
+                let block = match e.field() {
                     Some("gpus") => "gpu",
                     Some("cpus") => "cpu",
                     Some("memory") => "mem",
@@ -134,22 +168,26 @@ impl SlackApp {
                     Some(f @ ("image" | "name" | "queue")) => f,
                     _ => "queue",
                 };
-                Err(errors_json(&[(block.to_string(), e.message)].into()))
+                field_errors([(block.to_string(), e.to_string())])
             }
         }
     }
 
     /// A button press: act, then answer the user where they pressed.
-    pub async fn press(&self, user: &str, action: &Value, response_url: Option<&str>) {
-        let actor = self.actor(user).await;
-        let action_id = action["action_id"].as_str().unwrap_or("");
-        let value = action["value"].as_str().unwrap_or("");
-        let Some(message) = self.bot.button(&actor, action_id, value).await else {
+    pub async fn press(
+        &self,
+        user: &SlackUserId,
+        action: &SlackInteractionActionInfo,
+        response_url: Option<&SlackResponseUrl>,
+    ) {
+        let actor = self.actor(&user.0).await;
+        let value = action.value.as_deref().unwrap_or("");
+        let Some(message) = self.bot.button(&actor, &action.action_id.0, value).await else {
             return;
         };
         let sent = match response_url {
             Some(url) => self.web.respond(url, &message).await,
-            None => self.web.post_dm(user, &message).await.map(|_| ()),
+            None => self.web.post_dm(&user.0, &message).await.map(|_| ()),
         };
         if let Err(e) = sent {
             warn!(error = %e, "cannot answer a button");
@@ -163,8 +201,7 @@ impl SlackApp {
             .orch
             .list(&actor)
             .await
-            .ok()
-            .and_then(|l| l["vessels"].as_array().cloned())
+            .map(|l| l.vessels)
             .unwrap_or_default();
         if let Err(e) = self.web.publish_home(user, home::home(&vessels)).await {
             warn!(error = %e, "cannot publish App Home");
@@ -172,8 +209,11 @@ impl SlackApp {
     }
 }
 
-fn errors_json(errors: &std::collections::BTreeMap<String, String>) -> Value {
-    serde_json::json!({ "response_action": "errors", "errors": errors })
+/// The modal's answer that shows each message next to its field (block id).
+fn field_errors(errors: impl IntoIterator<Item = (String, String)>) -> SlackViewSubmissionResponse {
+    SlackViewSubmissionResponse::Errors(SlackViewSubmissionErrorsResponse::new(
+        errors.into_iter().collect(),
+    ))
 }
 
 /// Delivers events as Slack DMs. Subjects that are not Slack user ids

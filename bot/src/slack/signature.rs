@@ -1,75 +1,79 @@
-//! Slack request signatures (v0): HMAC-SHA256 of `v0:{timestamp}:{body}`
-//! with the signing secret, a ±5-minute window, and a replay guard: the same
-//! signature inside the window is not acted on twice.
+//! Request signatures (v0). slack-morphism's events layer checks the HMAC
+//! and the ±5-minute window; this module adds what the crate lacks: a
+//! replay guard (the same valid signature inside the window is not acted on
+//! twice), the answer a refused request gets, and Slack-side signing for
+//! tests and fakes (the crate verifies but does not sign).
 
 use std::collections::HashMap;
+use std::error::Error;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
+use slack_morphism::prelude::*;
+use slack_morphism::signature_verifier::{
+    SlackEventAbsentSignatureError, SlackEventSignatureVerifier, SlackEventSignatureVerifierError,
+};
 
-pub const WINDOW: Duration = Duration::from_secs(300);
+/// Slack's window, as the crate enforces it.
+pub const WINDOW: Duration =
+    Duration::from_secs(SlackEventSignatureVerifier::MAX_TIMESTAMP_AGE_SECONDS as u64);
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Rejected {
-    #[error("missing X-Slack-Signature or X-Slack-Request-Timestamp")]
-    Missing,
-    #[error("the request timestamp is outside the 5-minute window")]
-    Stale,
-    #[error("the signature does not match")]
-    BadSignature,
-    #[error("this request was already received")]
-    Replayed,
-}
+#[error("this request was already received")]
+pub struct Replayed;
 
+/// The signing secret for the events layer, and the signatures it let
+/// through lately.
 pub struct Verifier {
-    secret: Vec<u8>,
+    secret: SlackSigningSecret,
     seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl Verifier {
     pub fn new(secret: &str) -> Self {
         Verifier {
-            secret: secret.as_bytes().to_vec(),
+            secret: SlackSigningSecret::new(secret.to_string()),
             seen: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn verify(
-        &self,
-        timestamp: Option<&str>,
-        signature: Option<&str>,
-        body: &[u8],
-    ) -> Result<(), Rejected> {
-        let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-            return Err(Rejected::Missing);
-        };
-        let ts: i64 = timestamp.parse().map_err(|_| Rejected::Missing)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        if (now - ts).unsigned_abs() > WINDOW.as_secs() {
-            return Err(Rejected::Stale);
-        }
-        let expected = sign(&self.secret, timestamp, body);
-        if expected.as_bytes().ct_eq(signature.as_bytes()).unwrap_u8() != 1 {
-            return Err(Rejected::BadSignature);
-        }
-        // Only a valid signature is remembered, so garbage cannot fill this.
+    pub fn secret(&self) -> &SlackSigningSecret {
+        &self.secret
+    }
+
+    /// Call only with a signature the events layer verified, so garbage
+    /// cannot fill this. A signature may be up to a window old or a window
+    /// ahead, so it is remembered for two.
+    pub fn first_time(&self, signature: &str) -> Result<(), Replayed> {
         let mut seen = self.seen.lock().expect("poisoned");
         let now = Instant::now();
         seen.retain(|_, at| now.duration_since(*at) < WINDOW * 2);
         if seen.insert(signature.to_string(), now).is_some() {
-            return Err(Rejected::Replayed);
+            return Err(Replayed);
         }
         Ok(())
     }
 }
 
-/// `v0=` + hex HMAC, exactly as Slack computes it.
+/// What the events layer answers when it refuses a request: 401 for a
+/// missing, wrong or stale signature, 400 when the body cannot be read.
+/// The crate's errors keep the expected signature out of their messages,
+/// so logging them is safe.
+pub fn refusal(err: &(dyn Error + 'static)) -> StatusCode {
+    let unsigned = err.is::<SlackEventSignatureVerifierError>()
+        || err.is::<SlackEventAbsentSignatureError>()
+        || err.is::<axum::http::header::ToStrError>();
+    if unsigned {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+/// `v0=` + hex HMAC of `v0:{timestamp}:{body}`, exactly as Slack computes it.
 pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(b"v0:");
@@ -82,49 +86,62 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
-    fn now() -> String {
+    fn now() -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
-            .as_secs()
-            .to_string()
+            .as_secs() as i64
     }
 
     #[test]
     fn slacks_documented_example_verifies() {
         // From Slack's "Verifying requests" guide.
-        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
         assert_eq!(
-            sign(b"8f742231b10e8888abcd99yyyzzz85a5", "1531420618", body),
+            sign(
+                b"8f742231b10e8888abcd99yyyzzz85a5",
+                "1531420618",
+                body.as_bytes()
+            ),
             "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
         );
     }
 
+    /// Our signing and the crate's checking agree, and each refusal gets
+    /// its status.
     #[test]
     fn forged_stale_and_replayed_requests_are_refused() {
-        let v = Verifier::new("secret");
-        let ts = now();
+        let crate_verifier = SlackEventSignatureVerifier::new(&"secret".to_string().into());
+        let ts = now().to_string();
         let good = sign(b"secret", &ts, b"body");
+        assert!(crate_verifier.verify(&good, "body", &ts).is_ok());
+        let status = |r: Result<(), SlackEventSignatureVerifierError>| refusal(&r.unwrap_err());
         assert_eq!(
-            v.verify(Some(&ts), Some("v0=00"), b"body"),
-            Err(Rejected::BadSignature)
+            status(crate_verifier.verify("v0=00", "body", &ts)),
+            StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            v.verify(Some(&ts), Some(&good), b"other"),
-            Err(Rejected::BadSignature)
+            status(crate_verifier.verify(&good, "other", &ts)),
+            StatusCode::UNAUTHORIZED
         );
-        assert_eq!(v.verify(Some(&ts), Some(&good), b"body"), Ok(()));
+        let old = (now() - 301).to_string();
+        let stale = sign(b"secret", &old, b"body");
         assert_eq!(
-            v.verify(Some(&ts), Some(&good), b"body"),
-            Err(Rejected::Replayed)
+            status(crate_verifier.verify(&stale, "body", &old)),
+            StatusCode::UNAUTHORIZED
         );
-        let old = (ts.parse::<i64>().unwrap() - 301).to_string();
-        let sig = sign(b"secret", &old, b"body");
         assert_eq!(
-            v.verify(Some(&old), Some(&sig), b"body"),
-            Err(Rejected::Stale)
+            refusal(&SlackEventAbsentSignatureError::new()),
+            StatusCode::UNAUTHORIZED
         );
-        assert_eq!(v.verify(None, Some(&sig), b"body"), Err(Rejected::Missing));
+        let undecodable = serde_json::from_str::<u8>("x").unwrap_err();
+        assert_eq!(refusal(&undecodable), StatusCode::BAD_REQUEST);
+
+        let v = Verifier::new("secret");
+        assert_eq!(v.first_time(&good), Ok(()));
+        assert_eq!(v.first_time(&good), Err(Replayed));
+        assert_eq!(v.first_time(&stale), Ok(()));
     }
 }

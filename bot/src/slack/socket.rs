@@ -6,20 +6,21 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
-use super::{SlackApp, SlashCommand};
+use super::http::ephemeral;
+use super::SlackApp;
 
 type Client = Arc<SlackHyperClient>;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-async fn app(states: &SlackClientEventsUserState) -> Option<Arc<SlackApp>> {
+async fn app(states: &SlackClientEventsUserState) -> Result<Arc<SlackApp>> {
     states
         .read()
         .await
         .get_user_state::<Arc<SlackApp>>()
         .cloned()
+        .ok_or_else(|| "no app state".into())
 }
 
 async fn on_command(
@@ -27,24 +28,12 @@ async fn on_command(
     _client: Client,
     states: SlackClientEventsUserState,
 ) -> Result<SlackCommandEventResponse> {
-    let raw = serde_json::to_value(&event)?;
-    let app = app(&states).await.ok_or("no app state")?;
-    let cmd = SlashCommand {
-        command: raw["command"].as_str().unwrap_or("").to_string(),
-        text: raw["text"].as_str().unwrap_or("").to_string(),
-        user_id: raw["user_id"].as_str().unwrap_or("").to_string(),
-        response_url: raw["response_url"].as_str().map(str::to_string),
-        trigger_id: raw["trigger_id"].as_str().map(str::to_string),
-    };
-    let message = app
-        .slash(cmd)
+    let message = app(&states)
+        .await?
+        .slash(&event)
         .await
         .unwrap_or_else(|| crate::views::Message::new("Opening the form…"));
-    Ok(serde_json::from_value(json!({
-        "response_type": "ephemeral",
-        "text": message.text,
-        "blocks": message.to_blocks(),
-    }))?)
+    Ok(ephemeral(&message))
 }
 
 async fn on_interaction(
@@ -52,27 +41,7 @@ async fn on_interaction(
     _client: Client,
     states: SlackClientEventsUserState,
 ) -> Result<SlackInteractionResponse> {
-    let payload: Value = serde_json::to_value(&event)?;
-    let app = app(&states).await.ok_or("no app state")?;
-    let user = payload["user"]["id"].as_str().unwrap_or("").to_string();
-    match payload["type"].as_str() {
-        Some("block_actions") => {
-            let action = payload["actions"][0].clone();
-            let response_url = payload["response_url"].as_str().map(str::to_string);
-            tokio::spawn(async move { app.press(&user, &action, response_url.as_deref()).await });
-            Ok(SlackInteractionResponse::Empty)
-        }
-        Some("view_submission") => {
-            let values = payload["view"]["state"]["values"].clone();
-            match app.submit_create(&user, &values).await {
-                Ok(()) => Ok(SlackInteractionResponse::Empty),
-                Err(errors) => Ok(SlackInteractionResponse::ViewSubmission(
-                    serde_json::from_value(errors)?,
-                )),
-            }
-        }
-        _ => Ok(SlackInteractionResponse::Empty),
-    }
+    Ok(app(&states).await?.interact(event).await?)
 }
 
 async fn on_push(
@@ -80,12 +49,7 @@ async fn on_push(
     _client: Client,
     states: SlackClientEventsUserState,
 ) -> Result<()> {
-    let raw = serde_json::to_value(&event)?;
-    if raw["event"]["type"] == "app_home_opened" {
-        if let (Some(app), Some(user)) = (app(&states).await, raw["event"]["user"].as_str()) {
-            app.publish_home(user).await;
-        }
-    }
+    app(&states).await?.on_event(&event);
     Ok(())
 }
 

@@ -1,9 +1,10 @@
-//! Calls to Slack's Web API (slack-morphism's client): DMs, message
-//! updates, modals, App Home, user names, and `response_url` replies.
+//! Calls to Slack's Web API (slack-morphism's client and its typed
+//! requests): DMs, message updates, modals, App Home, user names, and
+//! `response_url` replies.
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use crate::views::Message;
@@ -11,15 +12,7 @@ use crate::views::Message;
 #[derive(Debug, thiserror::Error)]
 pub enum SlackError {
     #[error("slack: {0}")]
-    Api(String),
-    #[error("slack request: {0}")]
-    Shape(#[from] serde_json::Error),
-}
-
-impl From<slack_morphism::errors::SlackClientError> for SlackError {
-    fn from(e: slack_morphism::errors::SlackClientError) -> Self {
-        SlackError::Api(e.to_string())
-    }
+    Api(#[from] SlackClientError),
 }
 
 /// Where a posted message lives, to update it later.
@@ -32,7 +25,6 @@ pub struct MessageRef {
 pub struct SlackWeb {
     client: Arc<SlackHyperClient>,
     token: SlackApiToken,
-    http: reqwest::Client,
 }
 
 impl SlackWeb {
@@ -50,7 +42,6 @@ impl SlackWeb {
         Ok(SlackWeb {
             client: Arc::new(SlackClient::new(connector)),
             token: SlackApiToken::new(SlackApiTokenValue(bot_token.to_string())),
-            http: reqwest::Client::new(),
         })
     }
 
@@ -58,24 +49,19 @@ impl SlackWeb {
         self.client.clone()
     }
 
-    fn content(message: &Message) -> Value {
-        json!({ "text": message.text, "blocks": message.to_blocks() })
-    }
-
     /// Opens (or finds) the DM with a user and posts there.
     pub async fn post_dm(&self, user: &str, message: &Message) -> Result<MessageRef, SlackError> {
         let session = self.client.open_session(&self.token);
-        let open: SlackApiConversationsOpenRequest =
-            serde_json::from_value(json!({ "users": [user], "return_im": false }))?;
+        let open = SlackApiConversationsOpenRequest::new()
+            .with_users(vec![user.into()])
+            .with_return_im(false);
         let channel = session.conversations_open(&open).await?.channel.id;
         self.post(&channel.0, message).await
     }
 
     pub async fn post(&self, channel: &str, message: &Message) -> Result<MessageRef, SlackError> {
         let session = self.client.open_session(&self.token);
-        let mut body = Self::content(message);
-        body["channel"] = json!(channel);
-        let req: SlackApiChatPostMessageRequest = serde_json::from_value(body)?;
+        let req = SlackApiChatPostMessageRequest::new(channel.into(), message.to_slack());
         let resp = session.chat_post_message(&req).await?;
         Ok(MessageRef {
             channel: resp.channel.0,
@@ -85,26 +71,29 @@ impl SlackWeb {
 
     pub async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), SlackError> {
         let session = self.client.open_session(&self.token);
-        let mut body = Self::content(message);
-        body["channel"] = json!(at.channel);
-        body["ts"] = json!(at.ts);
-        let req: SlackApiChatUpdateRequest = serde_json::from_value(body)?;
+        let req = SlackApiChatUpdateRequest::new(
+            at.channel.as_str().into(),
+            message.to_slack(),
+            at.ts.as_str().into(),
+        );
         session.chat_update(&req).await?;
         Ok(())
     }
 
-    pub async fn open_modal(&self, trigger_id: &str, view: Value) -> Result<(), SlackError> {
+    pub async fn open_modal(
+        &self,
+        trigger_id: &SlackTriggerId,
+        view: SlackView,
+    ) -> Result<(), SlackError> {
         let session = self.client.open_session(&self.token);
-        let req: SlackApiViewsOpenRequest =
-            serde_json::from_value(json!({ "trigger_id": trigger_id, "view": view }))?;
+        let req = SlackApiViewsOpenRequest::new(trigger_id.clone(), view);
         session.views_open(&req).await?;
         Ok(())
     }
 
-    pub async fn publish_home(&self, user: &str, view: Value) -> Result<(), SlackError> {
+    pub async fn publish_home(&self, user: &str, view: SlackView) -> Result<(), SlackError> {
         let session = self.client.open_session(&self.token);
-        let req: SlackApiViewsPublishRequest =
-            serde_json::from_value(json!({ "user_id": user, "view": view }))?;
+        let req = SlackApiViewsPublishRequest::new(user.into(), view);
         session.views_publish(&req).await?;
         Ok(())
     }
@@ -112,28 +101,22 @@ impl SlackWeb {
     /// The user's Slack handle, to derive a unix name on first contact.
     pub async fn user_name(&self, user: &str) -> Result<Option<String>, SlackError> {
         let session = self.client.open_session(&self.token);
-        let req: SlackApiUsersInfoRequest = serde_json::from_value(json!({ "user": user }))?;
+        let req = SlackApiUsersInfoRequest::new(user.into());
         Ok(session.users_info(&req).await?.user.name)
     }
 
-    /// Replies through an interaction's `response_url` (ephemeral).
-    pub async fn respond(&self, response_url: &str, message: &Message) -> Result<(), SlackError> {
-        let mut body = Self::content(message);
-        body["response_type"] = json!("ephemeral");
-        body["replace_original"] = json!(false);
-        let resp = self
-            .http
-            .post(response_url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| SlackError::Api(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(SlackError::Api(format!(
-                "response_url answered {}",
-                resp.status()
-            )));
-        }
+    /// Replies through a command's or an interaction's `response_url`, as a
+    /// new message. slack-morphism's webhook request has no `response_type`;
+    /// Slack's default for `response_url` replies is `ephemeral`, which is
+    /// what we want, so nothing is lost.
+    pub async fn respond(
+        &self,
+        response_url: &SlackResponseUrl,
+        message: &Message,
+    ) -> Result<(), SlackError> {
+        let req =
+            SlackApiPostWebhookMessageRequest::new(message.to_slack()).with_replace_original(false);
+        self.client.respond_to_event(response_url, &req).await?;
         Ok(())
     }
 }

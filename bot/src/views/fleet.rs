@@ -1,66 +1,68 @@
-//! `/fleet` views: a compact GPU grid per host, and per-queue totals.
+//! `/fleet` views: a compact GPU grid per host, per-queue totals, hosts, and
+//! the audit log.
 
-use serde_json::Value;
+use vessel_api::audit::AuditEntry;
+use vessel_api::fleet::{FleetStatus, GpuSlot, HostState};
+use vessel_api::ByteSize;
 
-use super::{size, Block, Message};
+use super::{Block, Message};
 
 /// `■` a GPU in use, `□` a free one.
-fn grid(gpus: &[Value]) -> String {
+fn grid(gpus: &[GpuSlot]) -> String {
     if gpus.is_empty() {
         return "—".into();
     }
     gpus.iter()
-        .map(|g| if g["vessel"].is_null() { '□' } else { '■' })
+        .map(|g| if g.is_free() { '□' } else { '■' })
         .collect()
 }
 
-pub fn status(fleet: &Value) -> Message {
-    let hosts = fleet["hosts"].as_array().cloned().unwrap_or_default();
-    let width = hosts
+fn size(bytes: u64) -> String {
+    ByteSize(bytes).to_string()
+}
+
+pub fn status(fleet: &FleetStatus) -> Message {
+    let width = fleet
+        .hosts
         .iter()
-        .map(|h| h["name"].as_str().unwrap_or("").len())
+        .map(|h| h.name.len())
         .max()
         .unwrap_or(4)
         .max(4);
-    let mut lines = Vec::new();
-    for h in &hosts {
-        let gpus = h["gpus"].as_array().cloned().unwrap_or_default();
-        let flag = if h["online"] != true {
-            "  OFFLINE"
-        } else if h["state"] == "draining" {
-            "  draining"
-        } else {
-            ""
-        };
-        lines.push(format!(
-            "{:width$}  {:<8}  {:>8}  cores {:>3}/{:<3}  mem {:>6}/{:<6}{flag}",
-            h["name"].as_str().unwrap_or(""),
-            h["queue"].as_str().unwrap_or(""),
-            grid(&gpus),
-            h["cores_used"].as_i64().unwrap_or(0),
-            h["cores"].as_i64().unwrap_or(0),
-            size(h["memory_used"].as_i64().unwrap_or(0)),
-            size(h["memory_bytes"].as_i64().unwrap_or(0)),
-        ));
-    }
-    let queues: Vec<String> = fleet["queues"]
-        .as_object()
-        .map(|q| {
-            q.iter()
-                .map(|(name, s)| {
-                    let total = s["gpus"].as_i64().unwrap_or(0);
-                    let free = s["gpus_free"].as_i64().unwrap_or(0);
-                    format!(
-                        "`{name}`: {free} of {total} GPUs free, {} cores free, {} hosts online of {}",
-                        s["cores_free"].as_i64().unwrap_or(0),
-                        s["hosts_online"].as_i64().unwrap_or(0),
-                        s["hosts"].as_i64().unwrap_or(0)
-                    )
-                })
-                .collect()
+    let lines: Vec<String> = fleet
+        .hosts
+        .iter()
+        .map(|h| {
+            let flag = if !h.online {
+                "  OFFLINE"
+            } else if h.state == HostState::Draining {
+                "  draining"
+            } else {
+                ""
+            };
+            format!(
+                "{:width$}  {:<8}  {:>8}  cores {:>3}/{:<3}  mem {:>6}/{:<6}{flag}",
+                h.name,
+                h.queue.as_str(),
+                grid(&h.gpus),
+                h.cores_used,
+                h.cores,
+                size(h.memory_used),
+                size(h.memory_bytes),
+            )
         })
-        .unwrap_or_default();
-    Message::new(format!("Fleet: {} hosts", hosts.len()))
+        .collect();
+    let queues: Vec<String> = fleet
+        .queues
+        .iter()
+        .map(|(name, s)| {
+            format!(
+                "`{name}`: {} of {} GPUs free, {} cores free, {} hosts online of {}",
+                s.gpus_free, s.gpus, s.cores_free, s.hosts_online, s.hosts
+            )
+        })
+        .collect();
+    Message::new(format!("Fleet: {} hosts", fleet.hosts.len()))
         .block(Block::Header("Fleet status".into()))
         .block(Block::Code(if lines.is_empty() {
             "no hosts".into()
@@ -71,35 +73,36 @@ pub fn status(fleet: &Value) -> Message {
         .block(Block::Context("■ in use  □ free".into()))
 }
 
-pub fn hosts(fleet: &Value) -> Message {
-    let lines: Vec<String> = fleet["hosts"]
-        .as_array()
-        .map(|hosts| {
-            hosts
-                .iter()
-                .map(|h| {
-                    let model = h["gpus"][0]["model"].as_str().unwrap_or("no GPUs");
-                    let problem = h["probe_error"]
-                        .as_str()
-                        .map(|e| format!(" — :warning: {e}"))
-                        .unwrap_or_default();
-                    format!(
-                        "• *{}* (`{}`, {}): {} × {model}, {} cores, {}{problem}",
-                        h["name"].as_str().unwrap_or(""),
-                        h["queue"].as_str().unwrap_or(""),
-                        if h["online"] == true {
-                            h["state"].as_str().unwrap_or("")
-                        } else {
-                            "offline"
-                        },
-                        h["gpus"].as_array().map(Vec::len).unwrap_or(0),
-                        h["cores"].as_i64().unwrap_or(0),
-                        size(h["memory_bytes"].as_i64().unwrap_or(0)),
-                    )
-                })
-                .collect()
+pub fn hosts(fleet: &FleetStatus) -> Message {
+    let lines: Vec<String> = fleet
+        .hosts
+        .iter()
+        .map(|h| {
+            let model = h
+                .gpus
+                .first()
+                .map(|g| g.model.as_str())
+                .unwrap_or("no GPUs");
+            let problem = h
+                .probe_error
+                .as_deref()
+                .map(|e| format!(" — :warning: {e}"))
+                .unwrap_or_default();
+            format!(
+                "• *{}* (`{}`, {}): {} × {model}, {} cores, {}{problem}",
+                h.name,
+                h.queue,
+                if h.online {
+                    h.state.as_str()
+                } else {
+                    "offline"
+                },
+                h.gpus.len(),
+                h.cores,
+                size(h.memory_bytes),
+            )
         })
-        .unwrap_or_default();
+        .collect();
     Message::new(format!("{} hosts", lines.len())).block(Block::Section(if lines.is_empty() {
         "No hosts.".into()
     } else {
@@ -107,21 +110,20 @@ pub fn hosts(fleet: &Value) -> Message {
     }))
 }
 
-pub fn audit(entries: &[Value]) -> Message {
+pub fn audit(entries: &[AuditEntry]) -> Message {
     if entries.is_empty() {
         return Message::says("Nothing in the audit log for that.");
     }
     let lines: Vec<String> = entries
         .iter()
         .map(|e| {
-            let at = e["at"].as_str().unwrap_or("");
             format!(
                 "{}  {:<10} {:<16} {:<8} {}",
-                at.get(..19).unwrap_or(at).replace('T', " "),
-                e["actor"].as_str().unwrap_or(""),
-                e["action"].as_str().unwrap_or(""),
-                e["outcome"].as_str().unwrap_or(""),
-                e["target"].as_str().unwrap_or("")
+                e.at.format("%Y-%m-%d %H:%M:%S"),
+                e.actor,
+                e.action,
+                e.outcome,
+                e.target.as_deref().unwrap_or("")
             )
         })
         .collect();

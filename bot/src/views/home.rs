@@ -1,11 +1,13 @@
 //! The App Home tab: the user's vessels with their buttons.
 
-use serde_json::{json, Value};
+use slack_morphism::prelude::{SlackHomeView, SlackView};
+use vessel_api::vessels::VesselView;
+use vessel_api::VesselState;
 
 use super::vessel::{EXTEND, KILL};
 use super::{Block, Button, Message};
 
-pub fn home(vessels: &[Value]) -> Value {
+pub fn home(vessels: &[VesselView]) -> SlackView {
     let mut m = Message::new("Your vessels").block(Block::Header("Your vessels".into()));
     if vessels.is_empty() {
         m = m.block(Block::Section(
@@ -13,20 +15,20 @@ pub fn home(vessels: &[Value]) -> Value {
         ));
     }
     for v in vessels {
-        let name = v["name"].as_str().unwrap_or("");
-        let id = v["id"].as_str().unwrap_or("");
+        let name = v.name.as_str();
+        let id = v.id.to_string();
         m = m.block(Block::Section(format!(
             "*{name}* — {} on `{}` · {} GPU(s) · {} CPU(s) · {}",
-            v["state"].as_str().unwrap_or(""),
-            v["host"].as_str().unwrap_or(""),
-            v["gpus"],
-            v["cpus"],
-            v["memory"].as_str().unwrap_or("")
+            v.state,
+            v.host.as_deref().unwrap_or(""),
+            v.gpus,
+            v.cpus,
+            v.memory
         )));
-        if matches!(v["state"].as_str(), Some("running" | "provisioning")) {
+        if matches!(v.state, VesselState::Running | VesselState::Provisioning) {
             m = m.block(Block::Actions(vec![
-                Button::action("Extend 24h", EXTEND, id),
-                Button::action("Kill", KILL, id).danger().confirm(
+                Button::action("Extend 24h", EXTEND, &id),
+                Button::action("Kill", KILL, &id).danger().confirm(
                     "Kill this vessel?",
                     &format!("*{name}* will be stopped and removed."),
                     "Kill",
@@ -34,5 +36,5 @@ pub fn home(vessels: &[Value]) -> Value {
             ]));
         }
     }
-    json!({ "type": "home", "blocks": m.to_blocks() })
+    SlackView::Home(SlackHomeView::new(m.to_blocks()))
 }

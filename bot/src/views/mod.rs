@@ -1,12 +1,18 @@
 //! What the bot says, as pure functions: a `Message` is rendered as Block
-//! Kit for Slack and as text (buttons as numbered choices) for the console.
+//! Kit for Slack (slack-morphism's typed blocks) and as text (buttons as
+//! numbered choices) for the console.
 
 pub mod fleet;
 pub mod home;
 pub mod modal;
 pub mod vessel;
 
-use serde_json::{json, Value};
+use slack_morphism::prelude::{
+    SlackActionsBlock, SlackBlock, SlackBlockButtonElement, SlackBlockButtonStyle,
+    SlackBlockConfirmItem, SlackBlockMarkDownText, SlackBlockPlainText, SlackBlockPlainTextOnly,
+    SlackBlockText, SlackContextBlock, SlackContextBlockElement, SlackDividerBlock,
+    SlackHeaderBlock, SlackMessageContent, SlackSectionBlock,
+};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Message {
@@ -34,9 +40,16 @@ pub struct Button {
     pub label: String,
     pub action_id: String,
     pub value: String,
-    pub style: Option<&'static str>,
+    pub style: Option<Style>,
     pub url: Option<String>,
     pub confirm: Option<Confirm>,
+}
+
+/// A button's colour; the console ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Primary,
+    Danger,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,12 +80,12 @@ impl Button {
     }
 
     pub fn danger(mut self) -> Self {
-        self.style = Some("danger");
+        self.style = Some(Style::Danger);
         self
     }
 
     pub fn primary(mut self) -> Self {
-        self.style = Some("primary");
+        self.style = Some(Style::Primary);
         self
     }
 
@@ -87,15 +100,22 @@ impl Button {
     }
 }
 
-fn plain(text: &str) -> Value {
-    json!({ "type": "plain_text", "text": truncate(text, 150), "emoji": true })
+fn plain(text: &str) -> SlackBlockPlainTextOnly {
+    SlackBlockPlainText::new(truncate(text, 150))
+        .with_emoji(true)
+        .into()
 }
 
-fn mrkdwn(text: &str) -> Value {
-    json!({ "type": "mrkdwn", "text": truncate(text, 3000) })
+fn mrkdwn(text: &str) -> SlackBlockMarkDownText {
+    SlackBlockMarkDownText::new(truncate(text, 3000))
 }
 
-/// Slack rejects over-long fields; cut on a char boundary and say so.
+fn mrkdwn_text(text: &str) -> SlackBlockText {
+    mrkdwn(text).into()
+}
+
+/// Slack rejects over-long fields; cut on a char boundary and say so. Our
+/// own code: slack-morphism's block types do not enforce Slack's limits.
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_string()
@@ -134,27 +154,41 @@ impl Message {
             .collect()
     }
 
-    pub fn to_blocks(&self) -> Vec<Value> {
+    /// Slack's rendering: the fallback text and the Block Kit blocks.
+    pub fn to_slack(&self) -> SlackMessageContent {
+        SlackMessageContent::new()
+            .with_text(self.text.clone())
+            .with_blocks(self.to_blocks())
+    }
+
+    pub fn to_blocks(&self) -> Vec<SlackBlock> {
         self.blocks
             .iter()
             .map(|block| match block {
-                Block::Header(t) => json!({ "type": "header", "text": plain(t) }),
-                Block::Section(t) => json!({ "type": "section", "text": mrkdwn(t) }),
-                Block::Code(t) => {
-                    json!({ "type": "section", "text": mrkdwn(&format!("```{t}```")) })
+                Block::Header(t) => SlackHeaderBlock::new(plain(t)).into(),
+                Block::Section(t) => SlackSectionBlock::new().with_text(mrkdwn_text(t)).into(),
+                Block::Code(t) => SlackSectionBlock::new()
+                    .with_text(mrkdwn_text(&format!("```{t}```")))
+                    .into(),
+                // Slack allows at most ten fields in a section.
+                Block::Fields(fields) => SlackSectionBlock::new()
+                    .with_fields(
+                        fields
+                            .iter()
+                            .take(10)
+                            .map(|(k, v)| mrkdwn_text(&format!("*{k}*\n{v}")))
+                            .collect(),
+                    )
+                    .into(),
+                Block::Actions(buttons) => {
+                    SlackActionsBlock::new(buttons.iter().map(|b| b.to_slack().into()).collect())
+                        .into()
                 }
-                Block::Fields(fields) => json!({
-                    "type": "section",
-                    "fields": fields.iter().take(10)
-                        .map(|(k, v)| mrkdwn(&format!("*{k}*\n{v}")))
-                        .collect::<Vec<_>>(),
-                }),
-                Block::Actions(buttons) => json!({
-                    "type": "actions",
-                    "elements": buttons.iter().map(button_json).collect::<Vec<_>>(),
-                }),
-                Block::Context(t) => json!({ "type": "context", "elements": [mrkdwn(t)] }),
-                Block::Divider => json!({ "type": "divider" }),
+                Block::Context(t) => {
+                    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(mrkdwn(t))])
+                        .into()
+                }
+                Block::Divider => SlackDividerBlock::new().into(),
             })
             .collect()
     }
@@ -204,31 +238,28 @@ impl Message {
     }
 }
 
-fn button_json(b: &Button) -> Value {
-    let mut v = json!({
-        "type": "button",
-        "text": plain(&b.label),
-        "action_id": b.action_id,
-    });
-    if !b.value.is_empty() {
-        v["value"] = json!(b.value);
+impl Button {
+    fn to_slack(&self) -> SlackBlockButtonElement {
+        SlackBlockButtonElement::new(plain(&self.label))
+            .with_action_id(self.action_id.as_str().into())
+            .opt_value((!self.value.is_empty()).then(|| self.value.clone()))
+            .opt_style(self.style.map(|s| match s {
+                Style::Primary => SlackBlockButtonStyle::Primary,
+                Style::Danger => SlackBlockButtonStyle::Danger,
+            }))
+            // A link that is not a URL would make Slack refuse the whole
+            // message; the button then stays, without the link.
+            .opt_url(self.url.as_deref().and_then(|u| url::Url::parse(u).ok()))
+            .opt_confirm(self.confirm.as_ref().map(|c| {
+                SlackBlockConfirmItem::new(
+                    plain(&c.title),
+                    mrkdwn_text(&c.text),
+                    plain(&c.yes),
+                    plain(&c.no),
+                )
+                .with_style("danger".into())
+            }))
     }
-    if let Some(style) = b.style {
-        v["style"] = json!(style);
-    }
-    if let Some(url) = &b.url {
-        v["url"] = json!(url);
-    }
-    if let Some(c) = &b.confirm {
-        v["confirm"] = json!({
-            "title": plain(&c.title),
-            "text": mrkdwn(&c.text),
-            "confirm": plain(&c.yes),
-            "deny": plain(&c.no),
-            "style": "danger",
-        });
-    }
-    v
 }
 
 /// mrkdwn to plain text for a terminal, Slack's emoji codes as emoji.
@@ -285,6 +316,7 @@ pub fn size(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use slack_morphism::prelude::SlackActionBlockElement;
 
     #[test]
     fn buttons_render_as_block_kit_and_as_numbered_choices() {
@@ -295,12 +327,62 @@ mod tests {
                 .confirm("Kill it?", "Gone for good.", "Kill"),
         ]));
         let blocks = m.to_blocks();
-        assert_eq!(blocks[1]["elements"][1]["style"], "danger");
-        assert_eq!(
-            blocks[1]["elements"][1]["confirm"]["confirm"]["text"],
-            "Kill"
-        );
+        let SlackBlock::Actions(actions) = &blocks[1] else {
+            panic!("not an actions block: {blocks:?}");
+        };
+        let SlackActionBlockElement::Button(kill) = &actions.elements[1] else {
+            panic!("not a button: {actions:?}");
+        };
+        assert_eq!(kill.style, Some(SlackBlockButtonStyle::Danger));
+        let confirm = kill.confirm.as_ref().expect("Kill asks to confirm");
+        assert_eq!(confirm.confirm, plain("Kill"));
         assert_eq!(m.to_text(), "hello\n[1] Extend 24h  [2] Kill");
         assert_eq!(size(2 << 30), "2G");
+    }
+
+    /// The typed blocks put on the wire exactly what Slack's Block Kit
+    /// reference describes (and what the bot sent before it used the types).
+    #[test]
+    fn blocks_serialise_as_slacks_documented_json() {
+        let m = Message::new("fallback")
+            .block(Block::Header("Title".into()))
+            .block(Block::Fields(vec![("Host".into(), "`gpu-1`".into())]))
+            .block(Block::Actions(vec![
+                Button::link(
+                    "Open",
+                    "vessel.vscode",
+                    "vscode://vscode-remote/ssh-remote+x/home/a",
+                )
+                .primary(),
+                Button::action("Kill", "vessel.kill", "id-1")
+                    .danger()
+                    .confirm("Kill it?", "*x* goes.", "Kill"),
+            ]))
+            .block(Block::Context("small".into()))
+            .block(Block::Divider);
+        let wire = serde_json::to_value(m.to_slack()).unwrap();
+        let plain = |t: &str| serde_json::json!({ "type": "plain_text", "text": t, "emoji": true });
+        assert_eq!(
+            wire,
+            serde_json::json!({
+                "text": "fallback",
+                "blocks": [
+                    { "type": "header", "text": plain("Title") },
+                    { "type": "section", "fields": [{ "type": "mrkdwn", "text": "*Host*\n`gpu-1`" }] },
+                    { "type": "actions", "elements": [
+                        { "type": "button", "text": plain("Open"), "action_id": "vessel.vscode",
+                          "url": "vscode://vscode-remote/ssh-remote+x/home/a", "style": "primary" },
+                        { "type": "button", "text": plain("Kill"), "action_id": "vessel.kill",
+                          "value": "id-1", "style": "danger",
+                          "confirm": { "title": plain("Kill it?"),
+                                       "text": { "type": "mrkdwn", "text": "*x* goes." },
+                                       "confirm": plain("Kill"), "deny": plain("Cancel"),
+                                       "style": "danger" } },
+                    ] },
+                    { "type": "context", "elements": [{ "type": "mrkdwn", "text": "small" }] },
+                    { "type": "divider" },
+                ],
+            })
+        );
     }
 }

@@ -5,11 +5,21 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use slack_morphism::prelude::{
+    SlackActionId, SlackBlock, SlackBlockChoiceItem, SlackBlockId, SlackBlockPlainText,
+    SlackBlockPlainTextInputElement, SlackBlockPlainTextOnly, SlackBlockStaticSelectElement,
+    SlackInputBlock, SlackModalView, SlackView, SlackViewState,
+};
 
-use crate::commands::{self, Command, CreateArgs, VesselCommand};
+use vessel_api::fleet::FleetStatus;
+use vessel_api::grammar;
+use vessel_api::vessels::CreateVessel;
 
 pub const CALLBACK_ID: &str = "vessel.create";
+
+/// Every input's element answers under this action id, so a field's value
+/// is found by its block id alone.
+const VALUE: &str = "value";
 
 /// (block id, label, hint)
 const FIELDS: &[(&str, &str, &str)] = &[
@@ -21,111 +31,91 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ("for", "Lifetime", "e.g. 2d, 24h"),
 ];
 
-pub fn create(fleet: &Value, default_queue: Option<&str>) -> Value {
-    let options: Vec<Value> = fleet["queues"]
-        .as_object()
-        .map(|queues| {
-            queues
-                .iter()
-                .map(|(name, q)| {
-                    json!({
-                        "text": { "type": "plain_text", "text": format!(
-                            "{name} — {} of {} GPUs free",
-                            q["gpus_free"].as_i64().unwrap_or(0),
-                            q["gpus"].as_i64().unwrap_or(0)) },
-                        "value": name,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut select = json!({
-        "type": "static_select",
-        "action_id": "value",
-        "placeholder": { "type": "plain_text", "text": "Pick a queue" },
-        "options": options,
-    });
-    if let Some(q) = default_queue {
-        if let Some(opt) = options.iter().find(|o| o["value"] == q) {
-            select["initial_option"] = opt.clone();
-        }
-    }
-    let mut blocks = vec![json!({
-        "type": "input",
-        "block_id": "queue",
-        "label": { "type": "plain_text", "text": "Queue" },
-        "element": select,
-    })];
-    for (id, label, hint) in FIELDS {
-        blocks.push(json!({
-            "type": "input",
-            "block_id": id,
-            "optional": true,
-            "label": { "type": "plain_text", "text": label },
-            "element": {
-                "type": "plain_text_input",
-                "action_id": "value",
-                "placeholder": { "type": "plain_text", "text": hint },
-            },
-        }));
-    }
-    json!({
-        "type": "modal",
-        "callback_id": CALLBACK_ID,
-        "title": { "type": "plain_text", "text": "New vessel" },
-        "submit": { "type": "plain_text", "text": "Create" },
-        "close": { "type": "plain_text", "text": "Cancel" },
-        "blocks": blocks,
-    })
+fn plain(text: &str) -> SlackBlockPlainTextOnly {
+    SlackBlockPlainText::new(text.into()).into()
 }
 
-/// Reads a submission's `view.state.values` into create arguments, or the
-/// errors to show, keyed by block id.
-pub fn read_submission(values: &Value) -> Result<CreateArgs, BTreeMap<String, String>> {
+/// The form: the queues with their free GPUs, then the other options.
+pub fn create(fleet: &FleetStatus, default_queue: Option<&str>) -> SlackView {
+    let options: Vec<SlackBlockChoiceItem<SlackBlockPlainTextOnly>> = fleet
+        .queues
+        .iter()
+        .map(|(name, q)| {
+            SlackBlockChoiceItem::new(
+                plain(&format!("{name} — {} of {} GPUs free", q.gpus_free, q.gpus)),
+                name.to_string(),
+            )
+        })
+        .collect();
+    let initial = default_queue.and_then(|q| options.iter().find(|o| o.value == q).cloned());
+    let select = SlackBlockStaticSelectElement::new()
+        .with_action_id(VALUE.into())
+        .with_placeholder(plain("Pick a queue"))
+        .with_options(options)
+        .opt_initial_option(initial);
+    let mut blocks: Vec<SlackBlock> = vec![SlackInputBlock::new(plain("Queue"), select.into())
+        .with_block_id("queue".into())
+        .into()];
+    for (id, label, hint) in FIELDS {
+        let input = SlackBlockPlainTextInputElement::new()
+            .with_action_id(VALUE.into())
+            .with_placeholder(plain(hint));
+        blocks.push(
+            SlackInputBlock::new(plain(label), input.into())
+                .with_block_id((*id).into())
+                .with_optional(true)
+                .into(),
+        );
+    }
+    SlackView::Modal(
+        SlackModalView::new(plain("New vessel"), blocks)
+            .with_callback_id(CALLBACK_ID.into())
+            .with_submit(plain("Create"))
+            .with_close(plain("Cancel")),
+    )
+}
+
+/// Reads a submission's `view.state` into a create request, or the errors
+/// to show, keyed by block id. Each field goes through the shared grammar
+/// alone, so every error lands next to its own field.
+pub fn read_submission(state: &SlackViewState) -> Result<CreateVessel, BTreeMap<String, String>> {
     let mut errors = BTreeMap::new();
+    let value_id = SlackActionId::from(VALUE);
     let field = |block: &str| -> Option<String> {
-        let v = &values[block]["value"];
-        v["value"]
-            .as_str()
-            .or_else(|| v["selected_option"]["value"].as_str())
+        let v = state
+            .values
+            .get(&SlackBlockId::from(block))?
+            .get(&value_id)?;
+        v.value
+            .as_deref()
+            .or_else(|| v.selected_option.as_ref().map(|o| o.value.as_str()))
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let mut words = Vec::new();
+    let mut request = CreateVessel::default();
     match field("queue") {
-        Some(q) => words.push(("queue", q)),
+        Some(q) => {
+            if let Err(e) = grammar::set_option(&mut request, "queue", &q) {
+                errors.insert("queue".into(), e.0);
+            }
+        }
         None => {
             errors.insert("queue".into(), "Pick a queue".into());
         }
     }
     for (id, _, _) in FIELDS {
-        if let Some(v) = field(id) {
-            if v.contains(char::is_whitespace) {
-                errors.insert(id.to_string(), "No spaces, please".into());
-                continue;
-            }
-            words.push((id, v));
+        let Some(v) = field(id) else { continue };
+        if v.contains(char::is_whitespace) {
+            errors.insert(id.to_string(), "No spaces, please".into());
+        } else if let Err(e) = grammar::set_option(&mut request, id, &v) {
+            errors.insert(id.to_string(), e.0);
         }
     }
-    // Each field alone first, so every error lands next to its own field.
-    for (id, value) in &words {
-        if let Err(e) = commands::parse("/vessel", &format!("create {id}={value}")) {
-            errors.insert(id.to_string(), e.message);
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let text = words
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    match commands::parse("/vessel", &format!("create {text}")) {
-        Ok(Command::Vessel(VesselCommand::Create(args))) => Ok(args),
-        Ok(_) => Err(BTreeMap::from([("queue".into(), "Pick a queue".into())])),
-        Err(e) => Err(BTreeMap::from([("queue".into(), e.message)])),
+    if errors.is_empty() {
+        Ok(request)
+    } else {
+        Err(errors)
     }
 }
 
@@ -133,16 +123,19 @@ pub fn read_submission(values: &Value) -> Result<CreateArgs, BTreeMap<String, St
 mod tests {
     use super::*;
 
-    fn values(pairs: &[(&str, &str)]) -> Value {
-        let mut v = json!({});
+    /// A submission's state as Slack sends it.
+    fn values(pairs: &[(&str, &str)]) -> SlackViewState {
+        let mut v = serde_json::json!({});
         for (k, val) in pairs {
             if *k == "queue" {
-                v[*k] = json!({ "value": { "type": "static_select", "selected_option": { "value": val } } });
+                v[*k] = serde_json::json!({ "value": { "type": "static_select", "selected_option": {
+                    "text": { "type": "plain_text", "text": val, "emoji": true }, "value": val } } });
             } else {
-                v[*k] = json!({ "value": { "type": "plain_text_input", "value": val } });
+                v[*k] =
+                    serde_json::json!({ "value": { "type": "plain_text_input", "value": val } });
             }
         }
-        v
+        serde_json::from_value(serde_json::json!({ "values": v })).expect("Slack's state shape")
     }
 
     #[test]
@@ -153,6 +146,29 @@ mod tests {
         assert!(errors["mem"].contains("not a size"));
         let ok = read_submission(&values(&[("queue", "3090"), ("gpu", "2")])).unwrap();
         assert_eq!(ok.gpus, Some(2));
-        assert_eq!(ok.queue.as_deref(), Some("3090"));
+        assert_eq!(ok.queue.as_ref().map(|q| q.as_str()), Some("3090"));
+    }
+
+    #[test]
+    fn the_form_offers_the_queues_with_the_default_chosen() {
+        let fleet: FleetStatus =
+            serde_json::from_value(serde_json::json!({ "hosts": [], "queues": {
+            "3090": { "hosts": 1, "hosts_online": 1, "gpus": 4, "gpus_free": 3, "cores": 8,
+                      "cores_free": 8, "memory_bytes": 1, "memory_free": 1 },
+            "cpu": { "hosts": 1, "hosts_online": 1, "gpus": 0, "gpus_free": 0, "cores": 8,
+                     "cores_free": 8, "memory_bytes": 1, "memory_free": 1 } } }))
+            .expect("the contract's fleet shape");
+        let SlackView::Modal(view) = create(&fleet, Some("3090")) else {
+            panic!("not a modal");
+        };
+        assert_eq!(view.callback_id, Some(CALLBACK_ID.into()));
+        let wire = serde_json::to_value(&view.blocks[0]).unwrap();
+        assert_eq!(wire["block_id"], "queue");
+        assert_eq!(wire["element"]["initial_option"]["value"], "3090");
+        assert!(
+            wire.to_string().contains("3090 — 3 of 4 GPUs free"),
+            "{wire}"
+        );
+        assert_eq!(view.blocks.len(), 1 + FIELDS.len());
     }
 }

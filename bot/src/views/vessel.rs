@@ -1,9 +1,12 @@
 //! Vessels as messages: the running DM (SSH config, known_hosts, Jupyter,
 //! VS Code, Extend / Kill), state changes, lists, keys and help.
 
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use vessel_api::users::KeyView;
+use vessel_api::vessels::VesselView;
+use vessel_api::VesselState;
 
-use super::{size, Block, Button, Message};
+use super::{Block, Button, Message};
 use crate::commands::{FLEET_USAGE, VESSEL_USAGE};
 
 pub const EXTEND: &str = "vessel.extend";
@@ -11,90 +14,75 @@ pub const KILL: &str = "vessel.kill";
 pub const KEEP: &str = "vessel.keep";
 pub const VSCODE: &str = "vessel.vscode";
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("")
-}
-
-fn summary(v: &Value) -> String {
-    let gpus = v["gpus"].as_i64().unwrap_or(0);
+fn summary(v: &VesselView) -> String {
     format!(
         "{} GPU{} · {} CPU{} · {}",
-        gpus,
-        if gpus == 1 { "" } else { "s" },
-        v["cpus"].as_i64().unwrap_or(0),
-        if v["cpus"].as_i64() == Some(1) {
-            ""
-        } else {
-            "s"
-        },
-        if v["memory"].is_string() {
-            s(v, "memory").to_string()
-        } else {
-            size(v["memory_bytes"].as_i64().unwrap_or(0))
-        }
+        v.gpus,
+        if v.gpus == 1 { "" } else { "s" },
+        v.cpus,
+        if v.cpus == 1 { "" } else { "s" },
+        v.memory
     )
 }
 
-fn expires(v: &Value) -> String {
-    match v["expires_at"]
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    {
-        Some(t) => t.format("%a %d %b %H:%M UTC").to_string(),
-        None => "?".into(),
-    }
+/// A time as the DMs show it.
+pub fn when(t: DateTime<Utc>) -> String {
+    t.format("%a %d %b %H:%M UTC").to_string()
+}
+
+fn host(v: &VesselView) -> &str {
+    v.host.as_deref().unwrap_or("")
 }
 
 /// The ephemeral answer to a create: it is on its way.
-pub fn provisioning(v: &Value) -> Message {
+pub fn provisioning(v: &VesselView) -> Message {
     let text = format!(
         ":hourglass_flowing_sand: Provisioning *{}* on `{}` ({}, queue `{}`). I'll DM you the SSH config when it is ready.",
-        s(v, "name"),
-        s(v, "host"),
+        v.name,
+        host(v),
         summary(v),
-        s(v, "queue")
+        v.queue
     );
     let mut m = Message::says(text);
-    m.text = format!("Provisioning {} on {}", s(v, "name"), s(v, "host"));
+    m.text = format!("Provisioning {} on {}", v.name, host(v));
     m
 }
 
 /// The DM a running vessel gets; updated in place as the vessel changes.
-pub fn running(v: &Value) -> Message {
-    let name = s(v, "name");
-    let id = s(v, "id");
-    let ssh = &v["ssh"];
+/// Without SSH access (not the owner's view) it is the plain summary.
+pub fn running(v: &VesselView) -> Message {
+    let Some(ssh) = &v.ssh else {
+        return show_summary(v);
+    };
+    let name = v.name.as_str();
+    let id = v.id.to_string();
     let mut m = Message::new(format!("{name} is running: ssh {name}"))
         .block(Block::Header(format!("🚢 {name} is running")))
         .block(Block::Fields(vec![
-            ("Host".into(), format!("`{}`", s(v, "host"))),
+            ("Host".into(), format!("`{}`", host(v))),
             ("Resources".into(), summary(v)),
-            ("Address".into(), format!("`{}`", s(ssh, "address"))),
-            ("Expires".into(), expires(v)),
+            ("Address".into(), format!("`{}`", ssh.address)),
+            ("Expires".into(), when(v.expires_at)),
         ]))
         .block(Block::Section(
             "Add this to `~/.ssh/config`, then `ssh ".to_string() + name + "`:",
         ))
-        .block(Block::Code(s(ssh, "config").trim_end().to_string()))
+        .block(Block::Code(ssh.config.trim_end().to_string()))
         .block(Block::Section(
             "And this line to `~/.ssh/known_hosts` (the vessel's own host key — no trust on first use):"
                 .into(),
         ))
-        .block(Block::Code(s(ssh, "known_hosts").to_string()));
-    if let Some(url) = ssh["jupyter_url"].as_str() {
+        .block(Block::Code(ssh.known_hosts.clone()));
+    if let Some(url) = &ssh.jupyter_url {
         m = m.block(Block::Section(format!("Jupyter: <{url}|open JupyterLab>")));
     }
-    let gpus: Vec<&str> = v["gpu_uuids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if !gpus.is_empty() {
-        m = m.block(Block::Context(format!("GPUs: {}", gpus.join(", "))));
+    if !v.gpu_uuids.is_empty() {
+        m = m.block(Block::Context(format!("GPUs: {}", v.gpu_uuids.join(", "))));
     }
     m.block(Block::Actions(vec![
-        Button::link("Open in VS Code", VSCODE, s(ssh, "vscode_url")).primary(),
-        Button::action("Extend 24h", EXTEND, id),
-        Button::action("Kill", KILL, id).danger().confirm(
+        Button::link("Open in VS Code", VSCODE, &ssh.vscode_url).primary(),
+        Button::action("Extend 24h", EXTEND, &id),
+        Button::action("Kill", KILL, &id).danger().confirm(
             "Kill this vessel?",
             &format!("*{name}* will be stopped and removed. Your home directory stays."),
             "Kill",
@@ -104,29 +92,29 @@ pub fn running(v: &Value) -> Message {
 
 /// What the DM becomes when the vessel stops being usable, or a new DM when
 /// it never ran.
-pub fn ended(v: &Value) -> Message {
-    let name = s(v, "name");
-    let reason = v["reason"].as_str().unwrap_or("no reason recorded");
-    let (icon, verb) = match s(v, "state") {
-        "stopping" => (":hourglass:", "is stopping"),
-        "buried" => (":anchor:", "was buried"),
-        "failed" => (":x:", "failed"),
-        "lost" => (":warning:", "was lost"),
-        other => (":grey_question:", other),
+pub fn ended(v: &VesselView) -> Message {
+    let name = v.name.as_str();
+    let reason = v.reason.as_deref().unwrap_or("no reason recorded");
+    let (icon, verb) = match v.state {
+        VesselState::Stopping => (":hourglass:", "is stopping"),
+        VesselState::Buried => (":anchor:", "was buried"),
+        VesselState::Failed => (":x:", "failed"),
+        VesselState::Lost => (":warning:", "was lost"),
+        other => (":grey_question:", other.as_str()),
     };
     let mut m = Message::new(format!("{name} {verb}: {reason}"))
         .block(Block::Section(format!("{icon} *{name}* {verb}: {reason}")));
-    match s(v, "state") {
-        "failed" => {
+    match v.state {
+        VesselState::Failed => {
             m = m.block(Block::Context(format!(
                 "Nothing is left running and nothing is reserved. Try again with `/vessel create queue={}`, or ask in the admin channel if it keeps failing.",
-                s(v, "queue")
+                v.queue
             )))
         }
-        "buried" | "lost" => {
+        VesselState::Buried | VesselState::Lost => {
             m = m.block(Block::Context(format!(
                 "Your home directory is kept. Start again with `/vessel create queue={} name={name}`.",
-                s(v, "queue")
+                v.queue
             )))
         }
         _ => {}
@@ -134,26 +122,30 @@ pub fn ended(v: &Value) -> Message {
     m
 }
 
-pub fn show(v: &Value) -> Message {
-    if s(v, "state") == "running" && v["ssh"].is_object() {
+pub fn show(v: &VesselView) -> Message {
+    if v.state == VesselState::Running && v.ssh.is_some() {
         return running(v);
     }
-    let name = s(v, "name");
-    let mut m = Message::new(format!("{name}: {}", s(v, "state")))
-        .block(Block::Section(format!("*{name}* is {}", s(v, "state"))))
+    show_summary(v)
+}
+
+fn show_summary(v: &VesselView) -> Message {
+    let name = v.name.as_str();
+    let mut m = Message::new(format!("{name}: {}", v.state))
+        .block(Block::Section(format!("*{name}* is {}", v.state)))
         .block(Block::Fields(vec![
-            ("Host".into(), format!("`{}`", s(v, "host"))),
+            ("Host".into(), format!("`{}`", host(v))),
             ("Resources".into(), summary(v)),
-            ("Queue".into(), format!("`{}`", s(v, "queue"))),
-            ("Expires".into(), expires(v)),
+            ("Queue".into(), format!("`{}`", v.queue)),
+            ("Expires".into(), when(v.expires_at)),
         ]));
-    if let Some(reason) = v["reason"].as_str() {
+    if let Some(reason) = &v.reason {
         m = m.block(Block::Context(format!("Reason: {reason}")));
     }
     m
 }
 
-pub fn list(vessels: &[Value], whose: &str) -> Message {
+pub fn list(vessels: &[VesselView], whose: &str) -> Message {
     if vessels.is_empty() {
         return Message::says(format!(
             "{whose} no live vessels. Start one with `/vessel create queue=…`."
@@ -164,14 +156,14 @@ pub fn list(vessels: &[Value], whose: &str) -> Message {
         .map(|v| {
             format!(
                 "• *{}* — {} on `{}` ({}){}",
-                s(v, "name"),
-                s(v, "state"),
-                s(v, "host"),
+                v.name,
+                v.state,
+                host(v),
                 summary(v),
-                if s(v, "owner").is_empty() {
+                if v.owner.is_empty() {
                     String::new()
                 } else {
-                    format!(" — {}", s(v, "owner"))
+                    format!(" — {}", v.owner)
                 }
             )
         })
@@ -181,16 +173,15 @@ pub fn list(vessels: &[Value], whose: &str) -> Message {
         .block(Block::Section(lines.join("\n")))
 }
 
-pub fn keys(keys: &[Value]) -> Message {
+pub fn keys(keys: &[KeyView]) -> Message {
     if keys.is_empty() {
         return no_keys();
     }
     let lines: Vec<String> = keys
         .iter()
         .map(|k| {
-            let key = s(k, "public_key");
-            let short: String = key.chars().take(40).collect();
-            format!("• `{}` {short}…", s(k, "fingerprint"))
+            let short: String = k.public_key.chars().take(40).collect();
+            format!("• `{}` {short}…", k.fingerprint)
         })
         .collect();
     Message::new(format!("{} SSH keys", keys.len()))

@@ -9,42 +9,16 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::AppState;
 use crate::config::{AuthConfig, OidcConfig};
 use crate::domain::UnixName;
 
-pub mod perm {
-    pub const VESSELS_CREATE: &str = "vessels:create";
-    pub const VESSELS_READ: &str = "vessels:read";
-    pub const VESSELS_MANAGE_ANY: &str = "vessels:manage:any";
-    pub const FLEET_READ: &str = "fleet:read";
-    pub const FLEET_MANAGE: &str = "fleet:manage";
-    pub const EVENTS_READ: &str = "events:read";
-    /// The bot's own key-value state (cursor, message references).
-    pub const BOT_STATE: &str = "bot:state";
-    pub const HOSTS_MANAGE: &str = "hosts:manage";
-    pub const AUDIT_READ: &str = "audit:read";
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub iss: String,
-    pub aud: String,
-    pub exp: u64,
-    #[serde(default)]
-    pub iat: u64,
-    #[serde(default)]
-    pub perms: Vec<String>,
-    /// The unix identity to use, when the issuer knows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unix_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<i32>,
-}
+pub use vessel_api::claims::Claims;
+/// Permission names, from the contract: the route table, tokens and
+/// clients all spell them from one place.
+pub use vessel_api::perm;
 
 /// Verifies tokens from the issuers in config: the HS256 service issuer
 /// (the bot) and any OIDC issuers (RS256/ES256 keys from their JWKS). The

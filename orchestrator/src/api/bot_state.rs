@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::{AppState, JsonBody};
+use crate::store::bot_state;
 
 fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() || key.len() > 200 || key.chars().any(|c| c.is_control()) {
@@ -17,13 +18,13 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The value is the bot's own free-form JSON: we store, it reads.
 pub async fn get(
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&key)?;
-    let value = sqlx::query_scalar!("SELECT value FROM bot_state WHERE key = $1", key)
-        .fetch_optional(&state.db)
+    let value = bot_state::get(&state.db, &key)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no bot state `{key}`")))?;
     Ok(Json(value))
@@ -35,13 +36,6 @@ pub async fn put(
     JsonBody(value): JsonBody<Value>,
 ) -> Result<StatusCode, ApiError> {
     check_key(&key)?;
-    sqlx::query!(
-        "INSERT INTO bot_state (key, value) VALUES ($1, $2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
-        key,
-        value
-    )
-    .execute(&state.db)
-    .await?;
+    bot_state::put(&state.db, &key, &value).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,10 +1,15 @@
-//! One error type for the API: each variant maps to a status and a JSON body
-//! `{error, message, field?}`. Internal errors are logged, never echoed.
+//! One error type for the API: each variant maps to a status and the
+//! contract's error body `{error, message, field?}`. Internal errors keep
+//! their cause; the whole chain is logged once, in the request's span, and
+//! the caller gets a generic sentence.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use vessel_api::{ErrorBody, ErrorCode};
+
+/// Whatever went wrong inside: a database error, a serialisation bug.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -20,12 +25,11 @@ pub enum ApiError {
         message: String,
     },
     #[error("{message}")]
-    Conflict {
-        error: &'static str,
-        message: String,
-    },
-    #[error("internal error: {0}")]
-    Internal(String),
+    Conflict { code: ErrorCode, message: String },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("internal error")]
+    Internal(#[source] Cause),
 }
 
 impl ApiError {
@@ -35,45 +39,72 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A broken promise of our own (a row that must exist, a value that must
+    /// convert), as an internal error with that sentence as its cause.
+    pub fn bug(what: impl Into<String>) -> Self {
+        ApiError::Internal(what.into().into())
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Invalid { .. } => ErrorCode::Invalid,
+            ApiError::Conflict { code, .. } => *code,
+            ApiError::TooLarge(_) => ErrorCode::TooLarge,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(format!("database: {e}"))
+        ApiError::Internal(Box::new(e))
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<String>,
+/// `error: cause: cause's cause…`, for the one log line.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, error, field) = match &self {
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
-            ApiError::Invalid { field, .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid", field.clone())
-            }
-            ApiError::Conflict { error, .. } => (StatusCode::CONFLICT, *error, None),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
-        };
+        let code = self.code();
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = match &self {
-            ApiError::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
+            ApiError::Internal(_) => {
+                // Runs inside the handler, so the request's span is current.
+                tracing::error!(error = %chain(&self), "request failed");
                 "something went wrong on our side; it has been logged".to_string()
             }
             other => other.to_string(),
         };
+        let field = match self {
+            ApiError::Invalid { field, .. } => field,
+            _ => None,
+        };
         let mut response = (
             status,
-            Json(Body {
-                error,
+            Json(ErrorBody {
+                error: code,
                 message,
                 field,
             }),

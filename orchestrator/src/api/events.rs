@@ -8,6 +8,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 use sqlx::postgres::PgListener;
+use vessel_api::events::EventBatch;
 
 use super::error::ApiError;
 use super::AppState;
@@ -25,13 +26,14 @@ pub struct Poll {
 pub async fn poll(
     State(state): State<AppState>,
     Query(q): Query<Poll>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EventBatch>, ApiError> {
     if q.after < 0 {
         // Where the stream ends now: a new reader that wants no history.
-        let next = sqlx::query_scalar!("SELECT coalesce(max(id), 0) AS \"n!\" FROM events")
-            .fetch_one(&state.db)
-            .await?;
-        return Ok(Json(serde_json::json!({ "events": [], "next": next })));
+        let next = events::last_id(&state.db).await?;
+        return Ok(Json(EventBatch {
+            events: Vec::new(),
+            next,
+        }));
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let wait = Duration::from_secs(q.wait.min(55));
@@ -48,5 +50,8 @@ pub async fn poll(
         }
     }
     let next = found.last().map(|e| e.id).unwrap_or(q.after);
-    Ok(Json(serde_json::json!({ "events": found, "next": next })))
+    Ok(Json(EventBatch {
+        events: found,
+        next,
+    }))
 }

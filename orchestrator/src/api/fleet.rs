@@ -1,58 +1,78 @@
-//! Fleet status: per host (a GPU grid, cores, memory) and per queue.
+//! Fleet status: per host (a GPU grid, cores, memory) and per queue. No
+//! secrets: anyone with `fleet:read` may see it.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
+use vessel_api::fleet::{FleetStatus, HostState, HostStatus, QueueStatus};
+use vessel_api::QueueName;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::store::hosts::{self, HostStatus};
+use crate::store::hosts;
 
-#[derive(Debug, Default, Serialize)]
-pub struct QueueStatus {
-    pub hosts: usize,
-    pub hosts_online: usize,
-    pub gpus: usize,
-    pub gpus_free: usize,
-    pub cores: i64,
-    pub cores_free: i64,
-    pub memory_bytes: i64,
-    pub memory_free: i64,
+fn host_view(h: hosts::HostStatus) -> Result<HostStatus, ApiError> {
+    Ok(HostStatus {
+        queue: QueueName::parse(&h.queue)
+            .map_err(|e| ApiError::bug(format!("host {}: {e}", h.name)))?,
+        name: h.name,
+        state: if h.state == "draining" {
+            HostState::Draining
+        } else {
+            HostState::Active
+        },
+        online: h.online,
+        probe_error: h.probe_error,
+        cores: h.cores.max(0) as u32,
+        cores_used: h.cores_used.max(0) as u32,
+        memory_bytes: h.memory_bytes.max(0) as u64,
+        memory_used: h.memory_used.max(0) as u64,
+        vessels: h.vessels.max(0) as u32,
+        gpus: h.gpus.0,
+    })
 }
 
-#[derive(Debug, Serialize)]
-pub struct FleetStatus {
-    pub hosts: Vec<HostStatus>,
-    pub queues: BTreeMap<String, QueueStatus>,
-}
-
-pub async fn status(State(state): State<AppState>) -> Result<Json<FleetStatus>, ApiError> {
-    let hosts = hosts::status(&state.db).await?;
-    let mut queues: BTreeMap<String, QueueStatus> = state
-        .config
-        .queues
-        .keys()
+/// Per-queue totals; free capacity counts only where a vessel could be
+/// placed now (online and active).
+fn queue_totals(
+    configured: &[QueueName],
+    hosts: &[HostStatus],
+) -> BTreeMap<QueueName, QueueStatus> {
+    let mut queues: BTreeMap<QueueName, QueueStatus> = configured
+        .iter()
         .map(|q| (q.clone(), QueueStatus::default()))
         .collect();
-    for h in &hosts {
+    for h in hosts {
         let q = queues.entry(h.queue.clone()).or_default();
         q.hosts += 1;
-        let gpus = h.gpus.as_array().map(Vec::as_slice).unwrap_or_default();
         if h.online {
             q.hosts_online += 1;
         }
-        // Capacity counts only where a vessel could be placed now.
-        let usable = h.online && h.state == "active";
-        q.gpus += gpus.len();
-        q.cores += h.cores as i64;
+        q.gpus += h.gpus.len() as u32;
+        q.cores += u64::from(h.cores);
         q.memory_bytes += h.memory_bytes;
-        if usable {
-            q.gpus_free += gpus.iter().filter(|g| g["vessel"].is_null()).count();
-            q.cores_free += h.cores as i64 - h.cores_used;
-            q.memory_free += h.memory_bytes - h.memory_used;
+        if h.online && h.state == HostState::Active {
+            q.gpus_free += h.gpus.iter().filter(|g| g.is_free()).count() as u32;
+            q.cores_free += u64::from(h.cores.saturating_sub(h.cores_used));
+            q.memory_free += h.memory_bytes.saturating_sub(h.memory_used);
         }
     }
+    queues
+}
+
+pub async fn status(State(state): State<AppState>) -> Result<Json<FleetStatus>, ApiError> {
+    let hosts = hosts::status(&state.db)
+        .await?
+        .into_iter()
+        .map(host_view)
+        .collect::<Result<Vec<_>, _>>()?;
+    let configured: Vec<QueueName> = state
+        .config
+        .queues
+        .keys()
+        .filter_map(|q| QueueName::parse(q).ok())
+        .collect();
+    let queues = queue_totals(&configured, &hosts);
     Ok(Json(FleetStatus { hosts, queues }))
 }

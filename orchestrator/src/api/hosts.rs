@@ -3,35 +3,28 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
+use vessel_api::events::{EventKind, EventPayload, HostEvent};
+use vessel_api::fleet::{HostChange, HostState};
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::AppState;
-use crate::store::{audit, events};
+use crate::store::{audit, events, hosts};
 
 async fn set_state(
     state: &AppState,
     caller: &Caller,
     name: &str,
-    to: &str,
-) -> Result<Json<Value>, ApiError> {
+    to: HostState,
+) -> Result<Json<HostChange>, ApiError> {
     let mut tx = state.db.begin().await?;
-    let previous = sqlx::query_scalar!("SELECT state FROM hosts WHERE name = $1 FOR UPDATE", name)
-        .fetch_optional(&mut *tx)
+    let previous = hosts::set_state(&mut tx, name, to.as_str())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no host `{name}`")))?;
-    sqlx::query!(
-        "UPDATE hosts SET state = $2, updated_at = now() WHERE name = $1",
-        name,
-        to
-    )
-    .execute(&mut *tx)
-    .await?;
-    let action = if to == "draining" {
-        "host.drain"
-    } else {
-        "host.undrain"
+    let (action, kind) = match to {
+        HostState::Draining => ("host.drain", EventKind::HostDrain),
+        HostState::Active => ("host.undrain", EventKind::HostUndrain),
     };
     audit::record(
         &mut tx,
@@ -42,29 +35,38 @@ async fn set_state(
         json!({ "from": previous }),
     )
     .await?;
-    events::emit(
-        &mut tx,
-        None,
-        action,
-        json!({ "host": name, "state": to, "by": caller.subject }),
-    )
-    .await?;
+    let payload = EventPayload::Host(HostEvent {
+        host: name.to_string(),
+        by: Some(caller.subject.clone()),
+        reason: None,
+        vessels: None,
+    });
+    events::emit(&mut tx, None, &kind, &payload).await?;
     tx.commit().await?;
-    Ok(Json(json!({ "host": name, "state": to, "was": previous })))
+    let was = if previous == "draining" {
+        HostState::Draining
+    } else {
+        HostState::Active
+    };
+    Ok(Json(HostChange {
+        host: name.to_string(),
+        state: to,
+        was,
+    }))
 }
 
 pub async fn drain(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    set_state(&state, &caller, &name, "draining").await
+) -> Result<Json<HostChange>, ApiError> {
+    set_state(&state, &caller, &name, HostState::Draining).await
 }
 
 pub async fn undrain(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    set_state(&state, &caller, &name, "active").await
+) -> Result<Json<HostChange>, ApiError> {
+    set_state(&state, &caller, &name, HostState::Active).await
 }

@@ -3,8 +3,8 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use vessel_api::users::{AddKey, KeyAdded, KeyList, KeyView, Me};
+use vessel_api::ErrorCode;
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -21,43 +21,46 @@ pub(crate) async fn current_user(state: &AppState, caller: &Caller) -> Result<Us
     )
     .await
     .map_err(|e| match e {
-        UserError::NameTaken(_) => ApiError::Conflict {
-            error: "unix_name_taken",
-            message: e.to_string(),
-        },
+        UserError::NameTaken(_) => ApiError::conflict(ErrorCode::UnixNameTaken, e.to_string()),
         UserError::Db(e) => e.into(),
     })
 }
 
-pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let user = current_user(&state, &caller).await?;
-    let keys = users::keys(&state.db, &user.id).await?;
-    Ok(Json(json!({
-        "id": user.id,
-        "unix_name": user.unix_name,
-        "uid": user.uid,
-        "keys": keys,
-    })))
+fn key_views(keys: Vec<users::StoredKey>) -> Vec<KeyView> {
+    keys.into_iter()
+        .map(|k| KeyView {
+            fingerprint: k.fingerprint,
+            public_key: k.public_key,
+            created_at: k.created_at,
+        })
+        .collect()
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
     let user = current_user(&state, &caller).await?;
-    Ok(Json(
-        json!({ "keys": users::keys(&state.db, &user.id).await? }),
-    ))
+    let keys = key_views(users::keys(&state.db, &user.id).await?);
+    Ok(Json(Me {
+        id: user.id,
+        unix_name: user.unix_name,
+        uid: user.uid,
+        keys,
+    }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddKey {
-    public_key: String,
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<KeyList>, ApiError> {
+    let user = current_user(&state, &caller).await?;
+    let keys = key_views(users::keys(&state.db, &user.id).await?);
+    Ok(Json(KeyList { keys }))
 }
 
 pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<AddKey>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<KeyAdded>), ApiError> {
     let key = SshPublicKey::parse(&body.public_key)
         .map_err(|e| ApiError::invalid("public_key", e.to_string()))?;
     let user = current_user(&state, &caller).await?;
@@ -69,7 +72,11 @@ pub async fn add(
     };
     Ok((
         status,
-        Json(json!({ "fingerprint": key.fingerprint, "public_key": key.openssh, "added": added })),
+        Json(KeyAdded {
+            fingerprint: key.fingerprint,
+            public_key: key.openssh,
+            added,
+        }),
     ))
 }
 

@@ -100,7 +100,7 @@ async fn authorize(
     };
     let method = req.method().as_str().to_owned();
     let Some(route) = ROUTES.iter().find(|r| r.method == method && r.path == path) else {
-        return ApiError::Internal(format!("{method} {path} has no row in ROUTES")).into_response();
+        return ApiError::bug(format!("{method} {path} has no row in ROUTES")).into_response();
     };
     if !route.perms.iter().any(|p| caller.can(p)) {
         return ApiError::Forbidden(format!(

@@ -1,15 +1,20 @@
-//! Creating, listing, showing, extending and killing vessels.
+//! Creating, listing, showing, extending and killing vessels. Bodies and
+//! answers are the contract's types (`vessel_api::vessels`).
 
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tracing::info;
 use uuid::Uuid;
+use vessel_api::events::EventKind;
+use vessel_api::vessels::{
+    CreateVessel, Extend, Keep, ListQuery, SshAccess, VesselList, VesselView,
+};
+use vessel_api::ErrorCode;
 
 use super::auth::{perm, Caller};
 use super::error::ApiError;
@@ -17,128 +22,84 @@ use super::keys::current_user;
 use super::{AppState, JsonBody};
 use crate::domain::{QueueName, VesselName, VesselState};
 use crate::placement;
-use crate::store::{self, audit, events, jobs, users, vessels::VesselRow};
+use crate::store::{self, audit, events, jobs, users, users::User, vessels::VesselRow};
 use crate::units::{ByteSize, Span};
 
 /// Placement races lost before giving up; each loss means another request
 /// took the devices, so this bounds the wait, not correctness.
 const PLACEMENT_ATTEMPTS: u32 = 64;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateVessel {
-    queue: String,
-    gpus: Option<u32>,
-    cpus: Option<u32>,
-    /// `64G`, `512M`, or a number of bytes.
-    memory: Option<ByteSize>,
-    image: Option<String>,
-    name: Option<String>,
-    /// `2d`, `24h`, `90m`.
-    lifetime: Option<String>,
-}
-
-/// A vessel as the API shows it; `ssh` appears once it is running.
-#[derive(Debug, Serialize)]
-pub struct VesselView {
-    pub id: Uuid,
-    pub name: String,
-    pub owner: String,
-    pub queue: String,
-    pub image: String,
-    pub gpus: i32,
-    pub cpus: i32,
-    pub memory: String,
-    pub memory_bytes: i64,
-    pub state: String,
-    pub reason: Option<String>,
-    pub host: Option<String>,
-    pub gpu_uuids: Vec<String>,
-    pub cores: Vec<i32>,
-    pub address: Option<String>,
-    pub created_at: chrono::DateTime<Utc>,
-    pub started_at: Option<chrono::DateTime<Utc>>,
-    pub ended_at: Option<chrono::DateTime<Utc>>,
-    pub expires_at: chrono::DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssh: Option<SshAccess>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SshAccess {
-    pub host_alias: String,
-    pub address: String,
-    pub user: String,
-    /// Ready to paste into `~/.ssh/config`.
-    pub config: String,
-    /// Ready to append to `~/.ssh/known_hosts`: no trust on first use.
-    pub known_hosts: String,
-    pub vscode_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jupyter_url: Option<String>,
-}
-
-impl VesselView {
-    pub fn from_row(v: VesselRow, key_fingerprints: &[String]) -> Self {
-        let ssh = match (&v.address, &v.host_public_key, v.state()) {
-            (Some(address), Some(host_key), VesselState::Running) => {
-                let hint = match key_fingerprints.first() {
-                    Some(fp) => format!("the private half of your registered key {fp}"),
-                    None => "the private half of your registered key".to_string(),
-                };
-                // With MagicDNS the config names the vessel, and the
-                // known_hosts line vouches for the name and the address.
-                let (host_name, known_as) = match &v.dns_name {
-                    Some(dns) => (dns.clone(), format!("{dns},{address}")),
-                    None => (address.clone(), address.clone()),
-                };
-                Some(SshAccess {
-                    host_alias: v.name.clone(),
-                    address: address.clone(),
-                    user: v.owner_unix.clone(),
-                    config: format!(
-                        "Host {name}\n    HostName {host_name}\n    User {user}\n    # IdentityFile: {hint}\n    IdentityFile ~/.ssh/id_ed25519\n",
-                        name = v.name,
-                        user = v.owner_unix,
-                    ),
-                    known_hosts: format!("{known_as} {host_key}"),
-                    vscode_url: format!(
-                        "vscode://vscode-remote/ssh-remote+{}/home/{}",
-                        v.name, v.owner_unix
-                    ),
-                    jupyter_url: v.jupyter_port.map(|port| {
-                        format!(
-                            "http://{address}:{port}/lab?token={}",
-                            v.jupyter_token.as_deref().unwrap_or_default()
-                        )
-                    }),
-                })
-            }
-            _ => None,
-        };
-        VesselView {
-            id: v.id,
-            memory: ByteSize(v.memory_bytes.max(0) as u64).to_string(),
-            name: v.name,
-            owner: v.owner_unix,
-            queue: v.queue,
-            image: v.image,
-            gpus: v.gpus,
-            cpus: v.cpus,
-            memory_bytes: v.memory_bytes,
-            state: v.state,
-            reason: v.reason,
-            host: v.host_name,
-            gpu_uuids: v.gpu_uuids,
-            cores: v.cores,
-            address: v.address,
-            created_at: v.created_at,
-            started_at: v.started_at,
-            ended_at: v.ended_at,
-            expires_at: v.expires_at,
-            ssh,
-        }
+/// A vessel as its viewer may see it: the SSH block (with the Jupyter
+/// token) only for its owner, once it runs.
+pub fn view(v: VesselRow, key_fingerprints: &[String], for_owner: bool) -> VesselView {
+    let ssh = if for_owner {
+        ssh_access(&v, key_fingerprints)
+    } else {
+        None
+    };
+    VesselView {
+        id: v.id,
+        name: VesselName::parse(&v.name)
+            .unwrap_or_else(|_| VesselName::parse("unnamed").expect("a valid name")),
+        state: v.state(),
+        memory: ByteSize(v.memory_bytes.max(0) as u64),
+        owner: v.owner_unix,
+        owner_id: v.owner_id,
+        queue: QueueName::parse(&v.queue)
+            .unwrap_or_else(|_| QueueName::parse("unknown").expect("a valid queue")),
+        image: v.image,
+        gpus: v.gpus.max(0) as u32,
+        cpus: v.cpus.max(0) as u32,
+        reason: v.reason,
+        host: v.host_name,
+        gpu_uuids: v.gpu_uuids,
+        cores: v.cores.into_iter().map(|c| c.max(0) as u32).collect(),
+        address: v.address,
+        created_at: v.created_at,
+        started_at: v.started_at,
+        ended_at: v.ended_at,
+        expires_at: v.expires_at,
+        ssh,
     }
+}
+
+fn ssh_access(v: &VesselRow, key_fingerprints: &[String]) -> Option<SshAccess> {
+    let (Some(address), Some(host_key), VesselState::Running) =
+        (&v.address, &v.host_public_key, v.state())
+    else {
+        return None;
+    };
+    let hint = match key_fingerprints.first() {
+        Some(fp) => format!("the private half of your registered key {fp}"),
+        None => "the private half of your registered key".to_string(),
+    };
+    // With MagicDNS the config names the vessel, and the known_hosts line
+    // vouches for the name and the address.
+    let (host_name, known_as) = match &v.dns_name {
+        Some(dns) => (dns.clone(), format!("{dns},{address}")),
+        None => (address.clone(), address.clone()),
+    };
+    Some(SshAccess {
+        host_alias: v.name.clone(),
+        address: address.clone(),
+        user: v.owner_unix.clone(),
+        config: format!(
+            "Host {name}\n    HostName {host_name}\n    User {user}\n    # IdentityFile: {hint}\n    IdentityFile ~/.ssh/id_ed25519\n",
+            name = v.name,
+            user = v.owner_unix,
+        ),
+        known_hosts: format!("{known_as} {host_key}"),
+        vscode_url: format!(
+            "vscode://vscode-remote/ssh-remote+{}/home/{}",
+            v.name, v.owner_unix
+        ),
+        jupyter_url: v.jupyter_port.map(|port| {
+            format!(
+                "http://{address}:{port}/lab?token={}",
+                v.jupyter_token.as_deref().unwrap_or_default()
+            )
+        }),
+    })
 }
 
 /// A request with the queue's defaults filled in, every value checked.
@@ -153,13 +114,14 @@ struct Plan {
 }
 
 fn plan(state: &AppState, body: CreateVessel) -> Result<Plan, ApiError> {
-    let queue =
-        QueueName::parse(&body.queue).map_err(|e| ApiError::invalid("queue", e.to_string()))?;
+    let queue = body
+        .queue
+        .ok_or_else(|| ApiError::invalid("queue", "which queue? name one"))?;
     let Some(defaults) = state.config.queue(queue.as_str()) else {
         let known: Vec<&str> = state.config.queues.keys().map(String::as_str).collect();
         return Err(ApiError::invalid(
             "queue",
-            format!("no queue `{}`; queues: {}", body.queue, known.join(", ")),
+            format!("no queue `{queue}`; queues: {}", known.join(", ")),
         ));
     };
     let gpus = body.gpus.unwrap_or(defaults.gpus);
@@ -174,39 +136,24 @@ fn plan(state: &AppState, body: CreateVessel) -> Result<Plan, ApiError> {
     if memory.bytes() < 64 << 20 {
         return Err(ApiError::invalid("memory", "at least 64M"));
     }
-    let image = body.image.unwrap_or_else(|| defaults.image.clone());
-    if !valid_image(&image) {
-        return Err(ApiError::invalid(
-            "image",
-            format!("`{image}` is not an image name"),
-        ));
-    }
+    let image = body
+        .image
+        .map(String::from)
+        .unwrap_or_else(|| defaults.image.clone());
     if !defaults.images.is_empty() && !defaults.images.contains(&image) {
         return Err(ApiError::invalid(
             "image",
             format!(
-                "queue `{}` allows these images: {}",
-                queue.as_str(),
+                "queue `{queue}` allows these images: {}",
                 defaults.images.join(", ")
             ),
         ));
     }
-    let name = body
-        .name
-        .map(|n| VesselName::parse(&n).map_err(|e| ApiError::invalid("name", e.to_string())))
-        .transpose()?;
-    let lifetime = match body.lifetime {
-        Some(l) => Span::parse(&l).map_err(|e| ApiError::invalid("lifetime", e.to_string()))?,
-        None => defaults.lifetime,
-    };
+    let lifetime = body.lifetime.unwrap_or(defaults.lifetime);
     if lifetime > defaults.max_lifetime {
         return Err(ApiError::invalid(
             "lifetime",
-            format!(
-                "at most {} in queue `{}`",
-                defaults.max_lifetime,
-                queue.as_str()
-            ),
+            format!("at most {} in queue `{queue}`", defaults.max_lifetime),
         ));
     }
     Ok(Plan {
@@ -215,16 +162,9 @@ fn plan(state: &AppState, body: CreateVessel) -> Result<Plan, ApiError> {
         cpus: cpus as i32,
         memory,
         image,
-        name,
+        name: body.name,
         lifetime,
     })
-}
-
-fn valid_image(s: &str) -> bool {
-    (1..=255).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
-        && !s.starts_with(['-', '.', '/', ':'])
 }
 
 fn generated_name(queue: &QueueName) -> String {
@@ -245,6 +185,14 @@ fn generated_name(queue: &QueueName) -> String {
     format!("v{queue}-{suffix}")
 }
 
+/// `now + span`, or a 422 on `field` when that is past what dates can hold.
+fn later(now: DateTime<Utc>, span: Span, field: &str) -> Result<DateTime<Utc>, ApiError> {
+    chrono::Duration::from_std(span.duration())
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| ApiError::invalid(field, format!("{span} is too long")))
+}
+
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -252,6 +200,23 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<VesselView>), ApiError> {
     let plan = plan(&state, body)?;
     let user = current_user(&state, &caller).await?;
+    let fingerprints = key_fingerprints(&state, &user).await?;
+    let vessel = NewVesselPlan {
+        id: Uuid::new_v4(),
+        name: plan
+            .name
+            .as_ref()
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_else(|| generated_name(&plan.queue)),
+        jupyter_token: hex_token(),
+        expires_at: later(state.clock.now(), plan.lifetime, "lifetime")?,
+    };
+    let row = place_with_retries(&state, &caller, &user, &plan, &vessel).await?;
+    Ok((StatusCode::ACCEPTED, Json(view(row, &fingerprints, true))))
+}
+
+/// A vessel needs a key to be logged into: refuse early, saying how to add one.
+async fn key_fingerprints(state: &AppState, user: &User) -> Result<Vec<String>, ApiError> {
     let keys = users::keys(&state.db, &user.id).await?;
     if keys.is_empty() {
         return Err(ApiError::Invalid {
@@ -261,89 +226,47 @@ pub async fn create(
                 .into(),
         });
     }
-    let id = Uuid::new_v4();
-    let name = plan
-        .name
-        .as_ref()
-        .map(|n| n.as_str().to_string())
-        .unwrap_or_else(|| generated_name(&plan.queue));
-    let jupyter_token = hex_token();
-    let expires_at = Utc::now()
-        + chrono::Duration::from_std(plan.lifetime.duration())
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(keys.into_iter().map(|k| k.fingerprint).collect())
+}
+
+/// What a create decided before touching the database.
+struct NewVesselPlan {
+    id: Uuid,
+    name: String,
+    jupyter_token: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// Inserts the vessel and reserves its devices in one transaction; a lost
+/// race for the same devices is retried on a fresh snapshot.
+async fn place_with_retries(
+    state: &AppState,
+    caller: &Caller,
+    user: &User,
+    plan: &Plan,
+    vessel: &NewVesselPlan,
+) -> Result<VesselRow, ApiError> {
     let request = placement::Request {
-        vessel_id: id,
+        vessel_id: vessel.id,
         queue: plan.queue.as_str(),
         gpus: plan.gpus,
         cpus: plan.cpus,
         memory_bytes: plan.memory.bytes() as i64,
     };
-
     for attempt in 0..PLACEMENT_ATTEMPTS {
         let mut tx = state.db.begin().await?;
-        let inserted = store::vessels::insert(
-            &mut tx,
-            &store::vessels::NewVessel {
-                id,
-                name: &name,
-                owner_id: &user.id,
-                queue: plan.queue.as_str(),
-                image: &plan.image,
-                gpus: plan.gpus,
-                cpus: plan.cpus,
-                memory_bytes: plan.memory.bytes() as i64,
-                expires_at,
-                jupyter_token: &jupyter_token,
-            },
-        )
-        .await;
-        match inserted {
-            Ok(()) => {}
-            Err(e) if store::is_unique_violation(&e) => {
-                return Err(ApiError::Conflict {
-                    error: "name_taken",
-                    message: format!("you already have a live vessel named `{name}`"),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
+        insert_vessel(&mut tx, user, plan, vessel).await?;
         match placement::reserve(&mut tx, &request).await {
             Ok(Some(placed)) => {
-                jobs::enqueue(&mut tx, id).await?;
-                let row = store::vessels::get(&mut tx, id)
-                    .await?
-                    .ok_or_else(|| ApiError::Internal("vessel vanished".into()))?;
-                events::emit(
-                    &mut tx,
-                    Some(id),
-                    "vessel.provisioning",
-                    serde_json::to_value(&row).unwrap_or_default(),
-                )
-                .await?;
-                audit::record(
-                    &mut tx,
-                    &caller.subject,
-                    "vessel.create",
-                    Some(&id.to_string()),
-                    "ok",
-                    serde_json::json!({ "name": name, "placement": placed }),
-                )
-                .await?;
+                let row = announce_placed(&mut tx, caller, vessel, &placed).await?;
                 tx.commit().await?;
-                info!(vessel = %id, host = %placed.host, attempt, "placed");
-                let fingerprints: Vec<String> = keys.into_iter().map(|k| k.fingerprint).collect();
-                return Ok((
-                    StatusCode::ACCEPTED,
-                    Json(VesselView::from_row(row, &fingerprints)),
-                ));
+                info!(vessel = %vessel.id, host = %placed.host, attempt, "placed");
+                return Ok(row);
             }
             Ok(None) => {
                 tx.rollback().await?;
                 let message = placement::explain_no_capacity(&state.db, &request).await?;
-                return Err(ApiError::Conflict {
-                    error: "no_capacity",
-                    message,
-                });
+                return Err(ApiError::conflict(ErrorCode::NoCapacity, message));
             }
             Err(e) if store::is_unique_violation(&e) || store::is_check_violation(&e) => {
                 // Another placement took the same devices first: try again
@@ -356,10 +279,72 @@ pub async fn create(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Conflict {
-        error: "busy",
-        message: "the fleet is too busy to place this request right now; try again".into(),
-    })
+    Err(ApiError::conflict(
+        ErrorCode::Busy,
+        "the fleet is too busy to place this request right now; try again",
+    ))
+}
+
+async fn insert_vessel(
+    tx: &mut sqlx::PgConnection,
+    user: &User,
+    plan: &Plan,
+    vessel: &NewVesselPlan,
+) -> Result<(), ApiError> {
+    let inserted = store::vessels::insert(
+        tx,
+        &store::vessels::NewVessel {
+            id: vessel.id,
+            name: &vessel.name,
+            owner_id: &user.id,
+            queue: plan.queue.as_str(),
+            image: &plan.image,
+            gpus: plan.gpus,
+            cpus: plan.cpus,
+            memory_bytes: plan.memory.bytes() as i64,
+            expires_at: vessel.expires_at,
+            jupyter_token: &vessel.jupyter_token,
+        },
+    )
+    .await;
+    match inserted {
+        Ok(()) => Ok(()),
+        Err(e) if store::is_unique_violation(&e) => Err(ApiError::conflict(
+            ErrorCode::NameTaken,
+            format!("you already have a live vessel named `{}`", vessel.name),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job, the event and the audit row of a placement, in its transaction.
+async fn announce_placed(
+    tx: &mut sqlx::PgConnection,
+    caller: &Caller,
+    vessel: &NewVesselPlan,
+    placed: &placement::Placement,
+) -> Result<VesselRow, ApiError> {
+    jobs::enqueue(&mut *tx, vessel.id).await?;
+    let row = store::vessels::get(&mut *tx, vessel.id)
+        .await?
+        .ok_or_else(|| ApiError::bug("a vessel vanished inside its own transaction"))?;
+    events::emit(
+        &mut *tx,
+        Some(vessel.id),
+        &EventKind::Vessel(VesselState::Provisioning),
+        &row.event(None),
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &caller.subject,
+        "vessel.create",
+        Some(&vessel.id.to_string()),
+        "ok",
+        serde_json::json!({ "name": vessel.name, "placement": placed }),
+    )
+    .await?;
+    Ok(row)
 }
 
 fn hex_token() -> String {
@@ -367,23 +352,11 @@ fn hex_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    /// Everyone's vessels (needs `vessels:manage:any` or `fleet:read`).
-    #[serde(default)]
-    all: bool,
-    /// Include buried and failed ones.
-    #[serde(default)]
-    ended: bool,
-    /// With `all`: only this owner's (a token subject).
-    owner: Option<String>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<VesselList>, ApiError> {
     let owner = if q.all || q.owner.is_some() {
         if !(caller.can(perm::VESSELS_MANAGE_ANY) || caller.can(perm::FLEET_READ)) {
             return Err(ApiError::Forbidden(
@@ -395,11 +368,14 @@ pub async fn list(
         Some(current_user(&state, &caller).await?.id)
     };
     let rows = store::vessels::list(&state.db, owner.as_deref(), q.ended).await?;
-    let views: Vec<VesselView> = rows
+    let vessels = rows
         .into_iter()
-        .map(|r| VesselView::from_row(r, &[]))
+        .map(|r| {
+            let mine = r.owner_id == caller.subject;
+            view(r, &[], mine)
+        })
         .collect();
-    Ok(Json(serde_json::json!({ "vessels": views })))
+    Ok(Json(VesselList { vessels }))
 }
 
 /// Finds a vessel by id or by the caller's name for it, and checks the
@@ -411,35 +387,9 @@ async fn resolve(
     key: &str,
     action: &str,
 ) -> Result<VesselRow, ApiError> {
-    let row = if let Ok(id) = Uuid::parse_str(key) {
-        store::vessels::get(&mut *state.db.acquire().await?, id).await?
-    } else {
-        let user = current_user(state, caller).await?;
-        match store::vessels::by_owner_and_name(&state.db, &user.id, key).await? {
-            Some(row) => Some(row),
-            // An admin may name anyone's live vessel, if the name is unambiguous.
-            None if caller.can(perm::VESSELS_MANAGE_ANY) => {
-                let live: Vec<VesselRow> = store::vessels::list(&state.db, None, false)
-                    .await?
-                    .into_iter()
-                    .filter(|v| v.name == key)
-                    .collect();
-                if live.len() > 1 {
-                    let owners: Vec<&str> = live.iter().map(|v| v.owner_unix.as_str()).collect();
-                    return Err(ApiError::Conflict {
-                        error: "ambiguous",
-                        message: format!(
-                            "several live vessels are named `{key}` (owners: {}); use the id",
-                            owners.join(", ")
-                        ),
-                    });
-                }
-                live.into_iter().next()
-            }
-            None => None,
-        }
-    };
-    let row = row.ok_or_else(|| ApiError::NotFound(format!("no vessel `{key}`")))?;
+    let row = find(state, caller, key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no vessel `{key}`")))?;
     if row.owner_id != caller.subject && !caller.can(perm::VESSELS_MANAGE_ANY) {
         let mut conn = state.db.acquire().await?;
         audit::record(
@@ -456,6 +406,37 @@ async fn resolve(
     Ok(row)
 }
 
+/// By id; else the caller's own by name; else (admins) anyone's live one by
+/// name, when the name is unambiguous.
+async fn find(state: &AppState, caller: &Caller, key: &str) -> Result<Option<VesselRow>, ApiError> {
+    if let Ok(id) = Uuid::parse_str(key) {
+        return Ok(store::vessels::get(&mut *state.db.acquire().await?, id).await?);
+    }
+    let user = current_user(state, caller).await?;
+    if let Some(row) = store::vessels::by_owner_and_name(&state.db, &user.id, key).await? {
+        return Ok(Some(row));
+    }
+    if !caller.can(perm::VESSELS_MANAGE_ANY) {
+        return Ok(None);
+    }
+    let live: Vec<VesselRow> = store::vessels::list(&state.db, None, false)
+        .await?
+        .into_iter()
+        .filter(|v| v.name == key)
+        .collect();
+    if live.len() > 1 {
+        let owners: Vec<&str> = live.iter().map(|v| v.owner_unix.as_str()).collect();
+        return Err(ApiError::conflict(
+            ErrorCode::Ambiguous,
+            format!(
+                "several live vessels are named `{key}` (owners: {}); use the id",
+                owners.join(", ")
+            ),
+        ));
+    }
+    Ok(live.into_iter().next())
+}
+
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -467,7 +448,8 @@ pub async fn show(
         .into_iter()
         .map(|k| k.fingerprint)
         .collect();
-    Ok(Json(VesselView::from_row(row, &fingerprints)))
+    let mine = row.owner_id == caller.subject;
+    Ok(Json(view(row, &fingerprints, mine)))
 }
 
 pub async fn kill(
@@ -511,24 +493,15 @@ pub async fn kill(
         }
         None if row.state() == VesselState::Stopping => row,
         None => {
-            return Err(ApiError::Conflict {
-                error: "not_live",
-                message: format!("vessel `{}` is already {}", row.name, row.state),
-            })
+            return Err(ApiError::conflict(
+                ErrorCode::NotLive,
+                format!("vessel `{}` is already {}", row.name, row.state),
+            ))
         }
     };
     tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(VesselView::from_row(current, &[])),
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Extend {
-    /// How much longer, from the later of now and the current expiry.
-    by: String,
+    let mine = current.owner_id == caller.subject;
+    Ok((StatusCode::ACCEPTED, Json(view(current, &[], mine))))
 }
 
 pub async fn extend(
@@ -537,23 +510,22 @@ pub async fn extend(
     Path(key): Path<String>,
     JsonBody(body): JsonBody<Extend>,
 ) -> Result<Json<VesselView>, ApiError> {
-    let by = Span::parse(&body.by).map_err(|e| ApiError::invalid("by", e.to_string()))?;
+    let by = body.by;
     let row = resolve(&state, &caller, &key, "vessel.extend").await?;
     if !row.state().is_live() || row.state() == VesselState::Stopping {
-        return Err(ApiError::Conflict {
-            error: "not_live",
-            message: format!("vessel `{}` is {}", row.name, row.state),
-        });
+        return Err(ApiError::conflict(
+            ErrorCode::NotLive,
+            format!("vessel `{}` is {}", row.name, row.state),
+        ));
     }
     let max = state
         .config
         .queue(&row.queue)
         .map(|q| q.max_lifetime)
         .unwrap_or(by);
-    let now = Utc::now();
-    let from = row.expires_at.max(now);
-    let wanted = from + chrono::Duration::from_std(by.duration()).unwrap_or_default();
-    let cap = now + chrono::Duration::from_std(max.duration()).unwrap_or_default();
+    let now = state.clock.now();
+    let wanted = later(row.expires_at.max(now), by, "by")?;
+    let cap = later(now, max, "by")?;
     if wanted > cap {
         return Err(ApiError::invalid(
             "by",
@@ -576,25 +548,17 @@ pub async fn extend(
     .await?;
     let row = store::vessels::get(&mut tx, row.id)
         .await?
-        .ok_or_else(|| ApiError::Internal("vessel vanished".into()))?;
+        .ok_or_else(|| ApiError::bug("a vessel vanished inside its own transaction"))?;
     events::emit(
         &mut tx,
         Some(row.id),
-        "vessel.extended",
-        serde_json::to_value(&row).unwrap_or_default(),
+        &EventKind::VesselExtended,
+        &row.event(None),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(VesselView::from_row(row, &[])))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Keep {
-    /// How long to exempt the vessel from idle reclaim (default: the
-    /// undertaker's `keep_for`).
-    #[serde(rename = "for")]
-    for_: Option<String>,
+    let mine = row.owner_id == caller.subject;
+    Ok(Json(view(row, &[], mine)))
 }
 
 /// Keep: the vessel is not reclaimed for idleness until the exemption ends.
@@ -604,18 +568,15 @@ pub async fn keep(
     Path(key): Path<String>,
     JsonBody(body): JsonBody<Keep>,
 ) -> Result<Json<VesselView>, ApiError> {
-    let span = match body.for_ {
-        Some(f) => Span::parse(&f).map_err(|e| ApiError::invalid("for", e.to_string()))?,
-        None => state.config.undertaker.keep_for,
-    };
+    let span = body.for_.unwrap_or(state.config.undertaker.keep_for);
     let row = resolve(&state, &caller, &key, "vessel.keep").await?;
     if row.state() != VesselState::Running {
-        return Err(ApiError::Conflict {
-            error: "not_running",
-            message: format!("vessel `{}` is {}", row.name, row.state),
-        });
+        return Err(ApiError::conflict(
+            ErrorCode::NotRunning,
+            format!("vessel `{}` is {}", row.name, row.state),
+        ));
     }
-    let until = state.clock.now() + chrono::Duration::from_std(span.duration()).unwrap_or_default();
+    let until = later(state.clock.now(), span, "for")?;
     crate::undertaker::Undertaker::keep(&state.db, row.id, until).await?;
     let mut conn = state.db.acquire().await?;
     audit::record(
@@ -627,5 +588,6 @@ pub async fn keep(
         serde_json::json!({ "until": until }),
     )
     .await?;
-    Ok(Json(VesselView::from_row(row, &[])))
+    let mine = row.owner_id == caller.subject;
+    Ok(Json(view(row, &[], mine)))
 }

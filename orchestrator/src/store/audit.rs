@@ -37,3 +37,25 @@ pub async fn record(
     .await?;
     Ok(())
 }
+
+/// Newest first, filtered by actor and by target (an id, or a vessel's name).
+pub async fn list(
+    db: &sqlx::PgPool,
+    actor: Option<&str>,
+    target: Option<&str>,
+    limit: i64,
+) -> Result<Vec<vessel_api::audit::AuditEntry>, sqlx::Error> {
+    sqlx::query_as!(
+        vessel_api::audit::AuditEntry,
+        r#"SELECT id, at, actor, action, target, outcome, source, detail FROM audit_log
+           WHERE ($1::text IS NULL OR actor = $1)
+             AND ($2::text IS NULL OR target = $2
+                  OR target IN (SELECT id::text FROM vessels WHERE name = $2))
+           ORDER BY id DESC LIMIT $3"#,
+        actor,
+        target,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}

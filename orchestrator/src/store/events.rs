@@ -1,9 +1,10 @@
 //! The outbox: events written with the state change they announce, read by
-//! the bot with a cursor (`id > after`).
+//! the bot with a cursor (`id > after`). Kinds and payloads are the
+//! contract's types; the table stores them as text and JSON.
 
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+use vessel_api::events::{Event, EventKind, EventPayload};
 
 /// Channel woken on every new event, so a streaming reader need not poll.
 pub const CHANNEL: &str = "vessel_events";
@@ -11,13 +12,14 @@ pub const CHANNEL: &str = "vessel_events";
 pub async fn emit(
     conn: &mut PgConnection,
     vessel_id: Option<Uuid>,
-    kind: &str,
-    payload: serde_json::Value,
+    kind: &EventKind,
+    payload: &EventPayload,
 ) -> Result<i64, sqlx::Error> {
+    let payload = serde_json::to_value(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let id = sqlx::query_scalar!(
         "INSERT INTO events (vessel_id, kind, payload) VALUES ($1, $2, $3) RETURNING id",
         vessel_id,
-        kind,
+        kind.to_string(),
         payload
     )
     .fetch_one(&mut *conn)
@@ -28,25 +30,34 @@ pub async fn emit(
     Ok(id)
 }
 
-#[derive(Debug, Serialize)]
-pub struct Event {
-    pub id: i64,
-    pub vessel_id: Option<Uuid>,
-    pub kind: String,
-    pub payload: serde_json::Value,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
 pub async fn after(db: &PgPool, after: i64, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
-    sqlx::query_as!(
-        Event,
+    let rows = sqlx::query!(
         "SELECT id, vessel_id, kind, payload, created_at FROM events
          WHERE id > $1 ORDER BY id LIMIT $2",
         after,
         limit
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Event {
+            id: r.id,
+            vessel_id: r.vessel_id,
+            kind: EventKind::parse(&r.kind),
+            // Rows written before payloads were typed read as `Other`.
+            payload: serde_json::from_value(r.payload.clone())
+                .unwrap_or(EventPayload::Other(r.payload)),
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+/// Where the stream ends now: a new reader that wants no history starts here.
+pub async fn last_id(db: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!("SELECT coalesce(max(id), 0) AS \"n!\" FROM events")
+        .fetch_one(db)
+        .await
 }
 
 /// Events older than `secs`: the bot has long read them. The cut-off is on

@@ -1,7 +1,6 @@
 //! Hosts as the database knows them: what the last probe found, whether they
 //! answer, and how much of them is reserved.
 
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::config::{HostSpec, NetworkSpec};
@@ -164,7 +163,7 @@ pub async fn retire_missing(db: &PgPool, names: &[String]) -> Result<(), sqlx::E
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct HostStatus {
     pub name: String,
     pub queue: String,
@@ -177,7 +176,7 @@ pub struct HostStatus {
     pub memory_used: i64,
     pub vessels: i64,
     /// One entry per GPU, in index order, with the vessel holding it.
-    pub gpus: serde_json::Value,
+    pub gpus: sqlx::types::Json<Vec<vessel_api::fleet::GpuSlot>>,
 }
 
 pub async fn status(db: &PgPool) -> Result<Vec<HostStatus>, sqlx::Error> {
@@ -195,11 +194,33 @@ pub async fn status(db: &PgPool) -> Result<Vec<HostStatus>, sqlx::Error> {
                        LEFT JOIN gpu_claims gc ON gc.gpu_id = g.id
                        LEFT JOIN vessels v ON v.id = gc.vessel_id
                        LEFT JOIN users u ON u.id = v.owner_id
-                       WHERE g.host_id = h.id), '[]'::json)::jsonb AS "gpus!"
+                       WHERE g.host_id = h.id), '[]'::json)::jsonb AS "gpus!: sqlx::types::Json<Vec<vessel_api::fleet::GpuSlot>>"
            FROM hosts h ORDER BY h.queue, h.name"#
     )
     .fetch_all(db)
     .await
+}
+
+/// Sets a host's placement state (`active` or `draining`) under a row lock;
+/// returns what it was, or None when there is no such host.
+pub async fn set_state(
+    conn: &mut sqlx::PgConnection,
+    name: &str,
+    to: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let previous = sqlx::query_scalar!("SELECT state FROM hosts WHERE name = $1 FOR UPDATE", name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if previous.is_some() {
+        sqlx::query!(
+            "UPDATE hosts SET state = $2, updated_at = now() WHERE name = $1",
+            name,
+            to
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(previous)
 }
 
 /// Hosts that answered their last probe.

@@ -148,3 +148,39 @@ pub async fn keys(db: &PgPool, user_id: &str) -> Result<Vec<StoredKey>, sqlx::Er
     .fetch_all(db)
     .await
 }
+
+/// How many live vessels a subject has (they run as its current identity).
+pub async fn live_vessels(
+    conn: &mut sqlx::PgConnection,
+    subject: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM vessels WHERE owner_id = $1
+           AND state IN ('requested', 'pending', 'provisioning', 'running', 'stopping')"#,
+        subject
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Sets (or creates) a subject's unix identity; a uid is kept unless given.
+/// A unique violation means the name or uid belongs to someone else.
+pub async fn set_identity(
+    conn: &mut sqlx::PgConnection,
+    subject: &str,
+    unix_name: &str,
+    uid: Option<i32>,
+) -> Result<User, sqlx::Error> {
+    sqlx::query_as!(
+        User,
+        "INSERT INTO users (id, unix_name, uid) VALUES ($1, $2, coalesce($3, nextval('user_uids')::int))
+         ON CONFLICT (id) DO UPDATE SET unix_name = excluded.unix_name,
+           uid = coalesce($3, users.uid)
+         RETURNING id, unix_name, uid",
+        subject,
+        unix_name,
+        uid
+    )
+    .fetch_one(conn)
+    .await
+}

@@ -7,7 +7,9 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domain::VesselState;
+use vessel_api::events::{EventKind, EventPayload, VesselEvent};
+
+use crate::domain::{VesselName, VesselState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VesselRow {
@@ -42,6 +44,21 @@ pub struct VesselRow {
 impl VesselRow {
     pub fn state(&self) -> VesselState {
         VesselState::parse(&self.state).unwrap_or(VesselState::Failed)
+    }
+
+    /// The outbox payload that announces this vessel's news: who to tell and
+    /// what about; never its secrets.
+    pub fn event(&self, message: Option<String>) -> EventPayload {
+        EventPayload::Vessel(VesselEvent {
+            id: self.id,
+            // Names are parsed before they are stored.
+            name: VesselName::parse(&self.name)
+                .unwrap_or_else(|_| VesselName::parse("unnamed").expect("a valid name")),
+            owner_id: self.owner_id.clone(),
+            state: self.state(),
+            reason: self.reason.clone(),
+            message,
+        })
     }
 }
 
@@ -181,8 +198,8 @@ pub async fn transition(
         super::events::emit(
             &mut *conn,
             Some(id),
-            &format!("vessel.{}", to.as_str()),
-            serde_json::to_value(row).unwrap_or_default(),
+            &EventKind::Vessel(to),
+            &row.event(None),
         )
         .await?;
     }

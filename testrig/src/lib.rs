@@ -2,6 +2,15 @@
 //! hosts (containers running sshd with the engine's socket, reached over real
 //! SSH with pinned host keys), an orchestrator built in-process, and a
 //! researcher with a real SSH key.
+//!
+//! A dev-only crate so the end-to-end tests (`tests/e2e`) and the benches
+//! (`bench/`) share one rig instead of including its source by path. The
+//! fakes of the outside services live next to it: [`fake_slack`],
+//! [`fake_tailnet`] and the metrics side in [`prometheus`].
+
+pub mod fake_slack;
+pub mod fake_tailnet;
+pub mod prometheus;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,8 +48,10 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// One of the workspace's binaries, next to the test executable
-/// (target/debug/deps/e2e-… → target/debug/NAME).
+/// One of the workspace's binaries, next to the executable running this
+/// code, which is the test or bench that links this crate
+/// (target/debug/deps/e2e-… → target/debug/NAME; a bench runs from
+/// target/release/deps, so it finds release builds).
 pub fn binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe

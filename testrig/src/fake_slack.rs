@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::rig::eventually;
+use crate::eventually;
 
 #[derive(Debug, Clone)]
 pub struct Call {

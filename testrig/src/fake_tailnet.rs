@@ -17,7 +17,7 @@ use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::rig::{address_on, docker};
+use crate::{address_on, docker};
 
 #[derive(Debug, Clone)]
 pub struct Call {

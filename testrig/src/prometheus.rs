@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::rig::eventually;
+use crate::eventually;
 
 pub struct Exporter {
     pub addr: SocketAddr,

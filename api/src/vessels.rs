@@ -1,0 +1,143 @@
+//! Vessels on the wire: the create request, the view of a vessel (with its
+//! SSH access once running), lists, extend and keep.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::names::{ImageRef, QueueName, VesselName, VesselState};
+use crate::units::{ByteSize, Span};
+
+/// `POST /v1/vessels`. Anything left out comes from the queue's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVessel {
+    /// None only before the client applied its default queue; the
+    /// orchestrator refuses a request without one.
+    pub queue: Option<QueueName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// `64G`, `512M`, or a number of bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<VesselName>,
+    /// `2d`, `24h`, `90m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Span>,
+}
+
+/// A vessel as the API shows it; `ssh` appears once it is running, and only
+/// to its owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VesselView {
+    pub id: Uuid,
+    pub name: VesselName,
+    /// The owner's unix name.
+    pub owner: String,
+    /// The owner's subject (Slack user id, OIDC `sub`).
+    pub owner_id: String,
+    pub queue: QueueName,
+    pub image: String,
+    pub gpus: u32,
+    pub cpus: u32,
+    #[serde(rename = "memory_bytes")]
+    pub memory: ByteSize,
+    pub state: VesselState,
+    pub reason: Option<String>,
+    pub host: Option<String>,
+    pub gpu_uuids: Vec<String>,
+    pub cores: Vec<u32>,
+    pub address: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
+}
+
+/// How to reach a running vessel, ready to paste.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshAccess {
+    pub host_alias: String,
+    pub address: String,
+    pub user: String,
+    /// Ready to paste into `~/.ssh/config`.
+    pub config: String,
+    /// Ready to append to `~/.ssh/known_hosts`: no trust on first use.
+    pub known_hosts: String,
+    pub vscode_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jupyter_url: Option<String>,
+}
+
+/// `GET /v1/vessels`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VesselList {
+    pub vessels: Vec<VesselView>,
+}
+
+/// The query of `GET /v1/vessels`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListQuery {
+    /// Everyone's vessels (admins).
+    #[serde(default)]
+    pub all: bool,
+    /// Include buried and failed ones.
+    #[serde(default)]
+    pub ended: bool,
+    /// With `all`: only this owner's (a token subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// `POST /v1/vessels/{v}/extend`: live `by` longer, from the later of now
+/// and the current expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extend {
+    pub by: Span,
+}
+
+/// `POST /v1/vessels/{v}/keep`: exempt from idle reclaim for `for` (default:
+/// the undertaker's `keep_for`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Span>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_create_request_names_the_bad_field() {
+        let ok: CreateVessel =
+            serde_json::from_str(r#"{"queue":"3090","gpus":2,"memory":"64G","lifetime":"2d"}"#)
+                .unwrap();
+        assert_eq!(ok.memory, Some(ByteSize(64 << 30)));
+        assert_eq!(ok.lifetime.unwrap().to_string(), "2d");
+        let back: CreateVessel =
+            serde_json::from_value(serde_json::to_value(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
+        for (body, field) in [
+            (r#"{"queue":"3090","name":"Bad Name"}"#, "name"),
+            (r#"{"queue":"3090","gpuz":1}"#, "gpuz"),
+            (r#"{"queue":"no way"}"#, "queue"),
+        ] {
+            let e = serde_json::from_str::<CreateVessel>(body).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains(field) || text.contains("not a"),
+                "{body}: {text}"
+            );
+        }
+    }
+}
