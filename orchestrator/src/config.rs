@@ -501,7 +501,49 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks what serde cannot; the first error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_auth()?;
+        crate::work_hours::WorkHours::parse(&self.work_hours)
+            .map_err(|(key, message)| invalid(key, message))?;
+        if let Some(url) = &self.undertaker.prometheus_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("undertaker.prometheus_url", "not an http(s) URL"));
+            }
+        }
+        if !valid_label(&self.fleet) {
+            return Err(invalid("fleet", "letters, digits, `-` and `_` only"));
+        }
+        if self.conductor.max_attempts < 1 {
+            return Err(invalid("conductor.max_attempts", "must be at least 1"));
+        }
+        for (name, q) in &self.queues {
+            validate_queue(name, q)?;
+        }
+        if let Some(t) = &self.tailnet {
+            validate_tailnet(t)?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            let key = format!("hosts[{i}]");
+            if !valid_label(&host.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    "letters, digits, `-` and `_` only",
+                ));
+            }
+            if !seen.insert(&host.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("`{}` is listed twice", host.name),
+                ));
+            }
+            self.validate_host(&key, host)?;
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
         if jsonwebtoken::DecodingKey::from_ed_pem(self.auth.service_public_key.expose().as_bytes())
             .is_err()
         {
@@ -559,159 +601,130 @@ impl Config {
                 ));
             }
         }
-        crate::work_hours::WorkHours::parse(&self.work_hours)
-            .map_err(|(key, message)| invalid(key, message))?;
-        if let Some(url) = &self.undertaker.prometheus_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid("undertaker.prometheus_url", "not an http(s) URL"));
-            }
-        }
-        if !valid_label(&self.fleet) {
-            return Err(invalid("fleet", "letters, digits, `-` and `_` only"));
-        }
-        if self.conductor.max_attempts < 1 {
-            return Err(invalid("conductor.max_attempts", "must be at least 1"));
-        }
-        for (name, q) in &self.queues {
-            let key = format!("queues.{name}");
-            QueueName::parse(name).map_err(|e| invalid(&key, e.to_string()))?;
-            if q.cpus == 0 {
-                return Err(invalid(format!("{key}.cpus"), "must be at least 1"));
-            }
-            if q.lifetime > q.max_lifetime {
-                return Err(invalid(
-                    format!("{key}.lifetime"),
-                    "is longer than max_lifetime",
-                ));
-            }
-        }
-        if let Some(t) = &self.tailnet {
-            if !(t.api_url.starts_with("https://") || t.api_url.starts_with("http://127.")) {
-                return Err(invalid(
-                    "tailnet.api_url",
-                    "must be https (plain http only on loopback)",
-                ));
-            }
-            let oauth = t.oauth_client_id.is_some() && t.oauth_client_secret.is_some();
-            if t.api_key.is_none() && !(oauth && t.provider == TailnetProvider::Tailscale) {
-                return Err(invalid(
-                    "tailnet.api_key",
-                    "is needed (or, for Tailscale, oauth_client_id and oauth_client_secret)",
-                ));
-            }
-            if t.provider == TailnetProvider::Headscale && t.user.is_none() {
-                return Err(invalid(
-                    "tailnet.user",
-                    "Headscale needs the user that owns vessel nodes",
-                ));
-            }
-            if t.tags
-                .iter()
-                .chain(t.user_tag.iter())
-                .any(|tag| !tag.starts_with("tag:"))
-            {
-                return Err(invalid("tailnet.tags", "every tag starts with `tag:`"));
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, host) in self.hosts.iter().enumerate() {
-            let key = format!("hosts[{i}]");
-            if !valid_label(&host.name) {
-                return Err(invalid(
-                    format!("{key}.name"),
-                    "letters, digits, `-` and `_` only",
-                ));
-            }
-            if !seen.insert(&host.name) {
-                return Err(invalid(
-                    format!("{key}.name"),
-                    format!("`{}` is listed twice", host.name),
-                ));
-            }
-            if !self.queues.contains_key(&host.queue) {
-                return Err(invalid(
-                    format!("{key}.queue"),
-                    format!("no queue `{}` in [queues]", host.queue),
-                ));
-            }
-            if !host.ssh.key_path.is_file() {
-                return Err(invalid(
-                    format!("{key}.ssh.key_path"),
-                    format!("no such file {}", host.ssh.key_path.display()),
-                ));
-            }
-            if crate::sshkeys::parse_public_key(&host.ssh.host_key).is_err() {
-                return Err(invalid(
-                    format!("{key}.ssh.host_key"),
-                    "not an OpenSSH public key (`ssh-ed25519 AAAA…`)",
-                ));
-            }
-            if !host.home_root.is_absolute() {
-                return Err(invalid(format!("{key}.home_root"), "must be absolute"));
-            }
-            match &host.network {
-                NetworkSpec::Tailscale { docker_network, .. } => {
-                    if self.tailnet.is_none() {
-                        return Err(invalid(
-                            format!("{key}.network.mode"),
-                            "is tailscale but there is no [tailnet] section",
-                        ));
-                    }
-                    if !valid_label(docker_network) {
-                        return Err(invalid(
-                            format!("{key}.network.docker_network"),
-                            "letters, digits, `-` and `_` only",
-                        ));
-                    }
-                }
-                NetworkSpec::Direct {
-                    driver,
-                    parent,
-                    subnet,
-                    gateway,
-                    pool,
-                    docker_network,
-                } => {
-                    if !valid_label(docker_network) {
-                        return Err(invalid(
-                            format!("{key}.network.docker_network"),
-                            "letters, digits, `-` and `_` only",
-                        ));
-                    }
-                    if *driver == DirectDriver::Macvlan && parent.is_none() {
-                        return Err(invalid(
-                            format!("{key}.network.parent"),
-                            "macvlan needs the host's LAN interface",
-                        ));
-                    }
-                    if subnet.prefix_len() > 30 {
-                        return Err(invalid(format!("{key}.network.subnet"), "is too small"));
-                    }
-                    if let Some(gw) = gateway {
-                        if !subnet.contains(gw) {
-                            return Err(invalid(
-                                format!("{key}.network.gateway"),
-                                "is outside the subnet",
-                            ));
-                        }
-                    }
-                    if let Some(pool) = pool {
-                        if !subnet.contains(pool) {
-                            return Err(invalid(
-                                format!("{key}.network.pool"),
-                                "is outside the subnet",
-                            ));
-                        }
-                    }
-                }
-            }
-        }
         Ok(())
+    }
+
+    /// One `[[hosts]]` entry (`key` is `hosts[i]`), past its name.
+    fn validate_host(&self, key: &str, host: &HostSpec) -> Result<(), ConfigError> {
+        if !self.queues.contains_key(&host.queue) {
+            return Err(invalid(
+                format!("{key}.queue"),
+                format!("no queue `{}` in [queues]", host.queue),
+            ));
+        }
+        if !host.ssh.key_path.is_file() {
+            return Err(invalid(
+                format!("{key}.ssh.key_path"),
+                format!("no such file {}", host.ssh.key_path.display()),
+            ));
+        }
+        if crate::sshkeys::parse_public_key(&host.ssh.host_key).is_err() {
+            return Err(invalid(
+                format!("{key}.ssh.host_key"),
+                "not an OpenSSH public key (`ssh-ed25519 AAAA…`)",
+            ));
+        }
+        if !host.home_root.is_absolute() {
+            return Err(invalid(format!("{key}.home_root"), "must be absolute"));
+        }
+        if matches!(host.network, NetworkSpec::Tailscale { .. }) && self.tailnet.is_none() {
+            return Err(invalid(
+                format!("{key}.network.mode"),
+                "is tailscale but there is no [tailnet] section",
+            ));
+        }
+        validate_network(&format!("{key}.network"), &host.network)
     }
 
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
         self.queues.get(name)
     }
+}
+
+fn validate_queue(name: &str, q: &QueueConfig) -> Result<(), ConfigError> {
+    let key = format!("queues.{name}");
+    QueueName::parse(name).map_err(|e| invalid(&key, e.to_string()))?;
+    if q.cpus == 0 {
+        return Err(invalid(format!("{key}.cpus"), "must be at least 1"));
+    }
+    if q.lifetime > q.max_lifetime {
+        return Err(invalid(
+            format!("{key}.lifetime"),
+            "is longer than max_lifetime",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_tailnet(t: &TailnetConfig) -> Result<(), ConfigError> {
+    if !(t.api_url.starts_with("https://") || t.api_url.starts_with("http://127.")) {
+        return Err(invalid(
+            "tailnet.api_url",
+            "must be https (plain http only on loopback)",
+        ));
+    }
+    let oauth = t.oauth_client_id.is_some() && t.oauth_client_secret.is_some();
+    if t.api_key.is_none() && !(oauth && t.provider == TailnetProvider::Tailscale) {
+        return Err(invalid(
+            "tailnet.api_key",
+            "is needed (or, for Tailscale, oauth_client_id and oauth_client_secret)",
+        ));
+    }
+    if t.provider == TailnetProvider::Headscale && t.user.is_none() {
+        return Err(invalid(
+            "tailnet.user",
+            "Headscale needs the user that owns vessel nodes",
+        ));
+    }
+    if t.tags
+        .iter()
+        .chain(t.user_tag.iter())
+        .any(|tag| !tag.starts_with("tag:"))
+    {
+        return Err(invalid("tailnet.tags", "every tag starts with `tag:`"));
+    }
+    Ok(())
+}
+
+/// A host's `network` table (`key` is `hosts[i].network`).
+fn validate_network(key: &str, network: &NetworkSpec) -> Result<(), ConfigError> {
+    let docker_network = match network {
+        NetworkSpec::Tailscale { docker_network, .. } => docker_network,
+        NetworkSpec::Direct { docker_network, .. } => docker_network,
+    };
+    if !valid_label(docker_network) {
+        return Err(invalid(
+            format!("{key}.docker_network"),
+            "letters, digits, `-` and `_` only",
+        ));
+    }
+    let NetworkSpec::Direct {
+        driver,
+        parent,
+        subnet,
+        gateway,
+        pool,
+        ..
+    } = network
+    else {
+        return Ok(());
+    };
+    if *driver == DirectDriver::Macvlan && parent.is_none() {
+        return Err(invalid(
+            format!("{key}.parent"),
+            "macvlan needs the host's LAN interface",
+        ));
+    }
+    if subnet.prefix_len() > 30 {
+        return Err(invalid(format!("{key}.subnet"), "is too small"));
+    }
+    if gateway.is_some_and(|gw| !subnet.contains(&gw)) {
+        return Err(invalid(format!("{key}.gateway"), "is outside the subnet"));
+    }
+    if pool.is_some_and(|pool| !subnet.contains(&pool)) {
+        return Err(invalid(format!("{key}.pool"), "is outside the subnet"));
+    }
+    Ok(())
 }
 
 fn valid_label(s: &str) -> bool {

@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod metrics;
 pub mod placement;
 pub mod reconciler;
+pub mod shutdown;
 pub mod sshkeys;
 pub mod startup;
 pub mod store;

@@ -44,8 +44,9 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => {
             let app = Application::build(config).await?;
-            app.run_until_stopped().await;
-            Ok(())
+            app.run_until_stopped()
+                .await
+                .context("cannot handle stop signals")
         }
         Some("token") => {
             let Some(subject) = args.get(1) else {

@@ -44,16 +44,10 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
          vessel_provision_seconds_count {total}\n",
         SUM_MICROS.load(Ordering::Relaxed) as f64 / 1e6
     ));
-    let states =
-        sqlx::query!(r#"SELECT state AS "state!", count(*) AS "n!" FROM vessels GROUP BY state"#)
-            .fetch_all(&state.db)
-            .await?;
+    let states = crate::store::vessels::count_by_state(&state.db).await?;
     out.push_str("# HELP vessel_vessels Vessels by state.\n# TYPE vessel_vessels gauge\n");
-    for s in states {
-        out.push_str(&format!(
-            "vessel_vessels{{state=\"{}\"}} {}\n",
-            s.state, s.n
-        ));
+    for (name, n) in states {
+        out.push_str(&format!("vessel_vessels{{state=\"{name}\"}} {n}\n"));
     }
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

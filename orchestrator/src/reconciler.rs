@@ -3,20 +3,22 @@
 //! removed; a running vessel whose container is gone is `lost` and its
 //! resources freed (the host answered, so "gone" is confirmed); a `lost`
 //! vessel whose container is back is `running` again; reservations of ended
-//! vessels are freed.
+//! vessels are freed. The diff is [`decide`], a pure function of what Docker
+//! lists and what the rows say.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use bollard::Docker;
 use sqlx::PgPool;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 use uuid::Uuid;
 
 use crate::conductor::spec::{LABEL_FLEET, LABEL_HOST, LABEL_ID};
 use crate::domain::VesselState;
-use crate::hosts::HostPool;
-use crate::store::vessels;
+use crate::hosts::{HostError, HostPool};
+use crate::store::{bot_state, events, hosts as host_store, vessels};
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
@@ -25,6 +27,73 @@ pub struct Report {
     pub lost: usize,
     pub recovered: usize,
     pub freed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("cannot list the host's containers")]
+    List(#[source] bollard::errors::Error),
+    #[error("cannot read or record the vessels")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A container carrying our labels, as Docker lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Docker's id, to remove it by.
+    pub docker_id: String,
+    pub name: String,
+    /// The vessel its label names, when the label is a vessel id.
+    pub vessel: Option<Uuid>,
+    pub running: bool,
+}
+
+/// What one host needs. A vessel that is fine gets no decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A container no live vessel owns, or a dead one of a vessel that
+    /// should run: removed (the vessel is handled on its own).
+    Orphan { docker_id: String, name: String },
+    /// A running vessel whose container is gone: `lost`, its devices freed.
+    Vanished(Uuid),
+    /// A `lost` vessel whose container runs again: `running`.
+    Back(Uuid),
+    /// A `lost` vessel confirmed gone on a reachable host: now it is safe to
+    /// hand its devices out again.
+    Gone(Uuid),
+}
+
+/// The diff between a host's containers and the rows of its live vessels.
+pub fn decide(containers: &[Observed], vessels: &[(Uuid, VesselState)]) -> Vec<Decision> {
+    let states: HashMap<Uuid, VesselState> = vessels.iter().copied().collect();
+    let mut present = HashSet::new();
+    let mut decisions = Vec::new();
+    for c in containers {
+        match c.vessel.and_then(|id| states.get(&id).map(|s| (id, *s))) {
+            Some((id, _)) if c.running => {
+                present.insert(id);
+            }
+            Some((id, VesselState::Provisioning)) => {
+                // The conductor owns it until it is running or failed.
+                present.insert(id);
+            }
+            _ => decisions.push(Decision::Orphan {
+                docker_id: c.docker_id.clone(),
+                name: c.name.clone(),
+            }),
+        }
+    }
+    for (id, state) in vessels {
+        match (state, present.contains(id)) {
+            (VesselState::Running, false) => decisions.push(Decision::Vanished(*id)),
+            (VesselState::Lost, true) => decisions.push(Decision::Back(*id)),
+            (VesselState::Lost, false) => decisions.push(Decision::Gone(*id)),
+            _ => {}
+        }
+    }
+    decisions
 }
 
 pub struct Reconciler {
@@ -53,46 +122,26 @@ impl Reconciler {
     /// forever: what is older than the retention and settled goes.
     pub async fn prune(&self) -> Result<u64, sqlx::Error> {
         let secs = self.retention.as_secs_f64();
-        let events = sqlx::query!(
-            "DELETE FROM events WHERE created_at < now() - make_interval(secs => $1)",
-            secs
-        )
-        .execute(&self.db)
-        .await?
-        .rows_affected();
-        let refs = sqlx::query!(
-            "DELETE FROM bot_state b USING vessels v
-             WHERE b.key = 'slack-message:' || v.id::text
-               AND v.ended_at < now() - make_interval(secs => $1)",
-            secs
-        )
-        .execute(&self.db)
-        .await?
-        .rows_affected();
+        let events = events::prune(&self.db, secs).await?;
+        let refs = bot_state::prune_message_refs(&self.db, secs).await?;
         Ok(events + refs)
     }
 
     pub async fn run_once(&self) -> Result<Report, sqlx::Error> {
-        let mut report = Report::default();
-        // Ended vessels never hold anything.
-        report.freed += sqlx::query!(
-            "DELETE FROM reservations r USING vessels v
-             WHERE r.vessel_id = v.id AND v.state IN ('buried', 'failed')"
-        )
-        .execute(&self.db)
-        .await?
-        .rows_affected() as usize;
-        let online: Vec<String> =
-            sqlx::query_scalar!("SELECT name FROM hosts WHERE online ORDER BY name")
-                .fetch_all(&self.db)
-                .await?;
-        for host in online {
+        let mut report = Report {
+            freed: vessels::free_ended_reservations(&self.db).await? as usize,
+            ..Report::default()
+        };
+        for host in host_store::online_names(&self.db).await? {
             if self.hosts.spec(&host).is_none() {
                 continue;
             }
-            match self.host(&host, &mut report).await {
+            let span = tracing::info_span!("reconcile", %host);
+            match self.host(&host, &mut report).instrument(span).await {
                 Ok(()) => report.hosts += 1,
-                Err(e) => warn!(%host, error = %e, "cannot reconcile the host"),
+                Err(e) => {
+                    warn!(%host, error = &e as &dyn std::error::Error, "cannot reconcile the host")
+                }
             }
         }
         match self.prune().await {
@@ -106,9 +155,27 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// One reachable host.
-    pub async fn host(&self, host: &str, report: &mut Report) -> Result<(), String> {
-        let link = self.hosts.link(host).await.map_err(|e| e.to_string())?;
+    /// One reachable host: observe, diff, act.
+    pub async fn host(&self, host: &str, report: &mut Report) -> Result<(), ReconcileError> {
+        let link = self.hosts.link(host).await?;
+        let containers = self.observe(&link.docker, host).await?;
+        let vessels = vessels::live_on_host(&self.db, host).await?;
+        for decision in decide(&containers, &vessels) {
+            let span = match &decision {
+                Decision::Orphan { name, .. } => tracing::info_span!("orphan", container = %name),
+                Decision::Vanished(id) | Decision::Back(id) | Decision::Gone(id) => {
+                    tracing::info_span!("vessel", vessel = %id)
+                }
+            };
+            self.act(&link.docker, host, decision, report)
+                .instrument(span)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The containers of this fleet on `host`, dead ones included.
+    async fn observe(&self, docker: &Docker, host: &str) -> Result<Vec<Observed>, ReconcileError> {
         let filters = HashMap::from([(
             "label".to_string(),
             vec![
@@ -116,111 +183,61 @@ impl Reconciler {
                 format!("{LABEL_HOST}={host}"),
             ],
         )]);
-        let containers = link
-            .docker
+        let containers = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(filters),
                 ..Default::default()
             }))
             .await
-            .map_err(|e| e.to_string())?;
-        let rows = sqlx::query!(
-            "SELECT v.id, v.state FROM vessels v JOIN hosts h ON h.id = v.host_id
-             WHERE h.name = $1 AND v.state IN ('provisioning', 'running', 'stopping', 'lost')",
-            host
-        )
-        .fetch_all(&self.db)
-        .await
-        .map_err(|e| e.to_string())?;
-        let states: HashMap<Uuid, String> = rows.into_iter().map(|r| (r.id, r.state)).collect();
-        let mut present = HashSet::new();
-        for c in &containers {
-            let labels = c.labels.clone().unwrap_or_default();
-            let id = labels.get(LABEL_ID).and_then(|i| Uuid::parse_str(i).ok());
-            let running = c.state.as_ref().map(|s| s.to_string()) == Some("running".into());
-            match id.and_then(|id| states.get(&id).map(|s| (id, s))) {
-                Some((id, _)) if running => {
-                    present.insert(id);
-                }
-                Some((id, state)) if state == "provisioning" => {
-                    // The conductor owns it until it is running or failed.
-                    present.insert(id);
-                }
-                _ => {
-                    // No live row, or a dead container of a vessel that
-                    // should run: remove it (the vessel is handled below).
-                    let name = c
-                        .names
-                        .as_ref()
-                        .and_then(|n| n.first())
-                        .cloned()
-                        .unwrap_or_default();
-                    let target = c.id.clone().unwrap_or_default();
-                    match link
-                        .docker
-                        .remove_container(
-                            &target,
-                            Some(RemoveContainerOptions {
-                                force: true,
-                                v: true,
-                                ..Default::default()
-                            }),
-                        )
-                        .await
-                    {
-                        Ok(()) => {
-                            info!(%host, container = %name, "removed an orphan container");
-                            report.orphans_removed += 1;
-                        }
-                        Err(e) => {
-                            warn!(%host, container = %name, error = %e, "cannot remove an orphan")
-                        }
-                    }
+            .map_err(ReconcileError::List)?;
+        Ok(containers
+            .into_iter()
+            .map(|c| Observed {
+                vessel: c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_ID))
+                    .and_then(|i| Uuid::parse_str(i).ok()),
+                running: c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running"),
+                name: c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .cloned()
+                    .unwrap_or_default(),
+                docker_id: c.id.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn act(
+        &self,
+        docker: &Docker,
+        host: &str,
+        decision: Decision,
+        report: &mut Report,
+    ) -> Result<(), sqlx::Error> {
+        match decision {
+            Decision::Orphan { docker_id, name } => {
+                if remove_orphan(docker, &docker_id, &name).await {
+                    report.orphans_removed += 1;
                 }
             }
-        }
-        for (id, state) in states {
-            let here = present.contains(&id);
-            match (state.as_str(), here) {
-                ("running", false) => {
-                    self.mark_lost_and_free(id, &format!("its container on {host} is gone"))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    report.lost += 1;
+            Decision::Vanished(id) => {
+                self.mark_lost_and_free(id, &format!("its container on {host} is gone"))
+                    .await?;
+                report.lost += 1;
+            }
+            Decision::Back(id) => {
+                if self.mark_back(id, host).await? {
+                    report.recovered += 1;
                 }
-                ("lost", true) => {
-                    let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
-                    if vessels::transition(
-                        &mut tx,
-                        id,
-                        &[VesselState::Lost],
-                        VesselState::Running,
-                        Some(&format!(
-                            "{host} answers again and the vessel is still running"
-                        )),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-                    {
-                        report.recovered += 1;
-                    }
-                    tx.commit().await.map_err(|e| e.to_string())?;
-                }
-                ("lost", false) => {
-                    // Confirmed gone on a reachable host: now it is safe to
-                    // hand its devices out again.
-                    let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
-                    let freed = sqlx::query!("DELETE FROM reservations WHERE vessel_id = $1", id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .rows_affected();
-                    tx.commit().await.map_err(|e| e.to_string())?;
-                    report.freed += freed as usize;
-                }
-                _ => {}
+            }
+            Decision::Gone(id) => {
+                let mut tx = self.db.begin().await?;
+                report.freed += vessels::free_reservation(&mut tx, id).await? as usize;
+                tx.commit().await?;
             }
         }
         Ok(())
@@ -241,5 +258,113 @@ impl Reconciler {
             vessels::free_reservation(&mut tx, id).await?;
         }
         tx.commit().await
+    }
+
+    /// True when the vessel moved back to `running`.
+    async fn mark_back(&self, id: Uuid, host: &str) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let moved = vessels::transition(
+            &mut tx,
+            id,
+            &[VesselState::Lost],
+            VesselState::Running,
+            Some(&format!(
+                "{host} answers again and the vessel is still running"
+            )),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(moved.is_some())
+    }
+}
+
+/// True when it is gone; a failure is logged and left for the next run.
+async fn remove_orphan(docker: &Docker, docker_id: &str, name: &str) -> bool {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(docker_id, Some(options)).await {
+        Ok(()) => {
+            info!(container = %name, "removed an orphan container");
+            true
+        }
+        Err(e) => {
+            warn!(container = %name, error = %e, "cannot remove an orphan");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use VesselState::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn container(vessel: Option<Uuid>, running: bool) -> Observed {
+        let name = vessel.map_or("stray".into(), |v| format!("vessel-{v}"));
+        Observed {
+            docker_id: format!("docker-{name}"),
+            name,
+            vessel,
+            running,
+        }
+    }
+
+    /// A story, the host's containers, the vessel's state, what is decided.
+    type Case = (
+        &'static str,
+        Vec<Observed>,
+        Option<VesselState>,
+        Vec<Decision>,
+    );
+
+    fn orphan(c: &Observed) -> Decision {
+        Decision::Orphan {
+            docker_id: c.docker_id.clone(),
+            name: c.name.clone(),
+        }
+    }
+
+    #[test]
+    fn the_reconciler_decides_from_containers_and_rows() {
+        let v = id(1);
+        let up = container(Some(v), true);
+        let dead = container(Some(v), false);
+        let stranger = container(Some(id(2)), true);
+        let unlabelled = container(None, true);
+        #[rustfmt::skip]
+        let cases: Vec<Case> = vec![
+            ("running with its container: fine", vec![up.clone()], Some(Running), vec![]),
+            ("running without its container: vanished", vec![], Some(Running), vec![Decision::Vanished(v)]),
+            ("running with a dead container: the container goes, the vessel is lost",
+             vec![dead.clone()], Some(Running), vec![orphan(&dead), Decision::Vanished(v)]),
+            ("lost and its container runs: back", vec![up.clone()], Some(Lost), vec![Decision::Back(v)]),
+            ("lost and no container: gone, its devices go back", vec![], Some(Lost), vec![Decision::Gone(v)]),
+            ("lost with a dead container: removed, and gone",
+             vec![dead.clone()], Some(Lost), vec![orphan(&dead), Decision::Gone(v)]),
+            ("provisioning, container not started yet: the conductor's", vec![dead.clone()], Some(Provisioning), vec![]),
+            ("provisioning, no container yet: fine", vec![], Some(Provisioning), vec![]),
+            ("stopping with its container: the conductor's", vec![up.clone()], Some(Stopping), vec![]),
+            ("stopping with a dead container: removed", vec![dead.clone()], Some(Stopping), vec![orphan(&dead)]),
+            ("a container of no live vessel: orphan", vec![stranger.clone()], None, vec![orphan(&stranger)]),
+            ("a container whose label is no vessel id: orphan", vec![unlabelled.clone()], None, vec![orphan(&unlabelled)]),
+        ];
+        for (story, containers, state, expected) in cases {
+            let vessels: Vec<(Uuid, VesselState)> = state.map(|s| (v, s)).into_iter().collect();
+            assert_eq!(decide(&containers, &vessels), expected, "{story}");
+        }
+    }
+
+    #[test]
+    fn each_vessel_is_judged_on_its_own_container() {
+        let (a, b) = (id(1), id(2));
+        let decisions = decide(&[container(Some(a), true)], &[(a, Running), (b, Running)]);
+        assert_eq!(decisions, vec![Decision::Vanished(b)]);
     }
 }

@@ -4,13 +4,14 @@
 //! when the vessel ends. Rate limits (429 + Retry-After) and server errors
 //! are retried; refusals are surfaced with a reason a person can act on.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+use crate::clock::Clock;
 use crate::config::{Secret, TailnetConfig, TailnetProvider};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,8 @@ pub struct Tailnet {
     config: TailnetConfig,
     http: reqwest::Client,
     oauth: Mutex<Option<(String, Instant)>>,
+    /// Dates a Headscale key's expiry.
+    clock: Arc<dyn Clock>,
 }
 
 /// Longest we honour a Retry-After, and how many times.
@@ -46,7 +49,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 const ATTEMPTS: u32 = 5;
 
 impl Tailnet {
-    pub fn new(config: TailnetConfig) -> Self {
+    pub fn new(config: TailnetConfig, clock: Arc<dyn Clock>) -> Self {
         Tailnet {
             config,
             http: reqwest::Client::builder()
@@ -54,6 +57,7 @@ impl Tailnet {
                 .build()
                 .expect("http client"),
             oauth: Mutex::new(None),
+            clock,
         }
     }
 
@@ -218,7 +222,7 @@ impl Tailnet {
             }
             TailnetProvider::Headscale => {
                 let url = self.url("/api/v1/preauthkey");
-                let expiration = (Utc::now()
+                let expiration = (self.clock.now()
                     + chrono::Duration::from_std(expiry).unwrap_or_default())
                 .to_rfc3339();
                 let payload = json!({

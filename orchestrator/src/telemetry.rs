@@ -1,6 +1,13 @@
 //! Logs: pretty for people, JSON for machines (`VESSEL_LOG_FORMAT=json`),
-//! filtered by `RUST_LOG` (default `info`).
+//! filtered by `RUST_LOG` (default `info`); and the span every API request
+//! runs in.
 
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
@@ -13,4 +20,34 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+}
+
+/// Middleware: runs the request in a `request` span (method, route, a
+/// short id), so whatever a handler logs, its error chain included, says
+/// which request it was; the answer's status and time are logged at debug.
+pub async fn request_span(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str)
+        .to_owned();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        id = &id[..8],
+    );
+    let started = Instant::now();
+    async move {
+        let response = next.run(req).await;
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await
 }

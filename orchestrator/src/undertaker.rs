@@ -3,25 +3,27 @@
 //! from the Docker API. Idle time accrues only inside work hours; missing
 //! metrics are "unknown", never idle. At `warn_after` idle work-hours the
 //! owner is warned (Keep / Kill); `bury_after` more and the vessel is buried.
+//!
+//! Each vessel is judged by [`decide`], a pure function of its ledger, its
+//! use and the time; the sweep around it reads, decides and writes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::UndertakerConfig;
 use crate::domain::VesselState;
 use crate::hosts::HostPool;
+use crate::store::idle::{self, Counters, CpuReading, RunningVessel};
 use crate::store::{audit, events, jobs, vessels};
 use crate::work_hours::WorkHours;
-
-/// One replica sweeps at a time: the lock every sweep takes.
-const SWEEP_LOCK: i64 = 0x7665_7373_656c; // "vessel"
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
@@ -41,13 +43,187 @@ pub struct SweepReport {
     pub expired: usize,
 }
 
-/// The counters of one sweep, written together.
-#[derive(Default)]
-struct Batch {
-    ids: Vec<Uuid>,
-    idle: Vec<f64>,
-    /// The warning is withdrawn (the vessel was used or kept).
-    reset: Vec<bool>,
+impl SweepReport {
+    fn count(&mut self, usage: Usage, decision: &Decision) {
+        match (decision.verdict, usage) {
+            (Verdict::Expire, _) => self.expired += 1,
+            // Idle but kept: not counted as idle.
+            (Verdict::Reset, _) => {}
+            (_, Usage::Idle) => self.idle += 1,
+            (_, Usage::Unknown) => self.unknown += 1,
+            (_, Usage::Busy) => {}
+        }
+        match decision.verdict {
+            Verdict::Warn => self.warned += 1,
+            Verdict::Bury => self.buried += 1,
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot ask Prometheus")]
+    Unreachable(#[from] reqwest::Error),
+    #[error("Prometheus refused the query: {0}")]
+    Refused(String),
+}
+
+/// One vessel's idle bookkeeping, as the last sweep left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ledger {
+    pub expires_at: DateTime<Utc>,
+    /// Idle work-seconds so far.
+    pub idle_secs: f64,
+    pub last_sweep_at: Option<DateTime<Utc>>,
+    pub warned_at: Option<DateTime<Utc>>,
+    pub keep_until: Option<DateTime<Utc>>,
+    pub expiry_warned_at: Option<DateTime<Utc>>,
+}
+
+impl Ledger {
+    fn of(v: &RunningVessel) -> Ledger {
+        Ledger {
+            expires_at: v.expires_at,
+            idle_secs: v.idle_secs.unwrap_or(0.0),
+            last_sweep_at: v.last_sweep_at,
+            warned_at: v.warned_at,
+            keep_until: v.keep_until,
+            expiry_warned_at: v.expiry_warned_at,
+        }
+    }
+
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now
+    }
+}
+
+/// The rules a sweep applies.
+#[derive(Debug, Clone)]
+pub struct Policy<'a> {
+    /// Idle work-time before the warning…
+    pub warn_after: Duration,
+    /// …and after the warning, before burial.
+    pub bury_after: Duration,
+    /// Warn this long before a vessel's lifetime ends.
+    pub expiry_warning: Duration,
+    /// Idle time accrues only inside these.
+    pub work: &'a WorkHours,
+}
+
+impl Policy<'_> {
+    fn warn_at(&self) -> f64 {
+        self.warn_after.as_secs_f64()
+    }
+
+    fn bury_at(&self) -> f64 {
+        self.warn_at() + self.bury_after.as_secs_f64()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its lifetime is over: buried whatever its use.
+    Expire,
+    /// Idle for `bury_after` more since the warning: buried.
+    Bury,
+    /// Idle for `warn_after` and not warned yet: the owner is warned.
+    Warn,
+    /// Used, or kept: the counter is back at zero, a warning withdrawn.
+    Reset,
+    /// Below the marks, or its use unknown: the counter grows or holds.
+    Nothing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The idle work-seconds to record.
+    pub idle_secs: f64,
+    /// The lifetime ends within `expiry_warning` and the owner was not told.
+    pub warn_expiry: bool,
+}
+
+/// What to do with one running vessel, from what the last sweep recorded
+/// and its use since.
+pub fn decide(ledger: &Ledger, usage: Usage, now: DateTime<Utc>, policy: &Policy) -> Decision {
+    if ledger.expired(now) {
+        return Decision {
+            verdict: Verdict::Expire,
+            idle_secs: ledger.idle_secs,
+            warn_expiry: false,
+        };
+    }
+    let expiry_due =
+        ledger.expires_at - chrono::Duration::from_std(policy.expiry_warning).unwrap_or_default();
+    let warn_expiry = now >= expiry_due && ledger.expiry_warned_at.is_none();
+    let kept = ledger.keep_until.is_some_and(|k| k > now);
+    let idle = match (usage, kept) {
+        (Usage::Busy, _) | (Usage::Idle, true) => {
+            return Decision {
+                verdict: Verdict::Reset,
+                idle_secs: 0.0,
+                warn_expiry,
+            }
+        }
+        (Usage::Unknown, _) => ledger.idle_secs,
+        (Usage::Idle, false) => {
+            let worked = ledger.last_sweep_at.map_or(0, |last| {
+                policy.work.between(last, now).num_seconds().max(0)
+            });
+            ledger.idle_secs + worked as f64
+        }
+    };
+    // Nobody is buried unwarned: a vessel that crossed both marks at once
+    // (the orchestrator was down, say) is warned now and gets the whole
+    // `bury_after` from here.
+    if idle >= policy.warn_at() && ledger.warned_at.is_none() {
+        return Decision {
+            verdict: Verdict::Warn,
+            idle_secs: idle.min(policy.warn_at()),
+            warn_expiry,
+        };
+    }
+    let verdict = if idle >= policy.bury_at() {
+        Verdict::Bury
+    } else {
+        Verdict::Nothing
+    };
+    Decision {
+        verdict,
+        idle_secs: idle,
+        warn_expiry,
+    }
+}
+
+/// A GPU vessel is idle when every one of its GPUs is; a GPU without a
+/// metric makes it unknown.
+pub fn gpu_usage(uuids: &[String], metrics: &HashMap<String, f64>, idle_below: f64) -> Usage {
+    let values: Option<Vec<f64>> = uuids.iter().map(|u| metrics.get(u).copied()).collect();
+    match values {
+        None => Usage::Unknown,
+        Some(v) if v.iter().all(|u| *u <= idle_below) => Usage::Idle,
+        Some(_) => Usage::Busy,
+    }
+}
+
+/// A CPU-only vessel's use between two readings of its cgroup's cumulative
+/// CPU time, as a share of its cores. Without an earlier reading, or when
+/// the counter went backwards (a restarted container), it is unknown.
+pub fn cpu_usage(before: Option<CpuReading>, now_ns: i64, cores: usize, idle_below: f64) -> Usage {
+    let Some(before) = before else {
+        return Usage::Unknown;
+    };
+    let elapsed_ns = before.elapsed_secs * 1e9;
+    if elapsed_ns <= 0.0 || now_ns < before.before_ns {
+        return Usage::Unknown;
+    }
+    let percent = (now_ns - before.before_ns) as f64 / (elapsed_ns * cores.max(1) as f64) * 100.0;
+    if percent <= idle_below {
+        Usage::Idle
+    } else {
+        Usage::Busy
+    }
 }
 
 pub struct Undertaker {
@@ -74,14 +250,23 @@ impl Undertaker {
             clock,
             hosts,
             http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(20))
+                .timeout(Duration::from_secs(20))
                 .build()
                 .expect("http client"),
         }
     }
 
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            warn_after: self.config.warn_after.duration(),
+            bury_after: self.config.bury_after.duration(),
+            expiry_warning: self.config.expiry_warning.duration(),
+            work: &self.work,
+        }
+    }
+
     /// `avg_over_time(DCGM_FI_DEV_GPU_UTIL[window])` by GPU UUID.
-    pub async fn gpu_utilisation(&self) -> Result<HashMap<String, f64>, String> {
+    pub async fn gpu_utilisation(&self) -> Result<HashMap<String, f64>, MetricsError> {
         let Some(url) = &self.config.prometheus_url else {
             return Ok(HashMap::new());
         };
@@ -94,13 +279,11 @@ impl Undertaker {
             .get(format!("{}/api/v1/query", url.trim_end_matches('/')))
             .query(&[("query", query.as_str())])
             .send()
-            .await
-            .map_err(|e| format!("prometheus: {e}"))?
+            .await?
             .json()
-            .await
-            .map_err(|e| format!("prometheus: {e}"))?;
+            .await?;
         if body["status"] != "success" {
-            return Err(format!("prometheus: {}", body["error"]));
+            return Err(MetricsError::Refused(body["error"].to_string()));
         }
         Ok(body["data"]["result"]
             .as_array()
@@ -114,6 +297,17 @@ impl Undertaker {
             .collect())
     }
 
+    /// How the vessel was used since the last sweep.
+    async fn usage(&self, v: &RunningVessel, gpu: &HashMap<String, f64>) -> Usage {
+        if !v.gpu_uuids.is_empty() {
+            return gpu_usage(&v.gpu_uuids, gpu, self.config.gpu_idle_below);
+        }
+        match &v.host {
+            Some(h) => self.cpu_usage(h, v.id, v.cores.len()).await,
+            None => Usage::Unknown,
+        }
+    }
+
     /// A CPU-only vessel's use since the last sweep, from its cgroup's
     /// cumulative CPU time (read with an exec over the Docker API, since
     /// some engines report no CPU in their stats). The first reading is a
@@ -122,264 +316,142 @@ impl Undertaker {
         let Some(now_ns) = self.read_cpu_ns(host, id).await else {
             return Usage::Unknown;
         };
-        let read_at = Utc::now();
-        let previous = sqlx::query!(
-            "SELECT cpu_ns, cpu_read_at FROM vessel_idle WHERE vessel_id = $1",
-            id
-        )
-        .fetch_optional(&self.db)
-        .await
-        .ok()
-        .flatten();
-        let _ = sqlx::query!(
-            "INSERT INTO vessel_idle (vessel_id, cpu_ns, cpu_read_at) VALUES ($1, $2, $3)
-             ON CONFLICT (vessel_id) DO UPDATE SET cpu_ns = $2, cpu_read_at = $3",
-            id,
-            now_ns,
-            read_at
-        )
-        .execute(&self.db)
-        .await;
-        let Some((before_ns, before_at)) = previous.and_then(|p| Some((p.cpu_ns?, p.cpu_read_at?)))
-        else {
-            return Usage::Unknown;
-        };
-        let elapsed_ns = (read_at - before_at).num_nanoseconds().unwrap_or(0) as f64;
-        if elapsed_ns <= 0.0 || now_ns < before_ns {
-            return Usage::Unknown;
-        }
-        let percent = (now_ns - before_ns) as f64 / (elapsed_ns * cores.max(1) as f64) * 100.0;
-        if percent <= self.config.cpu_idle_below {
-            Usage::Idle
-        } else {
-            Usage::Busy
+        match idle::swap_cpu_reading(&self.db, id, now_ns).await {
+            Ok(before) => cpu_usage(before, now_ns, cores, self.config.cpu_idle_below),
+            Err(e) => {
+                warn!(error = %e, "cannot record the CPU reading");
+                Usage::Unknown
+            }
         }
     }
 
+    /// The container's cumulative CPU time: from the engine's stats, which
+    /// cost the vessel nothing, else from an exec that reads its cgroup
+    /// (engines whose stats carry no CPU). An exec runs inside the vessel's
+    /// cgroup and is counted as its use (some 25 ms of CPU a reading).
     async fn read_cpu_ns(&self, host: &str, id: Uuid) -> Option<i64> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        use futures::StreamExt;
         let link = self.hosts.link(host).await.ok()?;
         let name = crate::conductor::spec::container_name(&id.to_string());
-        let exec = link
-            .docker
-            .create_exec(
-                &name,
-                CreateExecOptions {
-                    cmd: Some(vec![
-                        "sh",
-                        "-c",
-                        "cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null \
-                         || awk '/^usage_usec/ {printf \"%d\\n\", $2 * 1000}' /sys/fs/cgroup/cpu.stat",
-                    ]),
-                    attach_stdout: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .ok()?;
-        let StartExecResults::Attached { mut output, .. } =
-            link.docker.start_exec(&exec.id, None).await.ok()?
-        else {
-            return None;
-        };
-        let mut text = String::new();
-        while let Some(Ok(chunk)) = output.next().await {
-            text.push_str(&chunk.to_string());
+        match stats_cpu_ns(&link.docker, &name).await {
+            Some(ns) => Some(ns),
+            None => {
+                tracing::debug!("the engine's stats carry no CPU: reading the cgroup");
+                exec_cpu_ns(&link.docker, &name).await
+            }
         }
-        text.trim().parse().ok()
     }
 
     pub async fn sweep(&self) -> Result<SweepReport, sqlx::Error> {
         // The lock lives on one connection for the whole sweep.
         let mut lock = self.db.acquire().await?;
-        let got: bool =
-            sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"got!\"", SWEEP_LOCK)
-                .fetch_one(&mut *lock)
-                .await?;
-        if !got {
+        if !idle::try_lock_sweep(&mut lock).await? {
             return Ok(SweepReport {
                 skipped: true,
                 ..SweepReport::default()
             });
         }
         let result = self.sweep_locked().await;
-        sqlx::query_scalar!("SELECT pg_advisory_unlock($1)", SWEEP_LOCK)
-            .fetch_one(&mut *lock)
-            .await?;
+        idle::unlock_sweep(&mut lock).await?;
         result
     }
 
     async fn sweep_locked(&self) -> Result<SweepReport, sqlx::Error> {
         let now = self.clock.now();
-        let gpu = match self.gpu_utilisation().await {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "no GPU metrics this sweep: GPU vessels count as unknown");
-                HashMap::new()
-            }
-        };
-        let rows = sqlx::query!(
-            r#"SELECT v.id, v.name, v.gpu_uuids, v.cores, v.expires_at, h.name AS "host?",
-                      i.idle_secs AS "idle_secs?", i.last_sweep_at, i.warned_at,
-                      i.keep_until, i.expiry_warned_at
-               FROM vessels v
-               LEFT JOIN hosts h ON h.id = v.host_id
-               LEFT JOIN vessel_idle i ON i.vessel_id = v.id
-               WHERE v.state = 'running'"#
-        )
-        .fetch_all(&self.db)
-        .await?;
+        let gpu = self.gpu_utilisation().await.unwrap_or_else(|e| {
+            warn!(error = %e, "no GPU metrics this sweep: GPU vessels count as unknown");
+            HashMap::new()
+        });
+        let running = idle::running(&self.db).await?;
         let mut report = SweepReport {
-            vessels: rows.len(),
+            vessels: running.len(),
             ..SweepReport::default()
         };
-        let mut batch = Batch::default();
-        let warn_at = self.config.warn_after.duration().as_secs_f64();
-        let bury_at = warn_at + self.config.bury_after.duration().as_secs_f64();
-        for r in rows {
-            if r.expires_at <= now {
-                self.bury(
-                    r.id,
-                    &format!(
-                        "its lifetime ended at {}",
-                        r.expires_at.format("%Y-%m-%d %H:%M UTC")
-                    ),
-                    "vessel.expire",
-                )
+        let mut counters = Counters::default();
+        for v in &running {
+            let span = tracing::info_span!("idle", vessel = %v.id);
+            self.judge(v, &gpu, now, &mut report, &mut counters)
+                .instrument(span)
                 .await?;
-                report.expired += 1;
-                continue;
-            }
-            let expiry_due = r.expires_at
-                - chrono::Duration::from_std(self.config.expiry_warning.duration())
-                    .unwrap_or_default();
-            let warn_expiry = now >= expiry_due && r.expiry_warned_at.is_none();
-
-            let usage = if r.gpu_uuids.is_empty() {
-                match &r.host {
-                    Some(h) => self.cpu_usage(h, r.id, r.cores.len()).await,
-                    None => Usage::Unknown,
-                }
-            } else {
-                let values: Option<Vec<f64>> =
-                    r.gpu_uuids.iter().map(|u| gpu.get(u).copied()).collect();
-                match values {
-                    None => Usage::Unknown,
-                    Some(v) if v.iter().all(|u| *u <= self.config.gpu_idle_below) => Usage::Idle,
-                    Some(_) => Usage::Busy,
-                }
-            };
-            let kept = r.keep_until.is_some_and(|k| k > now);
-            let mut idle = r.idle_secs.unwrap_or(0.0);
-            let mut warned_at = r.warned_at;
-            let mut withdrawn = false;
-            match (usage, kept) {
-                (Usage::Idle, false) => {
-                    if let Some(last) = r.last_sweep_at {
-                        idle += self.work.between(last, now).num_seconds().max(0) as f64;
-                    }
-                    report.idle += 1;
-                }
-                (Usage::Busy, _) | (Usage::Idle, true) => {
-                    idle = 0.0;
-                    warned_at = None;
-                    withdrawn = true;
-                }
-                (Usage::Unknown, _) => report.unknown += 1,
-            }
-            // Nobody is buried unwarned: a vessel that crossed both marks
-            // at once (the orchestrator was down, say) is warned now and
-            // gets the whole `bury_after` from here.
-            let warn_now = idle >= warn_at && warned_at.is_none();
-            if warn_now {
-                idle = idle.min(warn_at);
-            }
-            // Counters for every vessel go in one statement below; what
-            // announces something (a warning) gets a transaction of its own
-            // with its event.
-            batch.ids.push(r.id);
-            batch.idle.push(idle);
-            batch.reset.push(withdrawn);
-            if warn_now || warn_expiry {
-                let mut tx = self.db.begin().await?;
-                if warn_now {
-                    sqlx::query!(
-                        "INSERT INTO vessel_idle (vessel_id, warned_at) VALUES ($1, $2)
-                         ON CONFLICT (vessel_id) DO UPDATE SET warned_at = $2",
-                        r.id,
-                        now
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    self.notify(&mut tx, r.id, "vessel.idle_warning", &format!(
-                        "*{}* has been idle for {:.0} work-hours and will be reclaimed after {:.0} more unless you keep it.",
-                        r.name, idle / 3600.0, (bury_at - idle) / 3600.0
-                    ))
-                    .await?;
-                    report.warned += 1;
-                }
-                if warn_expiry {
-                    sqlx::query!(
-                        "INSERT INTO vessel_idle (vessel_id, expiry_warned_at) VALUES ($1, $2)
-                         ON CONFLICT (vessel_id) DO UPDATE SET expiry_warned_at = $2",
-                        r.id,
-                        now
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    self.notify(
-                        &mut tx,
-                        r.id,
-                        "vessel.expiry_warning",
-                        &format!(
-                            "*{}* reaches the end of its lifetime at {}; extend it to keep it.",
-                            r.name,
-                            r.expires_at.format("%a %d %b %H:%M UTC")
-                        ),
-                    )
-                    .await?;
-                }
-                tx.commit().await?;
-            }
-            if idle >= bury_at {
-                self.bury(
-                    r.id,
-                    &format!("idle for {:.0} work-hours", idle / 3600.0),
-                    "vessel.bury",
-                )
-                .await?;
-                report.buried += 1;
-            }
         }
-        // One statement for all counters: 10,000 vessels must not mean
-        // 10,000 round trips.
-        sqlx::query!(
-            "INSERT INTO vessel_idle (vessel_id, idle_secs, last_sweep_at)
-             SELECT id, idle, $3 FROM unnest($1::uuid[], $2::float8[]) AS t(id, idle)
-             ON CONFLICT (vessel_id) DO UPDATE SET idle_secs = excluded.idle_secs,
-               last_sweep_at = excluded.last_sweep_at",
-            &batch.ids,
-            &batch.idle,
-            now
-        )
-        .execute(&self.db)
-        .await?;
-        let withdrawn: Vec<Uuid> = batch
-            .ids
-            .iter()
-            .zip(&batch.reset)
-            .filter(|(_, r)| **r)
-            .map(|(id, _)| *id)
-            .collect();
-        sqlx::query!(
-            "UPDATE vessel_idle SET warned_at = NULL WHERE vessel_id = ANY($1) AND warned_at IS NOT NULL",
-            &withdrawn
-        )
-        .execute(&self.db)
-        .await?;
+        idle::record_counters(&self.db, &counters, now).await?;
         info!(?report, "undertaker sweep");
         Ok(report)
+    }
+
+    /// Measures, decides and acts on one vessel.
+    async fn judge(
+        &self,
+        v: &RunningVessel,
+        gpu: &HashMap<String, f64>,
+        now: DateTime<Utc>,
+        report: &mut SweepReport,
+        counters: &mut Counters,
+    ) -> Result<(), sqlx::Error> {
+        let ledger = Ledger::of(v);
+        // An expired vessel goes whatever its use: no need to measure it.
+        let usage = if ledger.expired(now) {
+            Usage::Unknown
+        } else {
+            self.usage(v, gpu).await
+        };
+        let decision = decide(&ledger, usage, now, &self.policy());
+        report.count(usage, &decision);
+        if decision.verdict == Verdict::Expire {
+            let reason = format!(
+                "its lifetime ended at {}",
+                v.expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
+            return self.bury(v.id, &reason, "vessel.expire").await;
+        }
+        // Counters for every vessel go in one statement after the sweep;
+        // what announces something gets a transaction of its own with its
+        // event.
+        counters.push(v.id, decision.idle_secs, decision.verdict == Verdict::Reset);
+        self.warn(v, &decision, now).await?;
+        if decision.verdict == Verdict::Bury {
+            let reason = format!("idle for {:.0} work-hours", decision.idle_secs / 3600.0);
+            self.bury(v.id, &reason, "vessel.bury").await?;
+        }
+        Ok(())
+    }
+
+    /// The idle and end-of-lifetime warnings the decision calls for, each
+    /// recorded with its event in one transaction.
+    async fn warn(
+        &self,
+        v: &RunningVessel,
+        decision: &Decision,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let warn_idle = decision.verdict == Verdict::Warn;
+        if !warn_idle && !decision.warn_expiry {
+            return Ok(());
+        }
+        let mut tx = self.db.begin().await?;
+        if warn_idle {
+            idle::mark_warned(&mut tx, v.id, now).await?;
+            let idle = decision.idle_secs;
+            let left = self.policy().bury_at() - idle;
+            let message = format!(
+                "*{}* has been idle for {:.0} work-hours and will be reclaimed after {:.0} more unless you keep it.",
+                v.name,
+                idle / 3600.0,
+                left / 3600.0
+            );
+            self.notify(&mut tx, v.id, "vessel.idle_warning", &message)
+                .await?;
+        }
+        if decision.warn_expiry {
+            idle::mark_expiry_warned(&mut tx, v.id, now).await?;
+            let message = format!(
+                "*{}* reaches the end of its lifetime at {}; extend it to keep it.",
+                v.name,
+                v.expires_at.format("%a %d %b %H:%M UTC")
+            );
+            self.notify(&mut tx, v.id, "vessel.expiry_warning", &message)
+                .await?;
+        }
+        tx.commit().await
     }
 
     async fn notify(
@@ -425,26 +497,234 @@ impl Undertaker {
                 serde_json::json!({ "reason": reason }),
             )
             .await?;
-            info!(vessel = %id, %reason, "burying");
+            info!(%reason, "burying");
         }
         tx.commit().await?;
         Ok(())
     }
 
-    pub fn every(&self) -> std::time::Duration {
+    pub fn every(&self) -> Duration {
         self.config.every.duration()
     }
 
     /// Keep: no idle accrual until `until`, the counter back at zero.
     pub async fn keep(db: &PgPool, id: Uuid, until: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        sqlx::query!(
-            "INSERT INTO vessel_idle (vessel_id, keep_until) VALUES ($1, $2)
-             ON CONFLICT (vessel_id) DO UPDATE SET keep_until = $2, idle_secs = 0, warned_at = NULL",
-            id,
-            until
+        idle::keep(db, id, until).await
+    }
+}
+
+async fn stats_cpu_ns(docker: &bollard::Docker, container: &str) -> Option<i64> {
+    use bollard::query_parameters::StatsOptions;
+    use futures::StreamExt;
+    let options = StatsOptions {
+        stream: false,
+        one_shot: true,
+    };
+    let stats = docker.stats(container, Some(options)).next().await?.ok()?;
+    let total = stats.cpu_stats?.cpu_usage?.total_usage?;
+    // Zero: an engine that does not account CPU, not a vessel that never ran.
+    i64::try_from(total).ok().filter(|ns| *ns > 0)
+}
+
+async fn exec_cpu_ns(docker: &bollard::Docker, container: &str) -> Option<i64> {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    use futures::StreamExt;
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(vec![
+                    "sh",
+                    "-c",
+                    "cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null \
+                     || awk '/^usage_usec/ {printf \"%d\\n\", $2 * 1000}' /sys/fs/cgroup/cpu.stat",
+                ]),
+                attach_stdout: Some(true),
+                ..Default::default()
+            },
         )
-        .execute(db)
-        .await?;
-        Ok(())
+        .await
+        .ok()?;
+    let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.ok()?
+    else {
+        return None;
+    };
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = output.next().await {
+        text.push_str(&chunk.to_string());
+    }
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::work_hours::WorkHoursConfig;
+
+    const H: f64 = 3600.0;
+
+    /// 2026-11-30 is a Monday; work hours are 9–18 UTC, Monday to Friday.
+    fn t(hhmm: &str) -> DateTime<Utc> {
+        format!("2026-11-30T{hhmm}:00Z").parse().unwrap()
+    }
+
+    fn ledger() -> Ledger {
+        Ledger {
+            expires_at: "2026-12-31T00:00:00Z".parse().unwrap(),
+            idle_secs: 0.0,
+            last_sweep_at: None,
+            warned_at: None,
+            keep_until: None,
+            expiry_warned_at: None,
+        }
+    }
+
+    fn policy(work: &WorkHours) -> Policy<'_> {
+        Policy {
+            warn_after: Duration::from_secs(6 * 3600),
+            bury_after: Duration::from_secs(6 * 3600),
+            expiry_warning: Duration::from_secs(24 * 3600),
+            work,
+        }
+    }
+
+    #[test]
+    fn the_undertaker_decides_from_the_ledger_the_use_and_the_time() {
+        let work = WorkHours::parse(&WorkHoursConfig::default()).unwrap();
+        let policy = policy(&work);
+        let swept = |at: &str, idle: f64| Ledger {
+            last_sweep_at: Some(t(at)),
+            idle_secs: idle,
+            ..ledger()
+        };
+        let warned = |l: Ledger| Ledger {
+            warned_at: Some(t("08:00")),
+            ..l
+        };
+        use Usage::*;
+        use Verdict::*;
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Ledger, Usage, &str, Verdict, f64, bool)> = vec![
+            ("first sweep: a baseline, nothing accrues",
+             ledger(), Idle, "10:00", Nothing, 0.0, false),
+            ("idle for an hour of work time",
+             swept("10:00", 0.0), Idle, "11:00", Nothing, H, false),
+            ("idle outside work hours accrues nothing",
+             swept("19:00", H), Idle, "23:00", Nothing, H, false),
+            ("idle across the start of the day counts from 9:00",
+             swept("07:00", 0.0), Idle, "10:00", Nothing, H, false),
+            ("unknown use holds the counter",
+             swept("10:00", 2.0 * H), Unknown, "11:00", Nothing, 2.0 * H, false),
+            ("busy resets the counter",
+             swept("10:00", 5.0 * H), Busy, "11:00", Reset, 0.0, false),
+            ("busy withdraws a warning",
+             warned(swept("10:00", 8.0 * H)), Busy, "11:00", Reset, 0.0, false),
+            ("kept and idle resets too",
+             Ledger { keep_until: Some(t("12:00")), ..swept("10:00", 5.0 * H) },
+             Idle, "11:00", Reset, 0.0, false),
+            ("a Keep that ran out no longer protects",
+             Ledger { keep_until: Some(t("10:30")), ..swept("10:00", 0.0) },
+             Idle, "11:00", Nothing, H, false),
+            ("reaching warn_after warns",
+             swept("14:00", 5.0 * H), Idle, "15:00", Warn, 6.0 * H, false),
+            ("warned once, not twice",
+             warned(swept("14:00", 6.0 * H)), Idle, "15:00", Nothing, 7.0 * H, false),
+            ("both marks at once: warned, not buried, the counter at warn_after",
+             swept("09:00", 11.0 * H), Idle, "18:00", Warn, 6.0 * H, false),
+            ("bury_after more after the warning buries",
+             warned(swept("12:00", 11.0 * H)), Idle, "13:00", Bury, 12.0 * H, false),
+            ("unknown use never buries a warned vessel below the mark",
+             warned(swept("12:00", 11.0 * H)), Unknown, "13:00", Nothing, 11.0 * H, false),
+            ("the last day of its lifetime: warned once",
+             Ledger { expires_at: t("23:00"), ..swept("10:00", 0.0) },
+             Busy, "11:00", Reset, 0.0, true),
+            ("the expiry warning is not repeated",
+             Ledger { expires_at: t("23:00"), expiry_warned_at: Some(t("10:00")), ..swept("10:00", 0.0) },
+             Idle, "11:00", Nothing, H, false),
+            ("an idle warning and an expiry warning together",
+             Ledger { expires_at: t("23:00"), ..swept("14:00", 5.0 * H) },
+             Idle, "15:00", Warn, 6.0 * H, true),
+            ("the end of its lifetime buries it, whatever its use",
+             Ledger { expires_at: t("11:00"), ..swept("10:00", 0.0) },
+             Busy, "11:00", Expire, 0.0, false),
+            ("an expired vessel that was kept goes too",
+             Ledger { expires_at: t("11:00"), keep_until: Some(t("20:00")), ..swept("10:00", 0.0) },
+             Unknown, "12:00", Expire, 0.0, false),
+        ];
+        for (story, ledger, usage, now, verdict, idle_secs, warn_expiry) in cases {
+            let decision = decide(&ledger, usage, t(now), &policy);
+            assert_eq!(
+                decision,
+                Decision {
+                    verdict,
+                    idle_secs,
+                    warn_expiry
+                },
+                "{story}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_gpu_vessel_is_idle_only_when_every_gpu_is() {
+        let metrics: HashMap<String, f64> =
+            [("a".into(), 0.0), ("b".into(), 0.0), ("c".into(), 40.0)].into();
+        let uuids = |u: &[&str]| u.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases = [
+            (uuids(&["a"]), Usage::Idle),
+            (uuids(&["a", "b"]), Usage::Idle),
+            (uuids(&["a", "c"]), Usage::Busy),
+            (uuids(&["a", "missing"]), Usage::Unknown),
+        ];
+        for (gpus, expected) in cases {
+            assert_eq!(gpu_usage(&gpus, &metrics, 0.0), expected, "{gpus:?}");
+        }
+    }
+
+    #[test]
+    fn a_cpu_vessel_is_measured_between_two_readings() {
+        let reading = |before_ns, elapsed_secs| {
+            Some(CpuReading {
+                before_ns,
+                elapsed_secs,
+            })
+        };
+        let second = 1_000_000_000;
+        let cases = [
+            ("no earlier reading", None, 5 * second, 1, Usage::Unknown),
+            (
+                "a counter that went back",
+                reading(9 * second, 10.0),
+                second,
+                1,
+                Usage::Unknown,
+            ),
+            ("no time passed", reading(0, 0.0), second, 1, Usage::Unknown),
+            (
+                "0.5% of one core",
+                reading(0, 10.0),
+                second / 20,
+                1,
+                Usage::Idle,
+            ),
+            (
+                "50% of one core",
+                reading(0, 10.0),
+                5 * second,
+                1,
+                Usage::Busy,
+            ),
+            (
+                "1% of four cores",
+                reading(0, 10.0),
+                4 * second / 10,
+                4,
+                Usage::Idle,
+            ),
+        ];
+        for (story, before, now_ns, cores, expected) in cases {
+            assert_eq!(cpu_usage(before, now_ns, cores, 1.0), expected, "{story}");
+        }
     }
 }

@@ -13,6 +13,7 @@ mod failures;
 mod hardening;
 mod oidc;
 mod recovery;
+mod shutdown;
 mod slack;
 mod tailnet;
 mod undertaker;

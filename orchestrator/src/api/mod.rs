@@ -171,6 +171,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(tower::limit::ConcurrencyLimitLayer::new(512))
+        .layer(axum::middleware::from_fn(crate::telemetry::request_span))
 }
 
 /// The largest body the API reads: a request is a few fields and a key.

@@ -9,19 +9,22 @@ pub mod ready;
 pub mod spec;
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::VesselState;
 use crate::hosts::HostPool;
+use crate::shutdown::Shutdown;
+use crate::store::vessels::VesselRow;
 use crate::store::{jobs, vessels};
 use provision::ProvisionError;
 
@@ -46,11 +49,16 @@ enum Outcome {
 }
 
 impl Conductor {
-    pub fn new(db: PgPool, hosts: Arc<HostPool>, config: Arc<Config>) -> Arc<Self> {
+    pub fn new(
+        db: PgPool,
+        hosts: Arc<HostPool>,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         let tailnet = config
             .tailnet
             .clone()
-            .map(|t| Arc::new(crate::tailnet::Tailnet::new(t)));
+            .map(|t| Arc::new(crate::tailnet::Tailnet::new(t, clock)));
         Arc::new(Conductor {
             db,
             hosts,
@@ -61,49 +69,56 @@ impl Conductor {
         })
     }
 
-    /// Starts the workers and the listener that wakes them.
-    pub fn spawn(self: &Arc<Self>, instance: &str) -> Vec<JoinHandle<()>> {
+    /// Starts the workers and the listener that wakes them. Each ends when
+    /// `shutdown` fires: a worker mid-job hands its job back first.
+    pub fn spawn(self: &Arc<Self>, instance: &str, shutdown: &Shutdown) -> Vec<JoinHandle<()>> {
         let mut tasks = Vec::new();
         let me = self.clone();
-        tasks.push(tokio::spawn(async move { me.listen().await }));
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move { me.listen(stop).await }));
         for n in 0..self.config.conductor.workers {
             let me = self.clone();
             let name = format!("{instance}/{n}");
-            tasks.push(tokio::spawn(async move { me.work(name).await }));
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move { me.work(name, stop).await }));
         }
         tasks
     }
 
-    async fn listen(self: Arc<Self>) {
+    async fn listen(self: Arc<Self>, shutdown: Shutdown) {
         loop {
-            match PgListener::connect_with(&self.db).await {
+            match jobs::listener(&self.db).await {
                 Ok(mut listener) => {
-                    if let Err(e) = listener.listen(jobs::CHANNEL).await {
-                        warn!(error = %e, "cannot LISTEN for jobs");
-                    } else {
-                        // Anything queued while we were not listening.
-                        self.wake.notify_waiters();
-                        while listener.recv().await.is_ok() {
-                            self.wake.notify_waiters();
+                    // Anything queued while we were not listening.
+                    self.wake.notify_waiters();
+                    loop {
+                        tokio::select! {
+                            received = listener.recv() => if received.is_err() { break },
+                            _ = shutdown.wait() => return,
                         }
+                        self.wake.notify_waiters();
                     }
                 }
-                Err(e) => warn!(error = %e, "cannot connect the job listener"),
+                Err(e) => warn!(error = %e, "cannot listen for jobs"),
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !shutdown.sleep(Duration::from_secs(1)).await {
+                return;
+            }
         }
     }
 
-    async fn work(self: Arc<Self>, worker: String) {
-        loop {
+    async fn work(self: Arc<Self>, worker: String, shutdown: Shutdown) {
+        while !shutdown.is_stopping() {
             // Registered before looking at the queue, so a notification that
             // arrives while we look is not lost.
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            loop {
+            // A claim is never abandoned half-way: a lease taken and dropped
+            // would hold the job until it expires.
+            while !shutdown.is_stopping() {
                 match jobs::claim(&self.db, &worker, self.lease()).await {
-                    Ok(Some(job)) => self.run(&worker, job).await,
+                    Ok(Some(job)) => self.run(&worker, job, &shutdown).await,
                     Ok(None) => break,
                     Err(e) => {
                         warn!(error = %e, "cannot claim a job");
@@ -114,6 +129,7 @@ impl Conductor {
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.wait() => {}
             }
         }
     }
@@ -122,38 +138,59 @@ impl Conductor {
         self.config.conductor.lease.duration()
     }
 
-    async fn run(&self, worker: &str, job: jobs::Job) {
+    /// Runs one job under its lease, in a span that names the vessel. A
+    /// stop mid-job abandons the step in progress (every step is
+    /// idempotent: the next attempt removes what this one left) and hands
+    /// the job back at once, so another worker or the next start takes it
+    /// and nothing is left without an owner.
+    async fn run(&self, worker: &str, job: jobs::Job, shutdown: &Shutdown) {
         let span = tracing::info_span!("job", vessel = %job.vessel_id, attempt = job.attempts);
-        let renewer = {
-            let db = self.db.clone();
-            let lease = self.lease();
-            let worker = worker.to_string();
-            let id = job.vessel_id;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(lease / 3).await;
-                    if !matches!(jobs::renew(&db, id, &worker, lease).await, Ok(true)) {
-                        break;
+        async {
+            let outcome = tokio::select! {
+                outcome = self.reconcile(job.vessel_id, job.attempts) => outcome,
+                never = self.keep_lease(&job, worker) => match never {},
+                _ = shutdown.wait() => {
+                    match jobs::release(&self.db, &job, worker).await {
+                        Ok(()) => info!("stopping: the job is handed back"),
+                        Err(e) => warn!(error = %e, "stopping: cannot hand the job back; its lease will expire"),
                     }
+                    return;
                 }
-            })
-        };
-        let outcome = self
-            .reconcile(job.vessel_id, job.attempts)
-            .instrument(span.clone())
-            .await;
-        renewer.abort();
-        let _enter = span.enter();
+            };
+            self.record(&job, outcome).await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Renews the job's lease while the job runs; once it is lost (another
+    /// worker took over), stops renewing and waits to be dropped.
+    async fn keep_lease(&self, job: &jobs::Job, worker: &str) -> Infallible {
+        let lease = self.lease();
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            if !matches!(
+                jobs::renew(&self.db, job.vessel_id, worker, lease).await,
+                Ok(true)
+            ) {
+                warn!("the job's lease is lost");
+                break;
+            }
+        }
+        std::future::pending().await
+    }
+
+    async fn record(&self, job: &jobs::Job, outcome: Result<Outcome, sqlx::Error>) {
         let result = match outcome {
-            Ok(Outcome::Done) => jobs::finish(&self.db, &job).await,
+            Ok(Outcome::Done) => jobs::finish(&self.db, job).await,
             Ok(Outcome::RetryAfter(delay, why)) => {
                 info!(?delay, reason = %why, "will retry");
-                jobs::retry_later(&self.db, &job, delay, &why).await
+                jobs::retry_later(&self.db, job, delay, &why).await
             }
             Err(e) => {
                 let delay = self.backoff(job.attempts);
                 warn!(error = %e, ?delay, "database error; will retry");
-                jobs::retry_later(&self.db, &job, delay, &e.to_string()).await
+                jobs::retry_later(&self.db, job, delay, &e.to_string()).await
             }
         };
         if let Err(e) = result {
@@ -174,86 +211,104 @@ impl Conductor {
             let Some(vessel) = vessels::get(&mut *self.db.acquire().await?, id).await? else {
                 return Ok(Outcome::Done);
             };
-            match vessel.state() {
-                VesselState::Provisioning => {
-                    let started = std::time::Instant::now();
-                    match self.provision(&vessel).await {
-                        Ok(()) => {
-                            let mut tx = self.db.begin().await?;
-                            let moved = vessels::transition(
-                                &mut tx,
-                                id,
-                                &[VesselState::Provisioning],
-                                VesselState::Running,
-                                None,
-                            )
-                            .await?;
-                            tx.commit().await?;
-                            if moved.is_some() {
-                                info!(elapsed_ms = started.elapsed().as_millis() as u64, "running");
-                                crate::metrics::provisioned(started.elapsed());
-                                return Ok(Outcome::Done);
-                            }
-                        }
-                        Err(ProvisionError::Transient(why))
-                            if attempts < self.config.conductor.max_attempts =>
-                        {
-                            self.remove_container(&vessel).await.ok();
-                            return Ok(Outcome::RetryAfter(self.backoff(attempts), why));
-                        }
-                        Err(e) => {
-                            let why = e.to_string();
-                            warn!(reason = %why, "provisioning failed");
-                            if let Err(cleanup) = self.remove_container(&vessel).await {
-                                // The host is out of reach; the reconciler
-                                // removes the container when it is back.
-                                warn!(error = %cleanup, "cannot remove the failed container");
-                            }
-                            let mut tx = self.db.begin().await?;
-                            vessels::free_reservation(&mut tx, id).await?;
-                            let moved = vessels::transition(
-                                &mut tx,
-                                id,
-                                &[VesselState::Provisioning],
-                                VesselState::Failed,
-                                Some(&why),
-                            )
-                            .await?;
-                            if moved.is_some() {
-                                tx.commit().await?;
-                                return Ok(Outcome::Done);
-                            }
-                            // Killed meanwhile: keep the reservation for the
-                            // teardown path, which frees it after removal.
-                            tx.rollback().await?;
-                        }
-                    }
-                }
-                VesselState::Stopping => {
-                    if let Err(e) = self.remove_container(&vessel).await {
-                        // Resources stay reserved until the container is
-                        // confirmed gone, so nothing is handed out twice.
-                        return Ok(Outcome::RetryAfter(
-                            self.backoff(attempts),
-                            format!("cannot remove the container yet: {e}"),
-                        ));
-                    }
-                    let mut tx = self.db.begin().await?;
-                    vessels::free_reservation(&mut tx, id).await?;
-                    vessels::transition(
-                        &mut tx,
-                        id,
-                        &[VesselState::Stopping],
-                        VesselState::Buried,
-                        None,
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    info!("buried");
-                    return Ok(Outcome::Done);
-                }
-                _ => return Ok(Outcome::Done),
+            let step = match vessel.state() {
+                VesselState::Provisioning => self.bring_up(&vessel, attempts).await?,
+                VesselState::Stopping => Some(self.tear_down(&vessel, attempts).await?),
+                _ => Some(Outcome::Done),
+            };
+            if let Some(outcome) = step {
+                return Ok(outcome);
             }
         }
+    }
+
+    /// Provisions; None when the vessel left `provisioning` meanwhile.
+    async fn bring_up(
+        &self,
+        vessel: &VesselRow,
+        attempts: i32,
+    ) -> Result<Option<Outcome>, sqlx::Error> {
+        let started = std::time::Instant::now();
+        match self.provision(vessel).await {
+            Ok(()) => {
+                let mut tx = self.db.begin().await?;
+                let moved = vessels::transition(
+                    &mut tx,
+                    vessel.id,
+                    &[VesselState::Provisioning],
+                    VesselState::Running,
+                    None,
+                )
+                .await?;
+                tx.commit().await?;
+                if moved.is_none() {
+                    return Ok(None);
+                }
+                info!(elapsed_ms = started.elapsed().as_millis() as u64, "running");
+                crate::metrics::provisioned(started.elapsed());
+                Ok(Some(Outcome::Done))
+            }
+            Err(ProvisionError::Transient(why))
+                if attempts < self.config.conductor.max_attempts =>
+            {
+                self.remove_container(vessel).await.ok();
+                Ok(Some(Outcome::RetryAfter(self.backoff(attempts), why)))
+            }
+            Err(e) => self.fail(vessel, &e.to_string()).await,
+        }
+    }
+
+    /// Gives up on a provision: the container goes, then the devices.
+    /// None when the vessel was killed meanwhile.
+    async fn fail(&self, vessel: &VesselRow, why: &str) -> Result<Option<Outcome>, sqlx::Error> {
+        warn!(reason = %why, "provisioning failed");
+        if let Err(cleanup) = self.remove_container(vessel).await {
+            // The host is out of reach; the reconciler removes the
+            // container when it is back.
+            warn!(error = %cleanup, "cannot remove the failed container");
+        }
+        let mut tx = self.db.begin().await?;
+        vessels::free_reservation(&mut tx, vessel.id).await?;
+        let moved = vessels::transition(
+            &mut tx,
+            vessel.id,
+            &[VesselState::Provisioning],
+            VesselState::Failed,
+            Some(why),
+        )
+        .await?;
+        if moved.is_some() {
+            tx.commit().await?;
+            return Ok(Some(Outcome::Done));
+        }
+        // Killed meanwhile: keep the reservation for the teardown path,
+        // which frees it after removal.
+        tx.rollback().await?;
+        Ok(None)
+    }
+
+    /// Removes the container, then frees the devices and buries the row.
+    async fn tear_down(&self, vessel: &VesselRow, attempts: i32) -> Result<Outcome, sqlx::Error> {
+        if let Err(e) = self.remove_container(vessel).await {
+            // Resources stay reserved until the container is confirmed
+            // gone, so nothing is handed out twice.
+            return Ok(Outcome::RetryAfter(
+                self.backoff(attempts),
+                format!("cannot remove the container yet: {e}"),
+            ));
+        }
+        let mut tx = self.db.begin().await?;
+        vessels::free_reservation(&mut tx, vessel.id).await?;
+        vessels::transition(
+            &mut tx,
+            vessel.id,
+            &[VesselState::Stopping],
+            VesselState::Buried,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        info!("buried");
+        Ok(Outcome::Done)
     }
 }

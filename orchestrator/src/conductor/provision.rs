@@ -1,5 +1,7 @@
 //! Provisioning and removal of one vessel's container on its host.
 
+use std::sync::Arc;
+
 use bollard::errors::Error as DockerError;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
@@ -12,11 +14,11 @@ use tracing::{debug, info, warn};
 use super::spec::{self, VesselSpec};
 use super::{init, ready, Conductor};
 use crate::config::{DirectDriver, HostSpec, NetworkSpec};
-use crate::hosts::HostError;
+use crate::hosts::{HostError, HostLink};
 use crate::sshkeys::HostKey;
 use crate::store::vessels::VesselRow;
-use crate::store::{hosts as host_store, users, vessels};
-use crate::tailnet::TailnetError;
+use crate::store::{hosts as host_store, tailnet_devices, users, vessels};
+use crate::tailnet::{MintedKey, TailnetError};
 
 /// The image label that says the image runs Jupyter (on this port).
 pub const JUPYTER_LABEL: &str = "org.vessel.jupyter";
@@ -59,8 +61,55 @@ fn is_not_found(e: &DockerError) -> bool {
     )
 }
 
+/// A tailscale-mode vessel's way onto the tailnet.
+struct TailnetJoin {
+    hostname: String,
+    key: MintedKey,
+}
+
 impl Conductor {
+    /// Makes the vessel's container and waits until its sshd answers. Every
+    /// step is idempotent: a retry removes what an earlier attempt left.
     pub(crate) async fn provision(&self, v: &VesselRow) -> Result<(), ProvisionError> {
+        let (host, spec) = self.placed_on(v)?;
+        let link = self.connect(host, spec).await?;
+        let docker = &link.docker;
+        let jupyter_port = inspect_image(docker, host, &v.image).await?;
+        self.ensure_network(host, spec, docker).await?;
+        let name = spec::container_name(&v.id.to_string());
+        remove_if_present(docker, &name)
+            .await
+            .map_err(|e| docker_error(host, "remove an earlier attempt's container", e))?;
+
+        let keys = self.authorized_keys(v).await?;
+        let host_key = HostKey::generate(&format!("vessel-{}", v.name))
+            .map_err(|e| ProvisionError::Permanent(format!("cannot make a host key: {e}")))?;
+        vessels::set_access(&self.db, v.id, &host_key.public_openssh, jupyter_port).await?;
+        let join = self.mint_tailnet_key(v, host, spec).await?;
+
+        self.create_container(docker, host, spec, v, &name).await?;
+        let archive = init_archive(v, &keys, &host_key, join.as_ref())?;
+        upload_and_start(docker, host, &name, archive).await?;
+        let address = match &join {
+            Some(join) => {
+                self.wait_for_device(v, docker, &name, &join.hostname)
+                    .await?
+            }
+            None => v.address.clone().ok_or_else(|| {
+                ProvisionError::Permanent("the vessel has no address to reach it on".into())
+            })?,
+        };
+        ready::wait_for_sshd(
+            docker,
+            &name,
+            &address,
+            self.config.conductor.ready_timeout.duration(),
+        )
+        .await
+    }
+
+    /// The vessel's host and its inventory entry.
+    fn placed_on<'v>(&self, v: &'v VesselRow) -> Result<(&'v str, &HostSpec), ProvisionError> {
         let host = v
             .host_name
             .as_deref()
@@ -68,43 +117,28 @@ impl Conductor {
         let spec = self.hosts.spec(host).ok_or_else(|| {
             ProvisionError::Permanent(format!("host {host} is no longer in the inventory"))
         })?;
-        let link = match self.hosts.link(host).await {
-            Ok(link) => link,
+        Ok((host, spec))
+    }
+
+    /// The host's connection. A host SSH cannot reach takes no new vessels
+    /// until a probe succeeds.
+    async fn connect(&self, host: &str, spec: &HostSpec) -> Result<Arc<HostLink>, ProvisionError> {
+        match self.hosts.link(host).await {
+            Ok(link) => Ok(link),
             Err(e) => {
                 self.hosts.forget(host);
                 if let HostError::Ssh { .. } = e {
-                    // No new vessels go there until a probe succeeds.
                     host_store::mark_offline(&self.db, host, &spec.queue, &e.to_string())
                         .await
                         .ok();
                 }
-                return Err(ProvisionError::Transient(e.to_string()));
+                Err(ProvisionError::Transient(e.to_string()))
             }
-        };
-        let docker = &link.docker;
+        }
+    }
 
-        let image = docker.inspect_image(&v.image).await.map_err(|e| {
-            if is_not_found(&e) {
-                ProvisionError::Permanent(format!(
-                    "image {} is not on host {host} and no registry is set",
-                    v.image
-                ))
-            } else {
-                docker_error(host, "inspect the image", e)
-            }
-        })?;
-        let jupyter_port: Option<i32> = image
-            .config
-            .and_then(|c| c.labels)
-            .and_then(|l| l.get(JUPYTER_LABEL).map(|p| p.parse().unwrap_or(8888)));
-        debug!(?jupyter_port, "image present");
-
-        self.ensure_network(host, spec, docker).await?;
-        let name = spec::container_name(&v.id.to_string());
-        remove_if_present(docker, &name)
-            .await
-            .map_err(|e| docker_error(host, "remove an earlier attempt's container", e))?;
-
+    /// The owner's public keys; a vessel nobody can log in to is not made.
+    async fn authorized_keys(&self, v: &VesselRow) -> Result<Vec<String>, ProvisionError> {
         let keys: Vec<String> = users::keys(&self.db, &v.owner_id)
             .await?
             .into_iter()
@@ -115,40 +149,44 @@ impl Conductor {
                 "no SSH key registered: add one, then create the vessel again".into(),
             ));
         }
-        let host_key = HostKey::generate(&format!("vessel-{}", v.name))
-            .map_err(|e| ProvisionError::Permanent(format!("cannot make a host key: {e}")))?;
-        vessels::set_access(&self.db, v.id, &host_key.public_openssh, jupyter_port).await?;
+        Ok(keys)
+    }
 
-        // Tailscale-mode hosts: a single-use key for this vessel only.
-        let joins_tailnet = matches!(spec.network, NetworkSpec::Tailscale { .. });
-        let ts_hostname = crate::tailnet::Tailnet::hostname(&v.name, &v.owner_unix);
-        let minted = if joins_tailnet {
-            let tailnet = self.tailnet.as_ref().ok_or_else(|| {
-                ProvisionError::Permanent(format!(
-                    "host {host} joins vessels to a tailnet, but no [tailnet] is configured"
-                ))
-            })?;
-            // A retry's earlier key is revoked first: one live key per vessel.
-            self.forget_tailnet(v.id).await;
-            let key = tailnet.mint_key(&v.owner_unix).await.map_err(|e| match e {
-                TailnetError::Refused(m) => ProvisionError::Permanent(format!("tailnet: {m}")),
-                TailnetError::Unavailable(m) => ProvisionError::Transient(format!("tailnet: {m}")),
-            })?;
-            sqlx::query!(
-                "INSERT INTO tailnet_devices (vessel_id, key_id, hostname) VALUES ($1, $2, $3)
-                 ON CONFLICT (vessel_id) DO UPDATE SET key_id = excluded.key_id,
-                   device_id = NULL, hostname = excluded.hostname, removed_at = NULL",
-                v.id,
-                key.id,
-                ts_hostname
-            )
-            .execute(&self.db)
-            .await?;
-            Some(key)
-        } else {
-            None
-        };
+    /// Tailscale-mode hosts: a single-use key for this vessel only,
+    /// recorded so it is revoked when the vessel ends.
+    async fn mint_tailnet_key(
+        &self,
+        v: &VesselRow,
+        host: &str,
+        spec: &HostSpec,
+    ) -> Result<Option<TailnetJoin>, ProvisionError> {
+        if !matches!(spec.network, NetworkSpec::Tailscale { .. }) {
+            return Ok(None);
+        }
+        let tailnet = self.tailnet.as_ref().ok_or_else(|| {
+            ProvisionError::Permanent(format!(
+                "host {host} joins vessels to a tailnet, but no [tailnet] is configured"
+            ))
+        })?;
+        // A retry's earlier key is revoked first: one live key per vessel.
+        self.forget_tailnet(v.id).await;
+        let key = tailnet.mint_key(&v.owner_unix).await.map_err(|e| match e {
+            TailnetError::Refused(m) => ProvisionError::Permanent(format!("tailnet: {m}")),
+            TailnetError::Unavailable(m) => ProvisionError::Transient(format!("tailnet: {m}")),
+        })?;
+        let hostname = crate::tailnet::Tailnet::hostname(&v.name, &v.owner_unix);
+        tailnet_devices::record_key(&self.db, v.id, &key.id, &hostname).await?;
+        Ok(Some(TailnetJoin { hostname, key }))
+    }
 
+    async fn create_container(
+        &self,
+        docker: &Docker,
+        host: &str,
+        spec: &HostSpec,
+        v: &VesselRow,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
         let id = v.id.to_string();
         let body = spec::container_body(
             spec,
@@ -165,66 +203,15 @@ impl Conductor {
                 address: v.address.as_deref(),
             },
         );
+        let options = CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
         docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                }),
-                body,
-            )
+            .create_container(Some(options), body)
             .await
             .map_err(|e| docker_error(host, "create the container", e))?;
-
-        let gpus = if v.gpu_uuids.is_empty() {
-            "none".to_string()
-        } else {
-            v.gpu_uuids.join(",")
-        };
-        let archive = init::archive(&init::InitInputs {
-            vessel_name: &v.name,
-            user: &v.owner_unix,
-            uid: v.owner_uid,
-            gpus: &gpus,
-            authorized_keys: &keys,
-            host_private_key: &host_key.private_openssh,
-            host_public_key: &host_key.public_openssh,
-            jupyter_token: v.jupyter_token.as_deref().unwrap_or_default(),
-            tailscale: minted
-                .as_ref()
-                .map(|k| (ts_hostname.as_str(), k.secret.expose())),
-        })
-        .map_err(|e| ProvisionError::Permanent(format!("cannot pack the init: {e}")))?;
-        docker
-            .upload_to_container(
-                &name,
-                Some(UploadToContainerOptions {
-                    path: "/".into(),
-                    ..Default::default()
-                }),
-                http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(archive))),
-            )
-            .await
-            .map_err(|e| docker_error(host, "upload the init", e))?;
-        docker
-            .start_container(&name, None)
-            .await
-            .map_err(|e| docker_error(host, "start the container", e))?;
-
-        let address = if joins_tailnet {
-            self.wait_for_device(v, docker, &name, &ts_hostname).await?
-        } else {
-            v.address.clone().ok_or_else(|| {
-                ProvisionError::Permanent("the vessel has no address to reach it on".into())
-            })?
-        };
-        ready::wait_for_sshd(
-            docker,
-            &name,
-            &address,
-            self.config.conductor.ready_timeout.duration(),
-        )
-        .await
+        Ok(())
     }
 
     /// Polls the tailnet's device list until the vessel's device appears;
@@ -241,13 +228,7 @@ impl Conductor {
         loop {
             match tailnet.find_device(hostname).await {
                 Ok(Some(device)) => {
-                    sqlx::query!(
-                        "UPDATE tailnet_devices SET device_id = $2 WHERE vessel_id = $1",
-                        v.id,
-                        device.id
-                    )
-                    .execute(&self.db)
-                    .await?;
+                    tailnet_devices::set_device(&self.db, v.id, &device.id).await?;
                     let dns = tailnet.dns_name(&device);
                     vessels::set_tailnet_address(&self.db, v.id, &device.address, dns.as_deref())
                         .await?;
@@ -277,13 +258,7 @@ impl Conductor {
         let Some(tailnet) = self.tailnet.as_ref() else {
             return;
         };
-        let Ok(Some(row)) = sqlx::query!(
-            "SELECT key_id, device_id FROM tailnet_devices WHERE vessel_id = $1 AND removed_at IS NULL",
-            id
-        )
-        .fetch_optional(&self.db)
-        .await
-        else {
+        let Ok(Some(row)) = tailnet_devices::live(&self.db, id).await else {
             return;
         };
         let mut clean = true;
@@ -300,12 +275,9 @@ impl Conductor {
             }
         }
         if clean {
-            let _ = sqlx::query!(
-                "UPDATE tailnet_devices SET removed_at = now() WHERE vessel_id = $1",
-                id
-            )
-            .execute(&self.db)
-            .await;
+            if let Err(e) = tailnet_devices::mark_removed(&self.db, id).await {
+                warn!(error = %e, "cannot record the tailnet device's removal");
+            }
         }
     }
 
@@ -426,4 +398,75 @@ async fn remove_if_present(docker: &Docker, name: &str) -> Result<(), DockerErro
         }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Whether the image is on the host, and the Jupyter port its label names.
+async fn inspect_image(
+    docker: &Docker,
+    host: &str,
+    image: &str,
+) -> Result<Option<i32>, ProvisionError> {
+    let inspected = docker.inspect_image(image).await.map_err(|e| {
+        if is_not_found(&e) {
+            ProvisionError::Permanent(format!(
+                "image {image} is not on host {host} and no registry is set"
+            ))
+        } else {
+            docker_error(host, "inspect the image", e)
+        }
+    })?;
+    let jupyter_port: Option<i32> = inspected
+        .config
+        .and_then(|c| c.labels)
+        .and_then(|l| l.get(JUPYTER_LABEL).map(|p| p.parse().unwrap_or(8888)));
+    debug!(?jupyter_port, "image present");
+    Ok(jupyter_port)
+}
+
+/// The files the container's init reads: user, keys, host key, tailnet.
+fn init_archive(
+    v: &VesselRow,
+    keys: &[String],
+    host_key: &HostKey,
+    join: Option<&TailnetJoin>,
+) -> Result<Vec<u8>, ProvisionError> {
+    let gpus = if v.gpu_uuids.is_empty() {
+        "none".to_string()
+    } else {
+        v.gpu_uuids.join(",")
+    };
+    init::archive(&init::InitInputs {
+        vessel_name: &v.name,
+        user: &v.owner_unix,
+        uid: v.owner_uid,
+        gpus: &gpus,
+        authorized_keys: keys,
+        host_private_key: &host_key.private_openssh,
+        host_public_key: &host_key.public_openssh,
+        jupyter_token: v.jupyter_token.as_deref().unwrap_or_default(),
+        tailscale: join.map(|j| (j.hostname.as_str(), j.key.secret.expose())),
+    })
+    .map_err(|e| ProvisionError::Permanent(format!("cannot pack the init: {e}")))
+}
+
+/// Uploads the init before the first start, so it is there when it runs.
+async fn upload_and_start(
+    docker: &Docker,
+    host: &str,
+    name: &str,
+    archive: Vec<u8>,
+) -> Result<(), ProvisionError> {
+    let options = UploadToContainerOptions {
+        path: "/".into(),
+        ..Default::default()
+    };
+    let body = http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(archive)));
+    docker
+        .upload_to_container(name, Some(options), body)
+        .await
+        .map_err(|e| docker_error(host, "upload the init", e))?;
+    docker
+        .start_container(name, None)
+        .await
+        .map_err(|e| docker_error(host, "start the container", e))
 }

@@ -59,3 +59,15 @@ pub async fn last_id(db: &PgPool) -> Result<i64, sqlx::Error> {
         .fetch_one(db)
         .await
 }
+
+/// Events older than `secs`: the bot has long read them. The cut-off is on
+/// the database's clock, which stamped `created_at`.
+pub async fn prune(db: &PgPool, secs: f64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        "DELETE FROM events WHERE created_at < now() - make_interval(secs => $1)",
+        secs
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}

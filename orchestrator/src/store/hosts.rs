@@ -1,7 +1,7 @@
 //! Hosts as the database knows them: what the last probe found, whether they
 //! answer, and how much of them is reserved.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::config::{HostSpec, NetworkSpec};
 use crate::hosts::probe::Inventory;
@@ -10,6 +10,19 @@ use crate::hosts::probe::Inventory;
 /// transaction. Devices that vanished are removed unless a live vessel still
 /// holds them (the reconciler deals with those).
 pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let host_id = upsert_host(&mut tx, spec, inv).await?;
+    sync_gpus(&mut tx, host_id, inv).await?;
+    sync_cores(&mut tx, host_id, inv).await?;
+    tx.commit().await?;
+    Ok(host_id)
+}
+
+async fn upsert_host(
+    conn: &mut PgConnection,
+    spec: &HostSpec,
+    inv: &Inventory,
+) -> Result<i64, sqlx::Error> {
     let (pool, gateway) = match &spec.network {
         NetworkSpec::Direct {
             subnet,
@@ -27,8 +40,7 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         NetworkSpec::Tailscale { .. } => (None, None),
     };
     let memory = (inv.memory_bytes - spec.reserved_memory.bytes() as i64).max(0);
-    let mut tx = db.begin().await?;
-    let host_id = sqlx::query_scalar!(
+    sqlx::query_scalar!(
         r#"INSERT INTO hosts (name, queue, cores, memory_bytes, address_pool, gateway,
                               online, probed_at, probe_error)
            VALUES ($1, $2, $3, $4, $5::text::cidr, $6::text::inet, true, now(), NULL)
@@ -45,9 +57,15 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         pool,
         gateway,
     )
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_one(conn)
+    .await
+}
 
+async fn sync_gpus(
+    conn: &mut PgConnection,
+    host_id: i64,
+    inv: &Inventory,
+) -> Result<(), sqlx::Error> {
     let uuids: Vec<String> = inv.gpus.iter().map(|g| g.uuid.clone()).collect();
     sqlx::query!(
         "DELETE FROM gpus WHERE host_id = $1 AND uuid <> ALL($2)
@@ -55,7 +73,7 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         host_id,
         &uuids
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     for gpu in &inv.gpus {
         sqlx::query!(
@@ -72,10 +90,17 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
             gpu.pci_bus_id,
             gpu.numa_node
         )
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
 
+async fn sync_cores(
+    conn: &mut PgConnection,
+    host_id: i64,
+    inv: &Inventory,
+) -> Result<(), sqlx::Error> {
     let cores: Vec<i32> = inv.cores.iter().map(|c| c.0).collect();
     let nodes: Vec<i32> = inv.cores.iter().map(|c| c.1).collect();
     sqlx::query!(
@@ -85,7 +110,7 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         host_id,
         &cores
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query!(
         "INSERT INTO host_cores (host_id, core, numa_node)
@@ -95,10 +120,9 @@ pub async fn register(db: &PgPool, spec: &HostSpec, inv: &Inventory) -> Result<i
         &cores,
         &nodes
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
-    Ok(host_id)
+    Ok(())
 }
 
 fn first_host(subnet: &ipnet::Ipv4Net) -> std::net::Ipv4Addr {
@@ -197,4 +221,41 @@ pub async fn set_state(
         .await?;
     }
     Ok(previous)
+}
+
+/// Hosts that answered their last probe.
+pub async fn online_names(db: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT name FROM hosts WHERE online ORDER BY name")
+        .fetch_all(db)
+        .await
+}
+
+/// A host whose incident has just opened, and why.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    pub name: String,
+    pub probe_error: Option<String>,
+}
+
+/// Opens an incident on every probed host that stopped answering and has
+/// none open; returns those hosts, each once per incident.
+pub async fn open_incidents(db: &PgPool) -> Result<Vec<Unreachable>, sqlx::Error> {
+    sqlx::query_as!(
+        Unreachable,
+        "UPDATE hosts SET incident_since = now() WHERE NOT online AND incident_since IS NULL
+           AND probed_at IS NOT NULL
+         RETURNING name, probe_error"
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Closes the incident of every host that answers again; returns them.
+pub async fn close_incidents(db: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE hosts SET incident_since = NULL WHERE online AND incident_since IS NOT NULL
+         RETURNING name"
+    )
+    .fetch_all(db)
+    .await
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -116,4 +117,27 @@ pub async fn retry_later(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Hands a job back untouched (this worker is stopping): it runs again at
+/// once elsewhere, and the interrupted attempt does not count against it.
+/// Only if this worker still holds it.
+pub async fn release(db: &PgPool, job: &Job, worker: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs SET lease_until = NULL, leased_by = NULL, run_after = now(),
+           attempts = greatest(attempts - 1, 0)
+         WHERE vessel_id = $1 AND leased_by = $2",
+        job.vessel_id,
+        worker
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A connection that hears `enqueue`'s notifications.
+pub async fn listener(db: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(db).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }

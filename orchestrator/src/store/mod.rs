@@ -6,7 +6,9 @@ pub mod audit;
 pub mod bot_state;
 pub mod events;
 pub mod hosts;
+pub mod idle;
 pub mod jobs;
+pub mod tailnet_devices;
 pub mod users;
 pub mod vessels;
 

@@ -206,12 +206,15 @@ pub async fn transition(
     Ok(row)
 }
 
-/// Gives the devices back. The vessel row keeps what it had, for history.
-pub async fn free_reservation(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query!("DELETE FROM reservations WHERE vessel_id = $1", id)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Gives the devices back (how many reservations that was: 0 or 1). The
+/// vessel row keeps what it had, for history.
+pub async fn free_reservation(conn: &mut PgConnection, id: Uuid) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query!("DELETE FROM reservations WHERE vessel_id = $1", id)
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// What the user needs to reach the vessel, known once its container is made.
@@ -264,4 +267,56 @@ pub async fn set_tailnet_address(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Ended vessels never hold anything: frees what they still hold.
+pub async fn free_ended_reservations(db: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        "DELETE FROM reservations r USING vessels v
+             WHERE r.vessel_id = v.id AND v.state IN ('buried', 'failed')"
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// The vessels on `host` that may have a container there, and their states.
+pub async fn live_on_host(
+    db: &PgPool,
+    host: &str,
+) -> Result<Vec<(Uuid, VesselState)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT v.id, v.state FROM vessels v JOIN hosts h ON h.id = v.host_id
+             WHERE h.name = $1 AND v.state IN ('provisioning', 'running', 'stopping', 'lost')",
+        host
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.id, VesselState::parse(&r.state)?)))
+        .collect())
+}
+
+/// The running vessels on `host`.
+pub async fn running_on_host(
+    conn: &mut PgConnection,
+    host: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT v.id FROM vessels v JOIN hosts h ON h.id = v.host_id
+             WHERE h.name = $1 AND v.state = 'running'",
+        host
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// How many vessels are in each state.
+pub async fn count_by_state(db: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows =
+        sqlx::query!(r#"SELECT state AS "state!", count(*) AS "n!" FROM vessels GROUP BY state"#)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|r| (r.state, r.n)).collect())
 }

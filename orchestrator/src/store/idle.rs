@@ -1,0 +1,188 @@
+//! `vessel_idle`: the undertaker's ledger per vessel (idle work-seconds,
+//! warnings, Keep, the last CPU reading), and the advisory lock that lets
+//! one replica sweep at a time.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// One replica sweeps at a time: the lock every sweep takes.
+const SWEEP_LOCK: i64 = 0x7665_7373_656c; // "vessel"
+
+/// A running vessel with what the last sweep recorded about it.
+#[derive(Debug, Clone)]
+pub struct RunningVessel {
+    pub id: Uuid,
+    pub name: String,
+    pub gpu_uuids: Vec<String>,
+    pub cores: Vec<i32>,
+    pub expires_at: DateTime<Utc>,
+    pub host: Option<String>,
+    pub idle_secs: Option<f64>,
+    pub last_sweep_at: Option<DateTime<Utc>>,
+    pub warned_at: Option<DateTime<Utc>>,
+    pub keep_until: Option<DateTime<Utc>>,
+    pub expiry_warned_at: Option<DateTime<Utc>>,
+}
+
+/// Takes the sweep lock on `conn` (a session lock: it lives as long as the
+/// connection holds it). False when another sweep holds it.
+pub async fn try_lock_sweep(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"got!\"", SWEEP_LOCK)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn unlock_sweep(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!("SELECT pg_advisory_unlock($1)", SWEEP_LOCK)
+        .fetch_one(conn)
+        .await?;
+    Ok(())
+}
+
+/// Every running vessel and its ledger, for one sweep.
+pub async fn running(db: &PgPool) -> Result<Vec<RunningVessel>, sqlx::Error> {
+    sqlx::query_as!(
+        RunningVessel,
+        r#"SELECT v.id, v.name, v.gpu_uuids, v.cores, v.expires_at, h.name AS "host?",
+                      i.idle_secs AS "idle_secs?", i.last_sweep_at, i.warned_at,
+                      i.keep_until, i.expiry_warned_at
+               FROM vessels v
+               LEFT JOIN hosts h ON h.id = v.host_id
+               LEFT JOIN vessel_idle i ON i.vessel_id = v.id
+               WHERE v.state = 'running'"#
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The CPU reading before this one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuReading {
+    pub before_ns: i64,
+    /// Seconds between the two readings, on the database's clock: a rate
+    /// needs a real interval, not the undertaker's (possibly moved) clock.
+    pub elapsed_secs: f64,
+}
+
+/// Records a vessel's cumulative CPU time and returns the reading it
+/// replaces, if there was one. Every sub-statement sees the same snapshot,
+/// so `before` is the row as it was.
+pub async fn swap_cpu_reading(
+    db: &PgPool,
+    id: Uuid,
+    cpu_ns: i64,
+) -> Result<Option<CpuReading>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH before AS (SELECT cpu_ns, cpu_read_at FROM vessel_idle WHERE vessel_id = $1)
+           INSERT INTO vessel_idle (vessel_id, cpu_ns, cpu_read_at) VALUES ($1, $2, now())
+           ON CONFLICT (vessel_id) DO UPDATE SET cpu_ns = $2, cpu_read_at = now()
+           RETURNING (SELECT cpu_ns FROM before) AS before_ns,
+                     (SELECT extract(epoch FROM now() - cpu_read_at)::float8 FROM before)
+                       AS elapsed_secs"#,
+        id,
+        cpu_ns
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(row
+        .before_ns
+        .zip(row.elapsed_secs)
+        .map(|(before_ns, elapsed_secs)| CpuReading {
+            before_ns,
+            elapsed_secs,
+        }))
+}
+
+/// The idle warning went out at `at`.
+pub async fn mark_warned(
+    conn: &mut PgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO vessel_idle (vessel_id, warned_at) VALUES ($1, $2)
+                         ON CONFLICT (vessel_id) DO UPDATE SET warned_at = $2",
+        id,
+        at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The end-of-lifetime warning went out at `at`.
+pub async fn mark_expiry_warned(
+    conn: &mut PgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO vessel_idle (vessel_id, expiry_warned_at) VALUES ($1, $2)
+                         ON CONFLICT (vessel_id) DO UPDATE SET expiry_warned_at = $2",
+        id,
+        at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The counters of one sweep, written together.
+#[derive(Debug, Default)]
+pub struct Counters {
+    ids: Vec<Uuid>,
+    idle: Vec<f64>,
+    /// Vessels whose warning is withdrawn (used or kept).
+    withdrawn: Vec<Uuid>,
+}
+
+impl Counters {
+    pub fn push(&mut self, id: Uuid, idle_secs: f64, withdraw_warning: bool) {
+        self.ids.push(id);
+        self.idle.push(idle_secs);
+        if withdraw_warning {
+            self.withdrawn.push(id);
+        }
+    }
+}
+
+/// One statement for all counters: 10,000 vessels must not mean 10,000
+/// round trips. Then the withdrawn warnings, in one more.
+pub async fn record_counters(
+    db: &PgPool,
+    counters: &Counters,
+    swept_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO vessel_idle (vessel_id, idle_secs, last_sweep_at)
+             SELECT id, idle, $3 FROM unnest($1::uuid[], $2::float8[]) AS t(id, idle)
+             ON CONFLICT (vessel_id) DO UPDATE SET idle_secs = excluded.idle_secs,
+               last_sweep_at = excluded.last_sweep_at",
+        &counters.ids,
+        &counters.idle,
+        swept_at
+    )
+    .execute(db)
+    .await?;
+    sqlx::query!(
+            "UPDATE vessel_idle SET warned_at = NULL WHERE vessel_id = ANY($1) AND warned_at IS NOT NULL",
+            &counters.withdrawn
+        )
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Keep: no idle accrual until `until`, the counter back at zero.
+pub async fn keep(db: &PgPool, id: Uuid, until: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+            "INSERT INTO vessel_idle (vessel_id, keep_until) VALUES ($1, $2)
+             ON CONFLICT (vessel_id) DO UPDATE SET keep_until = $2, idle_secs = 0, warned_at = NULL",
+            id,
+            until
+        )
+        .execute(db)
+        .await?;
+    Ok(())
+}
