@@ -318,6 +318,16 @@ impl Client {
         }
     }
 
+    /// Claims a one-time key: true the first time anyone claimed it.
+    pub async fn bot_state_once(&self, token: &str, key: &str) -> Result<bool, ClientError> {
+        let url = self.url(&["v1", "bot", "once", key], None);
+        match self.exchange(token, Method::POST, url, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some(ErrorCode::Replayed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn put_bot_state<T: Serialize + Sync>(
         &self,
         token: &str,

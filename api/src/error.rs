@@ -30,6 +30,8 @@ pub enum ErrorCode {
     IdentityTaken,
     /// A name matches more than one vessel (admins naming others').
     Ambiguous,
+    /// A one-time key (a Slack signature) was seen before.
+    Replayed,
     Internal,
     /// A code this client does not know yet (a newer orchestrator).
     #[serde(other)]
@@ -53,7 +55,8 @@ impl ErrorCode {
             | ErrorCode::UnixNameTaken
             | ErrorCode::HasLiveVessels
             | ErrorCode::IdentityTaken
-            | ErrorCode::Ambiguous => 409,
+            | ErrorCode::Ambiguous
+            | ErrorCode::Replayed => 409,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
     }
@@ -74,6 +77,7 @@ impl ErrorCode {
             ErrorCode::HasLiveVessels => "has_live_vessels",
             ErrorCode::IdentityTaken => "identity_taken",
             ErrorCode::Ambiguous => "ambiguous",
+            ErrorCode::Replayed => "replayed",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

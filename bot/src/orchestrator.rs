@@ -124,6 +124,11 @@ impl Orchestrator {
             .await
     }
 
+    /// The shared replay guard: true the first time any bot replica saw `key`.
+    pub async fn once(&self, key: &str) -> Result<bool, ApiFailure> {
+        self.client.bot_state_once(&self.as_service(), key).await
+    }
+
     pub async fn create(
         &self,
         actor: &Actor,

@@ -119,12 +119,16 @@ impl Reconciler {
     }
 
     /// The outbox and the bot's per-vessel message references do not grow
-    /// forever: what is older than the retention and settled goes.
+    /// forever: what is older than the retention and settled goes. The
+    /// bot's seen Slack signatures go after two signature windows.
     pub async fn prune(&self) -> Result<u64, sqlx::Error> {
         let secs = self.retention.as_secs_f64();
         let events = events::prune(&self.db, secs).await?;
         let refs = bot_state::prune_message_refs(&self.db, secs).await?;
-        Ok(events + refs)
+        let seen =
+            bot_state::prune_once(&self.db, "slack-seen:", std::time::Duration::from_secs(600))
+                .await?;
+        Ok(events + refs + seen)
     }
 
     pub async fn run_once(&self) -> Result<Report, sqlx::Error> {

@@ -741,3 +741,38 @@ async fn no_secret_or_token_reaches_the_logs() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Two bot replicas: a signed request replayed to the other replica is
+/// refused there too, because the guard lives in the orchestrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_to_another_bot_replica_is_refused() -> anyhow::Result<()> {
+    let s = SlackRig::start(&[]).await?;
+    let second = vessel_bot::startup::start(s.config()?).await?;
+    let body = s.slash_body("UEVE", "/vessel", "list");
+    let ts = now();
+    let signature = sign(SIGNING.as_bytes(), &ts.to_string(), body.as_bytes());
+    let (status, answer) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.clone(),
+            ts,
+            Some(signature.clone()),
+        )
+        .await?;
+    assert_eq!(status, 200, "{answer}");
+    let replay = s
+        .http
+        .post(format!(
+            "http://{}/slack/commands",
+            second.addr.expect("HTTP mode")
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", signature)
+        .body(body)
+        .send()
+        .await?;
+    assert_eq!(replay.status(), 401, "the other replica acted on a replay");
+    Ok(())
+}

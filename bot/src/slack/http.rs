@@ -95,11 +95,31 @@ async fn refuse_replays(
         .get(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    // This process's memory first (no round trip for a burst of replays),
+    // then the orchestrator's, which every bot replica shares.
     if let Err(e) = state.verifier.first_time(signature) {
         warn!(reason = %e, "refused a Slack request");
         return reject(StatusCode::UNAUTHORIZED, &e);
     }
-    next.run(request).await
+    match state
+        .app
+        .bot
+        .orch
+        .once(&format!("slack-seen:{signature}"))
+        .await
+    {
+        Ok(true) => next.run(request).await,
+        Ok(false) => {
+            warn!(reason = %signature::Replayed, "refused a Slack request (another replica had it)");
+            reject(StatusCode::UNAUTHORIZED, &signature::Replayed)
+        }
+        // Without the shared guard a replay could act twice: refuse, and
+        // Slack retries (it retries on 5xx).
+        Err(e) => {
+            warn!(error = %e, "cannot check a Slack request for replays");
+            reject(StatusCode::SERVICE_UNAVAILABLE, &e)
+        }
+    }
 }
 
 #[derive(serde::Serialize)]

@@ -30,6 +30,23 @@ pub async fn get(
     Ok(Json(value))
 }
 
+/// `POST /v1/bot/once/{key}`: 201 the first time a key is seen, 409 after.
+/// The bot's Slack replay guard, shared by every bot replica.
+pub async fn once(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_key(&key)?;
+    if bot_state::claim_once(&state.db, &key).await? {
+        Ok(StatusCode::CREATED)
+    } else {
+        Err(ApiError::conflict(
+            vessel_api::ErrorCode::Replayed,
+            format!("`{key}` was seen before"),
+        ))
+    }
+}
+
 pub async fn put(
     State(state): State<AppState>,
     Path(key): Path<String>,

@@ -77,6 +77,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/hosts/{name}/undrain", &[FLEET_MANAGE]),
     route("GET", "/v1/bot/state/{key}", &[BOT_STATE]),
     route("PUT", "/v1/bot/state/{key}", &[BOT_STATE]),
+    route("POST", "/v1/bot/once/{key}", &[BOT_STATE]),
     route("GET", "/v1/audit", &[AUDIT_READ]),
     route("PUT", "/v1/users/{subject}", &[FLEET_MANAGE]),
 ];
@@ -162,6 +163,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/bot/state/{key}",
             get(bot_state::get).put(bot_state::put),
         )
+        .route("/v1/bot/once/{key}", post(bot_state::once))
         .route("/v1/audit", get(audit::list))
         .route("/v1/users/{subject}", axum::routing::put(users::set))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -9,6 +9,37 @@ pub async fn get(db: &PgPool, key: &str) -> Result<Option<serde_json::Value>, sq
         .await
 }
 
+/// Records `key` once: true the first time, false when it was already
+/// there. One statement, so two bot replicas racing on it cannot both win.
+pub async fn claim_once(db: &PgPool, key: &str) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query_scalar!(
+        "INSERT INTO bot_state (key, value) VALUES ($1, 'true'::jsonb)
+         ON CONFLICT (key) DO NOTHING RETURNING key",
+        key
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(inserted.is_some())
+}
+
+/// Forgets one-time keys under `prefix` older than `age`: a Slack signature
+/// is only replayable inside its window.
+pub async fn prune_once(
+    db: &PgPool,
+    prefix: &str,
+    age: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "DELETE FROM bot_state WHERE starts_with(key, $1)
+           AND updated_at < now() - make_interval(secs => $2)",
+        prefix,
+        age.as_secs_f64()
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn put(db: &PgPool, key: &str, value: &serde_json::Value) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO bot_state (key, value) VALUES ($1, $2)
