@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::actions::Bot;
 use crate::commands::{self, VesselCommand};
-use crate::events::{self, Inbox, SavedCursor};
+use crate::events::{self, DeliveryError, Inbox, SavedCursor};
 use crate::orchestrator::Actor;
 use crate::slack::web::MessageRef;
 use crate::views::{Button, Message};
@@ -37,7 +37,11 @@ impl Inbox for ConsoleInbox {
         user == self.subject
     }
 
-    async fn post(&self, _user: &str, message: &Message) -> Result<Option<MessageRef>, String> {
+    async fn post(
+        &self,
+        _user: &str,
+        message: &Message,
+    ) -> Result<Option<MessageRef>, DeliveryError> {
         show(message, &self.choices, "\n📬 ");
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         Ok(Some(MessageRef {
@@ -46,12 +50,12 @@ impl Inbox for ConsoleInbox {
         }))
     }
 
-    async fn update(&self, _at: &MessageRef, message: &Message) -> Result<(), String> {
+    async fn update(&self, _at: &MessageRef, message: &Message) -> Result<(), DeliveryError> {
         show(message, &self.choices, "\n✏️  ");
         Ok(())
     }
 
-    async fn admin(&self, _message: &Message) -> Result<(), String> {
+    async fn admin(&self, _message: &Message) -> Result<(), DeliveryError> {
         Ok(())
     }
 }

@@ -25,6 +25,15 @@ use crate::views::{vessel, Message};
 /// How long a hole in the ids may still fill.
 const HOLE_TTL: Duration = Duration::from_secs(30);
 
+/// Why a message could not be delivered; the event is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("Slack refused or did not answer")]
+    Slack(#[from] crate::slack::web::SlackError),
+    #[error("the orchestrator refused or did not answer")]
+    Orchestrator(#[from] crate::orchestrator::ApiFailure),
+}
+
 /// Where messages go: Slack DMs, or the console's screen.
 pub trait Inbox: Send + Sync {
     /// Whether this inbox delivers to `user` at all.
@@ -33,14 +42,14 @@ pub trait Inbox: Send + Sync {
         &self,
         user: &str,
         message: &Message,
-    ) -> impl Future<Output = Result<Option<MessageRef>, String>> + Send;
+    ) -> impl Future<Output = Result<Option<MessageRef>, DeliveryError>> + Send;
     fn update(
         &self,
         at: &MessageRef,
         message: &Message,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
     /// Alerts for fleet admins.
-    fn admin(&self, message: &Message) -> impl Future<Output = Result<(), String>> + Send;
+    fn admin(&self, message: &Message) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -185,7 +194,7 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
     }
 }
 
-async fn handle<I: Inbox>(bot: &Bot, inbox: &I, event: &Event) -> Result<(), String> {
+async fn handle<I: Inbox>(bot: &Bot, inbox: &I, event: &Event) -> Result<(), DeliveryError> {
     match (&event.kind, &event.payload) {
         (kind, EventPayload::Host(host)) if kind.is_host() => {
             inbox.admin(&Message::says(host_text(kind, host))).await
@@ -219,7 +228,7 @@ async fn tell_owner<I: Inbox>(
     inbox: &I,
     kind: &EventKind,
     e: &VesselEvent,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let owner = e.owner_id.as_str();
     if owner.is_empty() || !inbox.wants(owner) {
         return Ok(());
@@ -239,18 +248,14 @@ async fn tell_owner<I: Inbox>(
         unix_name: None,
         admin: false,
     };
-    let view = bot
-        .orch
-        .show(&actor, &id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let view = bot.orch.show(&actor, &id).await?;
     let message = if view.state == VesselState::Running {
         vessel::running(&view)
     } else {
         vessel::ended(&view)
     };
     let key = message_key(&id);
-    let existing: Option<MessageRef> = bot.orch.state_get(&key).await.map_err(|e| e.to_string())?;
+    let existing: Option<MessageRef> = bot.orch.state_get(&key).await?;
     match (kind, existing) {
         (EventKind::IdleWarning | EventKind::ExpiryWarning, _) => {
             let text = e.message.clone().unwrap_or_else(|| {
@@ -278,10 +283,7 @@ async fn tell_owner<I: Inbox>(
             None,
         ) => {
             if let Some(at) = inbox.post(owner, &message).await? {
-                bot.orch
-                    .state_put(&key, &at)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                bot.orch.state_put(&key, &at).await?;
             }
             Ok(())
         }

@@ -48,68 +48,65 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("cannot handle stop signals")
         }
-        Some("token") => {
-            let Some(subject) = args.get(1) else {
-                bail!("token needs a SUBJECT\n{USAGE}");
-            };
-            let verifier = auth::Verifier::new(&config.auth)?;
-            let mut ttl = None;
-            let mut key = None;
-            let mut perms: Vec<String> = Vec::new();
-            let mut rest = args[2..].iter();
-            while let Some(a) = rest.next() {
-                if a == "--ttl" {
-                    ttl = Some(
-                        rest.next()
-                            .and_then(|t| t.parse().ok())
-                            .context("--ttl needs a number of seconds")?,
-                    );
-                } else if a == "--key" {
-                    key = Some(rest.next().context("--key needs the private key's file")?);
-                } else {
-                    perms.push(a.clone());
-                }
-            }
-            let key = key.context("token needs --key FILE, the service's private key")?;
-            let key = std::fs::read_to_string(key).with_context(|| format!("--key {key}"))?;
-            let ttl = match ttl {
-                Some(secs) => {
-                    if let Err(max) = verifier.allows_ttl(subject, Duration::from_secs(secs)) {
-                        bail!(
-                            "refusing: a token for `{subject}` may live at most {}s here \
-                             (auth.max_token_ttl, or auth.machines.{subject}.max_token_ttl)",
-                            max.as_secs()
-                        );
-                    }
-                    secs
-                }
-                None => verifier
-                    .allows_ttl(subject, Duration::MAX)
-                    .err()
-                    .map(|max| max.as_secs())
-                    .unwrap_or(600),
-            };
-            if perms.is_empty() {
-                perms = [
-                    auth::perm::VESSELS_CREATE,
-                    auth::perm::VESSELS_READ,
-                    auth::perm::FLEET_READ,
-                ]
-                .map(String::from)
-                .to_vec();
-            }
-            let perms: Vec<&str> = perms.iter().map(String::as_str).collect();
-            let token = auth::issue(
-                &key,
-                &config.auth.issuer,
-                &config.auth.audience,
-                subject,
-                &perms,
-                ttl,
-            )?;
-            println!("{token}");
-            Ok(())
-        }
+        Some("token") => print_token(&config, &args[1..]),
         Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
     }
+}
+
+/// `token SUBJECT --key FILE [--ttl SECS] [PERM…]`: refuses a lifetime the
+/// orchestrator would refuse, so an operator never holds a dead token.
+fn print_token(config: &Config, args: &[String]) -> anyhow::Result<()> {
+    let Some(subject) = args.first() else {
+        bail!("token needs a SUBJECT\n{USAGE}");
+    };
+    let verifier = auth::Verifier::new(&config.auth)?;
+    let mut ttl = None;
+    let mut key = None;
+    let mut perms: Vec<String> = Vec::new();
+    let mut rest = args[1..].iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--ttl" => {
+                let secs: u64 = rest
+                    .next()
+                    .and_then(|t| t.parse().ok())
+                    .context("--ttl needs a number of seconds")?;
+                ttl = Some(secs);
+            }
+            "--key" => key = Some(rest.next().context("--key needs the private key's file")?),
+            _ => perms.push(a.clone()),
+        }
+    }
+    let key = key.context("token needs --key FILE, the service's private key")?;
+    let key = std::fs::read_to_string(key).with_context(|| format!("--key {key}"))?;
+    // The longest this subject may have: the default, and the limit.
+    let max = verifier
+        .allows_ttl(subject, Duration::MAX)
+        .err()
+        .unwrap_or(Duration::from_secs(600));
+    let ttl = ttl.unwrap_or(max.as_secs());
+    if ttl > max.as_secs() {
+        bail!(
+            "refusing: a token for `{subject}` may live at most {}s here \
+             (auth.max_token_ttl, or auth.machines.{subject}.max_token_ttl)",
+            max.as_secs()
+        );
+    }
+    if perms.is_empty() {
+        perms = auth::perm::RESEARCHER
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+    }
+    let perms: Vec<&str> = perms.iter().map(String::as_str).collect();
+    let token = auth::issue(
+        &key,
+        &config.auth.issuer,
+        &config.auth.audience,
+        subject,
+        &perms,
+        ttl,
+    )?;
+    println!("{token}");
+    Ok(())
 }

@@ -15,7 +15,7 @@ use tracing::warn;
 
 use crate::actions::Bot;
 use crate::commands::{self, Command, VesselCommand};
-use crate::events::Inbox;
+use crate::events::{DeliveryError, Inbox};
 use crate::orchestrator::Actor;
 use crate::views::{self, home, modal, Message};
 use payloads::{Interaction, Unusable};
@@ -266,29 +266,33 @@ impl Inbox for SlackInbox {
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     }
 
-    async fn post(&self, user: &str, message: &Message) -> Result<Option<MessageRef>, String> {
+    async fn post(
+        &self,
+        user: &str,
+        message: &Message,
+    ) -> Result<Option<MessageRef>, DeliveryError> {
         self.web
             .post_dm(user, message)
             .await
             .map(Some)
-            .map_err(|e| e.to_string())
+            .map_err(DeliveryError::from)
     }
 
-    async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), String> {
+    async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), DeliveryError> {
         self.web
             .update(at, message)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(DeliveryError::from)
     }
 
-    async fn admin(&self, message: &Message) -> Result<(), String> {
+    async fn admin(&self, message: &Message) -> Result<(), DeliveryError> {
         match &self.admin_channel {
             Some(channel) => self
                 .web
                 .post(channel, message)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
+                .map_err(DeliveryError::from),
             None => Ok(()),
         }
     }
