@@ -361,8 +361,9 @@ gpus = 1
 cpus = 1
 memory = "1G"
 image = "{VESSEL_IMAGE}"
-# The failure tests' images: one allowed but never built, one built per test.
-images = ["vessel/absent:1", "vessel/mute:*"]
+# The failure and shutdown tests' images: one allowed but never built, the
+# others built by the tests.
+images = ["vessel/absent:1", "vessel/mute:*", "vessel/slow-sshd:*"]
 lifetime = "1d"
 max_lifetime = "7d"
 [queues.cpu]

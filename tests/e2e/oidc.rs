@@ -161,21 +161,31 @@ fn with(mut c: Value, key: &str, value: Value) -> Value {
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oidc_tokens_are_checked_and_keys_rotate() -> anyhow::Result<()> {
-    let jwks = serve_jwks().await?;
+/// A rig whose orchestrator trusts the test issuer, with `more` keys in its
+/// `[[auth.oidc]]` table.
+async fn rig_trusting(jwks: &Jwks, more: &str) -> anyhow::Result<Rig> {
     let oidc = format!(
         "[[auth.oidc]]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
-         jwks_url = \"http://{}/.well-known/jwks.json\"\nalgorithms = [\"RS256\", \"ES256\"]\nmin_refresh = \"100ms\"\n",
+         jwks_url = \"http://{}/.well-known/jwks.json\"\n{more}",
         jwks.addr
     );
-    let rig = Rig::start_with(
+    Rig::start_with(
         &[gpu_host("gpu-1", 1, "3090")],
         Options {
             workers: 0,
             extra_config: oidc,
             ..Options::default()
         },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_tokens_are_checked_and_keys_rotate() -> anyhow::Result<()> {
+    let jwks = serve_jwks().await?;
+    let rig = rig_trusting(
+        &jwks,
+        "algorithms = [\"RS256\", \"ES256\"]\nmin_refresh = \"100ms\"\n",
     )
     .await?;
     let first = rsa_key(&rig.dir, "k1")?;
@@ -293,20 +303,7 @@ async fn oidc_tokens_are_checked_and_keys_rotate() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oidc_scope_is_not_a_permission_and_other_clients_are_refused() -> anyhow::Result<()> {
     let jwks = serve_jwks().await?;
-    let oidc = format!(
-        "[[auth.oidc]]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
-         jwks_url = \"http://{}/.well-known/jwks.json\"\nallowed_clients = [\"vessel-cli\"]\n",
-        jwks.addr
-    );
-    let rig = Rig::start_with(
-        &[gpu_host("gpu-1", 1, "3090")],
-        Options {
-            workers: 0,
-            extra_config: oidc,
-            ..Options::default()
-        },
-    )
-    .await?;
+    let rig = rig_trusting(&jwks, "allowed_clients = [\"vessel-cli\"]\n").await?;
     let key = rsa_key(&rig.dir, "k1")?;
     *jwks.keys.lock().unwrap() = json!({ "keys": [key.jwk] });
     let drain = |claims: Value| {
