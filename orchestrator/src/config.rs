@@ -951,6 +951,175 @@ MCowBQYDK2VwAyEAV7hCdPe+3zliZ9BQx4XoFmzxqGAqArfQV0DHAPmsbuc=
         assert!(err.starts_with("auth.machines.prometheus:"), "{err}");
     }
 
+    /// A `[[hosts]]` table with a direct network; `network` is the rest of
+    /// its `[hosts.network]` table.
+    fn host(name: &str, ssh: &str, network: &str) -> String {
+        format!(
+            r#"
+[[hosts]]
+name = "{name}"
+queue = "3090"
+home_root = "/srv/homes"
+[hosts.ssh]
+address = "{ssh}:22"
+key_path = "Cargo.toml"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBFYFDC2U7RZb9Yb8Uhsx0ut6mS2dRHKLrYhsSrY3h5G"
+[hosts.network]
+mode = "direct"
+docker_network = "vessels"
+{network}
+"#
+        )
+    }
+
+    fn with_hosts(hosts: &[String]) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!("{MINIMAL}{}", hosts.concat()))
+    }
+
+    const LAN: &str = "driver = \"macvlan\"\nparent = \"eno1\"\nsubnet = \"10.0.0.0/24\"";
+
+    #[test]
+    fn disjoint_pools_on_one_lan_are_accepted() {
+        let config = with_hosts(&[
+            host(
+                "a",
+                "10.0.0.10",
+                &format!("{LAN}\npool = \"10.0.0.128/26\""),
+            ),
+            host(
+                "b",
+                "10.0.0.11",
+                &format!("{LAN}\npool = \"10.0.0.192/26\""),
+            ),
+        ]);
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn a_pool_overlapping_another_hosts_pool_is_refused() {
+        let err = with_hosts(&[
+            host(
+                "a",
+                "10.0.0.10",
+                &format!("{LAN}\npool = \"10.0.0.128/25\""),
+            ),
+            host(
+                "b",
+                "10.0.0.11",
+                &format!("{LAN}\npool = \"10.0.0.192/26\""),
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "hosts[1].network.pool: 10.0.0.192/26 overlaps hosts[0]'s pool 10.0.0.128/25; \
+             give each host its own part of the subnet"
+        );
+    }
+
+    #[test]
+    fn the_quick_start_shape_one_bridge_shared_by_two_hosts_without_pools_is_refused() {
+        let bridge = "subnet = \"10.213.0.0/24\"";
+        let err = with_hosts(&[
+            host("gpu", "127.0.0.2", bridge),
+            host("cpu", "127.0.0.3", bridge),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("hosts[1].network.pool: 10.213.0.0/24 overlaps hosts[0]'s"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn macvlan_without_a_pool_is_refused() {
+        let err = with_hosts(&[host("a", "10.0.0.10", LAN)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("hosts[0].network.pool: macvlan needs a pool"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pool_containing_the_gateway_is_refused() {
+        let given = format!("{LAN}\ngateway = \"10.0.0.200\"\npool = \"10.0.0.128/25\"");
+        let err = with_hosts(&[host("a", "10.0.0.10", &given)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "hosts[0].network.pool: 10.0.0.128/25 contains the gateway 10.0.0.200"
+        );
+        // No gateway given: Docker's, the subnet's first address.
+        let implied = format!("{LAN}\npool = \"10.0.0.0/25\"");
+        let err = with_hosts(&[host("a", "10.0.0.200", &implied)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "hosts[0].network.pool: 10.0.0.0/25 contains the gateway 10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn a_pool_outside_its_subnet_is_refused() {
+        let err = with_hosts(&[host(
+            "a",
+            "10.0.0.10",
+            &format!("{LAN}\npool = \"10.0.1.0/25\""),
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("hosts[0].network.pool: 10.0.1.0/25 is outside"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pool_holding_a_hosts_or_the_orchestrators_address_is_refused() {
+        let pool = format!("{LAN}\npool = \"10.0.0.128/25\"");
+        let err = with_hosts(&[host("a", "10.0.0.130", &pool)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "hosts[0].network.pool: 10.0.0.128/25 contains 10.0.0.130 (hosts[0].ssh.address)"
+        );
+        let text = format!(
+            "listen = \"10.0.0.129:8700\"\nallow_plaintext = true\n{MINIMAL}{}",
+            host("a", "10.0.0.10", &pool)
+        );
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "hosts[0].network.pool: 10.0.0.128/25 contains 10.0.0.129 (listen)"
+        );
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused_unless_allowed() {
+        let open = format!("listen = \"0.0.0.0:8700\"\n{MINIMAL}");
+        let err = Config::from_toml_str(&open).unwrap_err().to_string();
+        assert!(
+            err.starts_with("listen: 0.0.0.0:8700 is not loopback"),
+            "{err}"
+        );
+        let allowed = format!("listen = \"0.0.0.0:8700\"\nallow_plaintext = true\n{MINIMAL}");
+        assert!(Config::from_toml_str(&allowed).is_ok());
+    }
+
+    #[test]
+    fn a_tls_section_that_is_not_pem_names_its_key() {
+        let text = format!("{MINIMAL}\n[tls]\ncert = \"not a certificate\"\nkey = \"nor a key\"\n");
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.starts_with("tls.cert:"), "{err}");
+    }
+
     #[test]
     fn secrets_do_not_print() {
         let config = Config::from_toml_str(MINIMAL).unwrap();
