@@ -29,9 +29,14 @@ if ! docker network inspect "$NET" >/dev/null 2>&1; then
   done
 fi
 SUBNET=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$NET")
-POOL=${SUBNET%.0/24}.128/25
+# Both "hosts" are this one Docker engine on this one network, so each gets
+# its own quarter of the subnet's upper half (Docker hands out the lower half
+# to the host containers): with one shared pool, each host's allocator would
+# give out the same address, and a second vessel failed "Address already in
+# use". The orchestrator refuses overlapping pools.
+PREFIX=${SUBNET%.0/24}
 
-host() { # NAME QUEUE GPUS_CSV
+host() { # NAME QUEUE GPUS_CSV POOL
   local c="vessel-local-$1"
   if [ -z "$(docker ps -q -f "name=^$c$")" ]; then
     docker rm -f "$c" >/dev/null 2>&1 || true
@@ -57,13 +62,13 @@ host_key = "$(cut -d' ' -f1,2 "$STATE/keys/host-$1.pub")"
 mode = "direct"
 docker_network = "$NET"
 subnet = "$SUBNET"
-pool = "$POOL"
+pool = "$4"
 
 TOML
 }
 GPUS="0, GPU-11111111-0000-4000-8000-000000000000, NVIDIA GeForce RTX 3090 (declared), 24576 MiB, 00000000:01:00.0
 1, GPU-11111111-0000-4000-8000-000000000001, NVIDIA GeForce RTX 3090 (declared), 24576 MiB, 00000000:02:00.0"
-{ host gpu 3090 "$GPUS"; host cpu cpu ""; } > "$STATE/hosts.toml"
+{ host gpu 3090 "$GPUS" "$PREFIX.128/26"; host cpu cpu "" "$PREFIX.192/26"; } > "$STATE/hosts.toml"
 
 # The service key: the bot signs with the private half; the orchestrator
 # holds only the public half, so nothing it has can mint a token.

@@ -38,6 +38,13 @@ pub use vessel_common::Secret;
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Serve the API over TLS with this certificate and key.
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP on an address that is not loopback. Only for a
+    /// deployment where TLS ends in front of the orchestrator (an ingress,
+    /// a proxy on the same machine); tokens cross the wire otherwise.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     pub database_url: Secret,
     /// Labels every container this orchestrator makes, so two fleets (or two
     /// test runs) sharing a Docker engine never touch each other's vessels.
@@ -59,6 +66,42 @@ pub struct Config {
     pub work_hours: crate::work_hours::WorkHoursConfig,
     #[serde(default)]
     pub reconciler: ReconcilerConfig,
+}
+
+/// The API's certificate: PEM, inline or `{ file = … }`. Read once at
+/// start-up; a renewed certificate takes a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: Secret,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Secret,
+}
+
+impl TlsConfig {
+    /// The chain and key as rustls wants them; the error names the key.
+    pub fn parts(
+        &self,
+    ) -> Result<
+        (
+            Vec<rustls::pki_types::CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        ),
+        ConfigError,
+    > {
+        use rustls::pki_types::pem::PemObject;
+        let chain =
+            rustls::pki_types::CertificateDer::pem_slice_iter(self.cert.expose().as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("tls.cert", format!("not a PEM certificate chain: {e}")))?;
+        if chain.is_empty() {
+            return Err(invalid("tls.cert", "holds no PEM certificate"));
+        }
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key.expose().as_bytes())
+            .map_err(|e| invalid("tls.key", format!("not a PEM private key: {e}")))?;
+        Ok((chain, key))
+    }
 }
 
 /// Idle reclaim. Idle time accrues only inside work hours.
@@ -364,7 +407,10 @@ pub enum NetworkSpec {
         parent: Option<String>,
         subnet: ipnet::Ipv4Net,
         gateway: Option<std::net::Ipv4Addr>,
-        /// The part of the subnet vessels get addresses from (default: all).
+        /// The part of the subnet vessels get addresses from. Required with
+        /// macvlan (the rest of a LAN belongs to its DHCP server, its
+        /// machines, the orchestrator); a bridge defaults to the whole
+        /// subnet. Pools of different hosts never overlap.
         pool: Option<ipnet::Ipv4Net>,
     },
     /// Each vessel joins the tailnet as its own device; the Docker network
@@ -376,6 +422,26 @@ pub enum NetworkSpec {
 }
 
 impl NetworkSpec {
+    /// Where this host's vessels get their addresses: the pool, or a
+    /// bridge's whole subnet; `None` for tailscale (the tailnet assigns).
+    pub fn address_pool(&self) -> Option<ipnet::Ipv4Net> {
+        match self {
+            NetworkSpec::Direct { subnet, pool, .. } => Some(pool.unwrap_or(*subnet)),
+            NetworkSpec::Tailscale { .. } => None,
+        }
+    }
+
+    /// The subnet's gateway: the one given, else its first address
+    /// (Docker's choice).
+    pub fn gateway(&self) -> Option<std::net::Ipv4Addr> {
+        match self {
+            NetworkSpec::Direct {
+                subnet, gateway, ..
+            } => Some(gateway.unwrap_or_else(|| first_host(subnet))),
+            NetworkSpec::Tailscale { .. } => None,
+        }
+    }
+
     pub fn docker_network(&self) -> &str {
         match self {
             NetworkSpec::Direct { docker_network, .. }
@@ -539,6 +605,81 @@ impl Config {
                 ));
             }
             self.validate_host(&key, host)?;
+        }
+        self.validate_pools()?;
+        self.validate_listen()
+    }
+
+    /// Plain HTTP only on loopback unless the operator says TLS ends in
+    /// front: refusing to start (rather than a warning nobody reads) is what
+    /// keeps bearer tokens off a LAN in the clear; `allow_plaintext` is one
+    /// explicit line for the proxy-in-front case.
+    fn validate_listen(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.tls {
+            tls.parts()?;
+        } else if !self.listen.ip().is_loopback() && !self.allow_plaintext {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "{} is not loopback and there is no [tls]: give `tls.cert` and `tls.key`, \
+                     or set `allow_plaintext = true` if TLS ends in front of the orchestrator",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every direct-mode address is one users connect to by itself (the SSH
+    /// config names the address, not the host), so one address must mean
+    /// one vessel across the fleet. The placement statement only sees the
+    /// reservations of the host it picks (`UNIQUE (host_id, address)`), so
+    /// overlapping pools hand the same address out twice: the quick start's
+    /// two "hosts" are one Docker engine on one network, and the second
+    /// vessel failed with "Address already in use"; on a LAN, two hosts
+    /// would answer ARP for one address. Reserving per network in SQL
+    /// instead would need to know which hosts share an address space, which
+    /// the config cannot say (one name on two engines is two bridges; two
+    /// names under macvlan can be one LAN). Disjoint pools make it hold
+    /// whatever the topology, checked once here. A pool must also stay off
+    /// the gateway and every address the fleet itself uses (the hosts' SSH
+    /// addresses, the API's).
+    fn validate_pools(&self) -> Result<(), ConfigError> {
+        let taken: Vec<(String, std::net::Ipv4Addr)> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                let addr: std::net::SocketAddrV4 = h.ssh.address.parse().ok()?;
+                Some((format!("hosts[{i}].ssh.address"), *addr.ip()))
+            })
+            .chain(match self.listen.ip() {
+                std::net::IpAddr::V4(ip) if !ip.is_unspecified() => {
+                    Some(("listen".to_string(), ip))
+                }
+                _ => None,
+            })
+            .collect();
+        let pools: Vec<(usize, ipnet::Ipv4Net)> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.network.address_pool().map(|p| (i, p)))
+            .collect();
+        for (n, &(i, pool)) in pools.iter().enumerate() {
+            let key = format!("hosts[{i}].network.pool");
+            if let Some((what, ip)) = taken.iter().find(|(_, ip)| pool.contains(ip)) {
+                return Err(invalid(key, format!("{pool} contains {ip} ({what})")));
+            }
+            if let Some(&(j, other)) = pools[..n]
+                .iter()
+                .find(|(_, other)| other.contains(&pool) || pool.contains(other))
+            {
+                return Err(invalid(
+                    key,
+                    format!("{pool} overlaps hosts[{j}]'s pool {other}; give each host its own part of the subnet"),
+                ));
+            }
         }
         Ok(())
     }
@@ -721,10 +862,37 @@ fn validate_network(key: &str, network: &NetworkSpec) -> Result<(), ConfigError>
     if gateway.is_some_and(|gw| !subnet.contains(&gw)) {
         return Err(invalid(format!("{key}.gateway"), "is outside the subnet"));
     }
-    if pool.is_some_and(|pool| !subnet.contains(&pool)) {
-        return Err(invalid(format!("{key}.pool"), "is outside the subnet"));
+    let Some(pool) = pool else {
+        // On a LAN the whole subnet is never ours: its DHCP range, its
+        // machines, the orchestrator live there.
+        if *driver == DirectDriver::Macvlan {
+            return Err(invalid(
+                format!("{key}.pool"),
+                "macvlan needs a pool: the part of the LAN no DHCP server or machine uses",
+            ));
+        }
+        return Ok(());
+    };
+    if !subnet.contains(pool) {
+        return Err(invalid(
+            format!("{key}.pool"),
+            format!("{pool} is outside the subnet {subnet}"),
+        ));
+    }
+    let gateway = network.gateway().unwrap_or_else(|| first_host(subnet));
+    if pool.contains(&gateway) {
+        return Err(invalid(
+            format!("{key}.pool"),
+            format!("{pool} contains the gateway {gateway}"),
+        ));
     }
     Ok(())
+}
+
+/// The subnet's first usable address, where Docker puts a gateway that is
+/// not given.
+pub fn first_host(subnet: &ipnet::Ipv4Net) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1)
 }
 
 fn valid_label(s: &str) -> bool {
@@ -781,6 +949,175 @@ MCowBQYDK2VwAyEAV7hCdPe+3zliZ9BQx4XoFmzxqGAqArfQV0DHAPmsbuc=
         );
         let err = Config::from_toml_str(&robot_admin).unwrap_err().to_string();
         assert!(err.starts_with("auth.machines.prometheus:"), "{err}");
+    }
+
+    /// A `[[hosts]]` table with a direct network; `network` is the rest of
+    /// its `[hosts.network]` table.
+    fn host(name: &str, ssh: &str, network: &str) -> String {
+        format!(
+            r#"
+[[hosts]]
+name = "{name}"
+queue = "3090"
+home_root = "/srv/homes"
+[hosts.ssh]
+address = "{ssh}:22"
+key_path = "Cargo.toml"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBFYFDC2U7RZb9Yb8Uhsx0ut6mS2dRHKLrYhsSrY3h5G"
+[hosts.network]
+mode = "direct"
+docker_network = "vessels"
+{network}
+"#
+        )
+    }
+
+    fn with_hosts(hosts: &[String]) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!("{MINIMAL}{}", hosts.concat()))
+    }
+
+    const LAN: &str = "driver = \"macvlan\"\nparent = \"eno1\"\nsubnet = \"10.0.0.0/24\"";
+
+    #[test]
+    fn disjoint_pools_on_one_lan_are_accepted() {
+        let config = with_hosts(&[
+            host(
+                "a",
+                "10.0.0.10",
+                &format!("{LAN}\npool = \"10.0.0.128/26\""),
+            ),
+            host(
+                "b",
+                "10.0.0.11",
+                &format!("{LAN}\npool = \"10.0.0.192/26\""),
+            ),
+        ]);
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn a_pool_overlapping_another_hosts_pool_is_refused() {
+        let err = with_hosts(&[
+            host(
+                "a",
+                "10.0.0.10",
+                &format!("{LAN}\npool = \"10.0.0.128/25\""),
+            ),
+            host(
+                "b",
+                "10.0.0.11",
+                &format!("{LAN}\npool = \"10.0.0.192/26\""),
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "hosts[1].network.pool: 10.0.0.192/26 overlaps hosts[0]'s pool 10.0.0.128/25; \
+             give each host its own part of the subnet"
+        );
+    }
+
+    #[test]
+    fn the_quick_start_shape_one_bridge_shared_by_two_hosts_without_pools_is_refused() {
+        let bridge = "subnet = \"10.213.0.0/24\"";
+        let err = with_hosts(&[
+            host("gpu", "127.0.0.2", bridge),
+            host("cpu", "127.0.0.3", bridge),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("hosts[1].network.pool: 10.213.0.0/24 overlaps hosts[0]'s"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn macvlan_without_a_pool_is_refused() {
+        let err = with_hosts(&[host("a", "10.0.0.10", LAN)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("hosts[0].network.pool: macvlan needs a pool"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pool_containing_the_gateway_is_refused() {
+        let given = format!("{LAN}\ngateway = \"10.0.0.200\"\npool = \"10.0.0.128/25\"");
+        let err = with_hosts(&[host("a", "10.0.0.10", &given)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "hosts[0].network.pool: 10.0.0.128/25 contains the gateway 10.0.0.200"
+        );
+        // No gateway given: Docker's, the subnet's first address.
+        let implied = format!("{LAN}\npool = \"10.0.0.0/25\"");
+        let err = with_hosts(&[host("a", "10.0.0.200", &implied)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "hosts[0].network.pool: 10.0.0.0/25 contains the gateway 10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn a_pool_outside_its_subnet_is_refused() {
+        let err = with_hosts(&[host(
+            "a",
+            "10.0.0.10",
+            &format!("{LAN}\npool = \"10.0.1.0/25\""),
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("hosts[0].network.pool: 10.0.1.0/25 is outside"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pool_holding_a_hosts_or_the_orchestrators_address_is_refused() {
+        let pool = format!("{LAN}\npool = \"10.0.0.128/25\"");
+        let err = with_hosts(&[host("a", "10.0.0.130", &pool)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "hosts[0].network.pool: 10.0.0.128/25 contains 10.0.0.130 (hosts[0].ssh.address)"
+        );
+        let text = format!(
+            "listen = \"10.0.0.129:8700\"\nallow_plaintext = true\n{MINIMAL}{}",
+            host("a", "10.0.0.10", &pool)
+        );
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "hosts[0].network.pool: 10.0.0.128/25 contains 10.0.0.129 (listen)"
+        );
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused_unless_allowed() {
+        let open = format!("listen = \"0.0.0.0:8700\"\n{MINIMAL}");
+        let err = Config::from_toml_str(&open).unwrap_err().to_string();
+        assert!(
+            err.starts_with("listen: 0.0.0.0:8700 is not loopback"),
+            "{err}"
+        );
+        let allowed = format!("listen = \"0.0.0.0:8700\"\nallow_plaintext = true\n{MINIMAL}");
+        assert!(Config::from_toml_str(&allowed).is_ok());
+    }
+
+    #[test]
+    fn a_tls_section_that_is_not_pem_names_its_key() {
+        let text = format!("{MINIMAL}\n[tls]\ncert = \"not a certificate\"\nkey = \"nor a key\"\n");
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.starts_with("tls.cert:"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! Builds the whole orchestrator from a config; `main` and the tests share it.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +32,10 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    TlsConfig(#[from] crate::config::ConfigError),
+    #[error("tls: the certificate and key do not make a server identity: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// How long a stop waits for the loops to finish what they are doing (a
@@ -44,10 +47,17 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 /// once the server stops taking new ones.
 const REQUEST_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a client may take to send a request's headers (and, with TLS,
+/// to finish the handshake): a client that opens connections and trickles
+/// bytes would otherwise hold a task and a socket each, for ever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running orchestrator. Dropping it stops its loops too, without
 /// waiting for them; [`Application::stop`] waits.
 pub struct Application {
     pub addr: SocketAddr,
+    /// Whether the API is served over TLS (`https://`).
+    pub tls: bool,
     pub db: PgPool,
     pub undertaker: Arc<Undertaker>,
     pub reconciler: Arc<Reconciler>,
@@ -117,6 +127,7 @@ impl Application {
         tasks.push(server);
         Ok(Application {
             addr,
+            tls: config.tls.is_some(),
             db,
             undertaker,
             reconciler,
@@ -126,7 +137,8 @@ impl Application {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Runs until SIGTERM or SIGINT (ctrl-c), then stops gracefully; a
@@ -248,11 +260,18 @@ fn spawn_undertaker(undertaker: &Arc<Undertaker>, shutdown: &Shutdown) -> JoinHa
 
 /// Binds the API's address and serves it until the stop; requests in
 /// flight then get `REQUEST_GRACE` to finish.
+///
+/// Our own accept loop rather than `axum::serve`: it is what lets one path
+/// serve plain TCP or rustls, and set hyper's header read timeout (which
+/// `axum::serve` does not expose). HTTP/1.1 only: our clients (the bot,
+/// curl, Prometheus) speak it.
 async fn serve(
     config: &Config,
     state: AppState,
     shutdown: Shutdown,
 ) -> Result<(SocketAddr, JoinHandle<()>), StartupError> {
+    let acceptor = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let tls = acceptor.is_some();
     let bind_error = |source| StartupError::Bind {
         addr: config.listen,
         source,
@@ -262,23 +281,95 @@ async fn serve(
         .map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
     let app = api::router(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let server = tokio::spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let stopping = shutdown.clone();
-        let serving = axum::serve(listener, service)
-            .with_graceful_shutdown(async move { stopping.wait().await })
-            .into_future();
-        let overdue = async {
-            shutdown.wait().await;
-            tokio::time::sleep(REQUEST_GRACE).await;
-        };
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait rather than spin.
+                        tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.wait() => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+                // The audit log's "from where".
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                tower::Service::call(&mut app, req)
+            });
+            let http = http.clone();
+            let acceptor = acceptor.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let served = match acceptor {
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await;
+                        let stream = match handshake {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        watcher.watch(http.serve_connection(io, service)).await
+                    }
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(tcp);
+                        watcher.watch(http.serve_connection(io, service)).await
+                    }
+                };
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        // No new connections; idle ones close, busy ones finish their
+        // request, within the grace.
+        drop(listener);
         tokio::select! {
-            served = serving => if let Err(e) = served {
-                tracing::error!(error = %e, "the API server stopped");
-            },
-            _ = overdue => tracing::warn!("requests still open after the grace period: closed"),
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(REQUEST_GRACE) => {
+                tracing::warn!("requests still open after the grace period: closed");
+            }
         }
     });
-    tracing::info!(%addr, "orchestrator listening");
+    if !tls && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "serving plain HTTP on a non-loopback address (allow_plaintext): TLS must end in front of this"
+        );
+    }
+    tracing::info!(%addr, tls, "orchestrator listening");
     Ok((addr, server))
+}
+
+/// rustls with the ring provider named here, not the process default:
+/// nothing then depends on which provider some other crate installed, and
+/// aws-lc-rs never enters the build (CRATE-NOTES: the provider trap).
+fn tls_acceptor(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor, StartupError> {
+    let (chain, key) = tls.parts()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }

@@ -239,6 +239,8 @@ impl Rig {
         };
 
         let mut host_tables = String::new();
+        let direct = decls.iter().filter(|d| !d.tailscale).count();
+        let mut pools = (0..direct).map(|j| pool_slice(&subnet, j, direct));
         for (n, decl) in decls.iter().enumerate() {
             let host_key = keygen(&dir, &format!("host-{}", decl.name))?;
             let container = format!("vessel-{id}-{}", decl.name);
@@ -298,7 +300,7 @@ impl Rig {
             } else {
                 format!(
                     "mode = \"direct\"\ndocker_network = \"{network}\"\nsubnet = \"{subnet}\"\npool = \"{}\"",
-                    upper_half(&subnet)
+                    pools.next().expect("one pool per direct host")
                 )
             };
             host_tables.push_str(&format!(
@@ -721,8 +723,15 @@ fn create_network(name: &str, id: &str) -> Result<String> {
     bail!("no free /24 for the test network")
 }
 
-fn upper_half(subnet: &str) -> String {
-    subnet.replace(".0/24", ".128/25")
+/// The `j`th of `of` disjoint pools in the upper half of a test /24 (the
+/// lower half is Docker's, for the test hosts). All the rig's hosts are one
+/// Docker engine on one network, as in the quick start: a shared pool would
+/// hand one address to two vessels, and the config refuses overlaps.
+fn pool_slice(subnet: &str, j: usize, of: usize) -> String {
+    let bits = of.max(1).next_power_of_two().trailing_zeros();
+    assert!(bits <= 5, "at most 32 direct hosts per test network");
+    let size = 128 >> bits;
+    subnet.replace(".0/24", &format!(".{}/{}", 128 + j * size, 25 + bits))
 }
 
 fn database_url(id: &str) -> String {
