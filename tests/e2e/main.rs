@@ -12,6 +12,7 @@ mod core_path;
 mod failures;
 mod hardening;
 mod oidc;
+mod races;
 mod recovery;
 mod shutdown;
 mod slack;
