@@ -5,12 +5,21 @@
 //! vessel whose container is back is `running` again; reservations of ended
 //! vessels are freed. The diff is [`decide`], a pure function of what Docker
 //! lists and what the rows say.
+//!
+//! The rows are read before the containers are listed: a listing taken
+//! first misses a vessel that starts in between, whose fresh row then says
+//! `running` without a container, and it would be marked lost while it
+//! runs. Read first, a row can only be older than the listing, and every
+//! act re-checks in its own statement that the row is still the version
+//! read; a container whose vessel went live after the read is left for
+//! the next run.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use bollard::Docker;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tracing::{info, warn, Instrument};
 use uuid::Uuid;
@@ -18,6 +27,7 @@ use uuid::Uuid;
 use crate::conductor::spec::{LABEL_FLEET, LABEL_HOST, LABEL_ID};
 use crate::domain::VesselState;
 use crate::hosts::{HostError, HostPool};
+use crate::store::vessels::LiveVessel;
 use crate::store::{bot_state, events, hosts as host_store, vessels};
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -65,12 +75,22 @@ pub enum Decision {
     Gone(Uuid),
 }
 
-/// The diff between a host's containers and the rows of its live vessels.
-pub fn decide(containers: &[Observed], vessels: &[(Uuid, VesselState)]) -> Vec<Decision> {
+/// The diff between a host's containers and the rows of its live vessels,
+/// read before the listing. `newer`: vessels live on the host when read
+/// again after the listing but not in `vessels` (they started in between):
+/// their containers are not orphans, they are judged next time.
+pub fn decide(
+    containers: &[Observed],
+    vessels: &[(Uuid, VesselState)],
+    newer: &HashSet<Uuid>,
+) -> Vec<Decision> {
     let states: HashMap<Uuid, VesselState> = vessels.iter().copied().collect();
     let mut present = HashSet::new();
     let mut decisions = Vec::new();
     for c in containers {
+        if c.vessel.is_some_and(|id| newer.contains(&id)) {
+            continue;
+        }
         match c.vessel.and_then(|id| states.get(&id).map(|s| (id, *s))) {
             Some((id, _)) if c.running => {
                 present.insert(id);
@@ -159,19 +179,48 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// One reachable host: observe, diff, act.
+    /// One reachable host: read the rows, then observe, diff, act.
     pub async fn host(&self, host: &str, report: &mut Report) -> Result<(), ReconcileError> {
+        let rows = self.rows(host).await?;
+        self.host_from(host, &rows, report).await
+    }
+
+    /// The rows a pass over `host` decides from: read before its listing.
+    pub async fn rows(&self, host: &str) -> Result<Vec<LiveVessel>, sqlx::Error> {
+        vessels::live_on_host(&self.db, host).await
+    }
+
+    /// A pass over `host` from rows read earlier (by [`Reconciler::rows`]):
+    /// lists the containers now, and acts only where the rows, re-checked
+    /// in each act's statement, are still as read. Tests call the halves
+    /// apart to start or change a vessel in between.
+    pub async fn host_from(
+        &self,
+        host: &str,
+        rows: &[LiveVessel],
+        report: &mut Report,
+    ) -> Result<(), ReconcileError> {
         let link = self.hosts.link(host).await?;
         let containers = self.observe(&link.docker, host).await?;
-        let vessels = vessels::live_on_host(&self.db, host).await?;
-        for decision in decide(&containers, &vessels) {
+        let read: HashMap<Uuid, DateTime<Utc>> =
+            rows.iter().map(|r| (r.id, r.updated_at)).collect();
+        // Read again after the listing: a vessel that went live since the
+        // first read may have a container in the listing, not an orphan.
+        let newer: HashSet<Uuid> = vessels::live_on_host(&self.db, host)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .filter(|id| !read.contains_key(id))
+            .collect();
+        let states: Vec<(Uuid, VesselState)> = rows.iter().map(|r| (r.id, r.state)).collect();
+        for decision in decide(&containers, &states, &newer) {
             let span = match &decision {
                 Decision::Orphan { name, .. } => tracing::info_span!("orphan", container = %name),
                 Decision::Vanished(id) | Decision::Back(id) | Decision::Gone(id) => {
                     tracing::info_span!("vessel", vessel = %id)
                 }
             };
-            self.act(&link.docker, host, decision, report)
+            self.act(&link.docker, host, decision, &read, report)
                 .instrument(span)
                 .await?;
         }
@@ -220,8 +269,11 @@ impl Reconciler {
         docker: &Docker,
         host: &str,
         decision: Decision,
+        read: &HashMap<Uuid, DateTime<Utc>>,
         report: &mut Report,
     ) -> Result<(), sqlx::Error> {
+        // Vessel decisions come from the rows, so each has its version.
+        let version = |id: &Uuid| read.get(id).copied();
         match decision {
             Decision::Orphan { docker_id, name } => {
                 if remove_orphan(docker, &docker_id, &name).await {
@@ -229,45 +281,65 @@ impl Reconciler {
                 }
             }
             Decision::Vanished(id) => {
-                self.mark_lost_and_free(id, &format!("its container on {host} is gone"))
-                    .await?;
-                report.lost += 1;
+                let reason = format!("its container on {host} is gone");
+                if self.mark_lost_and_free(id, &reason, version(&id)).await? {
+                    report.lost += 1;
+                } else {
+                    info!("not marked lost: the row changed since it was read");
+                }
             }
             Decision::Back(id) => {
-                if self.mark_back(id, host).await? {
+                if self.mark_back(id, host, version(&id)).await? {
                     report.recovered += 1;
                 }
             }
             Decision::Gone(id) => {
-                let mut tx = self.db.begin().await?;
-                report.freed += vessels::free_reservation(&mut tx, id).await? as usize;
-                tx.commit().await?;
+                if let Some(read) = version(&id) {
+                    let mut tx = self.db.begin().await?;
+                    report.freed +=
+                        vessels::free_lost_reservation_as_read(&mut tx, id, read).await? as usize;
+                    tx.commit().await?;
+                }
             }
         }
         Ok(())
     }
 
-    async fn mark_lost_and_free(&self, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    /// True when the vessel, still `running` and unchanged since `read`,
+    /// is now `lost` and its devices freed.
+    async fn mark_lost_and_free(
+        &self,
+        id: Uuid,
+        reason: &str,
+        read: Option<DateTime<Utc>>,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        if vessels::transition(
+        let moved = vessels::transition_as_read(
             &mut tx,
             id,
             &[VesselState::Running],
             VesselState::Lost,
             Some(reason),
+            read,
         )
         .await?
-        .is_some()
-        {
+        .is_some();
+        if moved {
             vessels::free_reservation(&mut tx, id).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(moved)
     }
 
     /// True when the vessel moved back to `running`.
-    async fn mark_back(&self, id: Uuid, host: &str) -> Result<bool, sqlx::Error> {
+    async fn mark_back(
+        &self,
+        id: Uuid,
+        host: &str,
+        read: Option<DateTime<Utc>>,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        let moved = vessels::transition(
+        let moved = vessels::transition_as_read(
             &mut tx,
             id,
             &[VesselState::Lost],
@@ -275,6 +347,7 @@ impl Reconciler {
             Some(&format!(
                 "{host} answers again and the vessel is still running"
             )),
+            read,
         )
         .await?;
         tx.commit().await?;
@@ -361,14 +434,41 @@ mod tests {
         ];
         for (story, containers, state, expected) in cases {
             let vessels: Vec<(Uuid, VesselState)> = state.map(|s| (v, s)).into_iter().collect();
-            assert_eq!(decide(&containers, &vessels), expected, "{story}");
+            assert_eq!(
+                decide(&containers, &vessels, &HashSet::new()),
+                expected,
+                "{story}"
+            );
         }
     }
 
     #[test]
     fn each_vessel_is_judged_on_its_own_container() {
         let (a, b) = (id(1), id(2));
-        let decisions = decide(&[container(Some(a), true)], &[(a, Running), (b, Running)]);
+        let decisions = decide(
+            &[container(Some(a), true)],
+            &[(a, Running), (b, Running)],
+            &HashSet::new(),
+        );
         assert_eq!(decisions, vec![Decision::Vanished(b)]);
+    }
+
+    #[test]
+    fn a_vessel_that_starts_after_the_rows_are_read_is_not_an_orphan() {
+        // Not in the rows read before the listing, live when read after it:
+        // it started in between. Its container, running or not yet started,
+        // is left alone; a container of a vessel that is not live at all
+        // still goes.
+        let (fresh, ended) = (id(1), id(2));
+        let newer = HashSet::from([fresh]);
+        for running in [true, false] {
+            let stray = container(Some(ended), running);
+            let decisions = decide(
+                &[container(Some(fresh), running), stray.clone()],
+                &[],
+                &newer,
+            );
+            assert_eq!(decisions, vec![orphan(&stray)], "running: {running}");
+        }
     }
 }

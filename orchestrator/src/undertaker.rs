@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::config::UndertakerConfig;
 use crate::domain::VesselState;
 use crate::hosts::HostPool;
-use crate::store::idle::{self, Counters, CpuReading, RunningVessel};
+use crate::store::idle::{self, AsRead, Counters, CpuReading, RunningVessel};
 use crate::store::{audit, events, jobs, vessels};
 use crate::work_hours::WorkHours;
 
@@ -356,18 +356,33 @@ impl Undertaker {
     }
 
     async fn sweep_locked(&self) -> Result<SweepReport, sqlx::Error> {
+        let running = self.running().await?;
+        self.sweep_from(&running).await
+    }
+
+    /// Every running vessel and its ledger: what a sweep decides from.
+    pub async fn running(&self) -> Result<Vec<RunningVessel>, sqlx::Error> {
+        idle::running(&self.db).await
+    }
+
+    /// A sweep over rows read earlier (by [`Undertaker::running`]). A sweep
+    /// is slow (metrics, one exec per CPU vessel): a Keep, an Extend or use
+    /// may land between the read and the act, so every write re-checks in
+    /// its own statement that the row is still as read, and the change that
+    /// landed wins. The sweep holds the lock around both; tests call the
+    /// two halves apart to put a Keep in between.
+    pub async fn sweep_from(&self, running: &[RunningVessel]) -> Result<SweepReport, sqlx::Error> {
         let now = self.clock.now();
         let gpu = self.gpu_utilisation().await.unwrap_or_else(|e| {
             warn!(error = %e, "no GPU metrics this sweep: GPU vessels count as unknown");
             HashMap::new()
         });
-        let running = idle::running(&self.db).await?;
         let mut report = SweepReport {
             vessels: running.len(),
             ..SweepReport::default()
         };
         let mut counters = Counters::default();
-        for v in &running {
+        for v in running {
             let span = tracing::info_span!("idle", vessel = %v.id);
             self.judge(v, &gpu, now, &mut report, &mut counters)
                 .instrument(span)
@@ -401,16 +416,21 @@ impl Undertaker {
                 "its lifetime ended at {}",
                 v.expires_at.format("%Y-%m-%d %H:%M UTC")
             );
-            return self.bury(v.id, &reason, "vessel.expire").await;
+            return self.bury(v, Verdict::Expire, &reason, now).await;
         }
         // Counters for every vessel go in one statement after the sweep;
         // what announces something gets a transaction of its own with its
         // event.
-        counters.push(v.id, decision.idle_secs, decision.verdict == Verdict::Reset);
+        counters.push(
+            v.id,
+            decision.idle_secs,
+            decision.verdict == Verdict::Reset,
+            v.keep_until,
+        );
         self.warn(v, &decision, now).await?;
         if decision.verdict == Verdict::Bury {
             let reason = format!("idle for {:.0} work-hours", decision.idle_secs / 3600.0);
-            self.bury(v.id, &reason, "vessel.bury").await?;
+            self.bury(v, Verdict::Bury, &reason, now).await?;
         }
         Ok(())
     }
@@ -428,8 +448,9 @@ impl Undertaker {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
-        if warn_idle {
-            idle::mark_warned(&mut tx, v.id, now).await?;
+        // Each warning only if its mark is written: a Keep or an Extend that
+        // landed since the read makes it moot.
+        if warn_idle && idle::mark_warned(&mut tx, v.id, now, v.keep_until).await? {
             let idle = decision.idle_secs;
             let left = self.policy().bury_at() - idle;
             let message = format!(
@@ -441,8 +462,9 @@ impl Undertaker {
             self.notify(&mut tx, v.id, "vessel.idle_warning", &message)
                 .await?;
         }
-        if decision.warn_expiry {
-            idle::mark_expiry_warned(&mut tx, v.id, now).await?;
+        if decision.warn_expiry
+            && idle::mark_expiry_warned(&mut tx, v.id, now, v.expires_at).await?
+        {
             let message = format!(
                 "*{}* reaches the end of its lifetime at {}; extend it to keep it.",
                 v.name,
@@ -475,9 +497,39 @@ impl Undertaker {
     }
 
     /// Stops a vessel: the conductor removes it and frees its resources; the
-    /// owner's DM says why and how to start again.
-    async fn bury(&self, id: Uuid, reason: &str, action: &str) -> Result<(), sqlx::Error> {
+    /// owner's DM says why and how to start again. Only if the rows still
+    /// call for it: the vessel is locked while its lifetime (for an expiry)
+    /// or its ledger (for an idle burial) is checked against what the sweep
+    /// read, so a Keep or an Extend pressed since wins.
+    async fn bury(
+        &self,
+        v: &RunningVessel,
+        verdict: Verdict,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let id = v.id;
+        let expire = verdict == Verdict::Expire;
+        let action = if expire {
+            "vessel.expire"
+        } else {
+            "vessel.bury"
+        };
         let mut tx = self.db.begin().await?;
+        let still = if expire {
+            idle::lock_for_expiry(&mut tx, id, now).await?
+        } else {
+            let read = AsRead {
+                expires_at: v.expires_at,
+                warned_at: v.warned_at,
+                keep_until: v.keep_until,
+            };
+            idle::lock_for_idle_burial(&mut tx, id, &read).await?
+        };
+        if !still {
+            info!("not buried: kept, extended or changed since the sweep read it");
+            return tx.commit().await;
+        }
         let moved = vessels::transition(
             &mut tx,
             id,

@@ -13,6 +13,7 @@ mod failures;
 mod hardening;
 mod oidc;
 mod pools;
+mod races;
 mod recovery;
 mod shutdown;
 mod slack;

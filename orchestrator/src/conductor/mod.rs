@@ -9,7 +9,7 @@ pub mod ready;
 pub mod spec;
 
 use std::collections::HashSet;
-use std::convert::Infallible;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,33 @@ pub struct Conductor {
     pub(crate) networks_ready: Mutex<HashSet<String>>,
     pub(crate) tailnet: Option<Arc<crate::tailnet::Tailnet>>,
     wake: Notify,
+}
+
+/// The job's lease now belongs to another claim (or the job is gone).
+#[derive(Debug, PartialEq, Eq)]
+pub struct LeaseLost;
+
+/// Renews a lease every `every` until a renewal says it is lost. A renewal
+/// that fails (a database blip) is retried sooner rather than taken as a
+/// loss: the lease is still ours until another worker claims it, and the
+/// next renewal that reaches the database says which.
+pub async fn hold_lease<F, Fut>(every: Duration, mut renew: F) -> LeaseLost
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, sqlx::Error>>,
+{
+    let mut wait = every;
+    loop {
+        tokio::time::sleep(wait).await;
+        match renew().await {
+            Ok(true) => wait = every,
+            Ok(false) => return LeaseLost,
+            Err(e) => {
+                warn!(error = %e, "cannot renew the job's lease; trying again");
+                wait = (every / 4).max(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 /// How a job ended for now.
@@ -118,7 +145,7 @@ impl Conductor {
             // would hold the job until it expires.
             while !shutdown.is_stopping() {
                 match jobs::claim(&self.db, &worker, self.lease()).await {
-                    Ok(Some(job)) => self.run(&worker, job, &shutdown).await,
+                    Ok(Some(job)) => self.run(job, &shutdown).await,
                     Ok(None) => break,
                     Err(e) => {
                         warn!(error = %e, "cannot claim a job");
@@ -143,15 +170,21 @@ impl Conductor {
     /// idempotent: the next attempt removes what this one left) and hands
     /// the job back at once, so another worker or the next start takes it
     /// and nothing is left without an owner.
-    async fn run(&self, worker: &str, job: jobs::Job, shutdown: &Shutdown) {
+    async fn run(&self, job: jobs::Job, shutdown: &Shutdown) {
         let span = tracing::info_span!("job", vessel = %job.vessel_id, attempt = job.attempts);
         async {
             let outcome = tokio::select! {
                 outcome = self.reconcile(job.vessel_id, job.attempts) => outcome,
-                never = self.keep_lease(&job, worker) => match never {},
+                LeaseLost = self.keep_lease(&job) => {
+                    // Another worker holds the job now: it does the work and
+                    // records the outcome; this one stops at once.
+                    warn!("the job's lease is lost to another worker: stopping work on it");
+                    return;
+                }
                 _ = shutdown.wait() => {
-                    match jobs::release(&self.db, &job, worker).await {
-                        Ok(()) => info!("stopping: the job is handed back"),
+                    match jobs::release(&self.db, &job).await {
+                        Ok(true) => info!("stopping: the job is handed back"),
+                        Ok(false) => info!("stopping: another worker holds the job already"),
                         Err(e) => warn!(error = %e, "stopping: cannot hand the job back; its lease will expire"),
                     }
                     return;
@@ -163,21 +196,11 @@ impl Conductor {
         .await
     }
 
-    /// Renews the job's lease while the job runs; once it is lost (another
-    /// worker took over), stops renewing and waits to be dropped.
-    async fn keep_lease(&self, job: &jobs::Job, worker: &str) -> Infallible {
+    /// Renews the job's lease while the job runs; returns only once the
+    /// lease is lost to another claim.
+    async fn keep_lease(&self, job: &jobs::Job) -> LeaseLost {
         let lease = self.lease();
-        loop {
-            tokio::time::sleep(lease / 3).await;
-            if !matches!(
-                jobs::renew(&self.db, job.vessel_id, worker, lease).await,
-                Ok(true)
-            ) {
-                warn!("the job's lease is lost");
-                break;
-            }
-        }
-        std::future::pending().await
+        hold_lease(lease / 3, || jobs::renew(&self.db, job, lease)).await
     }
 
     async fn record(&self, job: &jobs::Job, outcome: Result<Outcome, sqlx::Error>) {
@@ -193,8 +216,12 @@ impl Conductor {
                 jobs::retry_later(&self.db, job, delay, &e.to_string()).await
             }
         };
-        if let Err(e) = result {
-            warn!(error = %e, "cannot record the job's outcome; its lease will expire");
+        match result {
+            Ok(true) => {}
+            // The lease expired and another worker claimed the job: its
+            // outcome is the one that counts.
+            Ok(false) => warn!("the job's lease was lost: its outcome is not recorded"),
+            Err(e) => warn!(error = %e, "cannot record the job's outcome; its lease will expire"),
         }
     }
 
@@ -310,5 +337,34 @@ impl Conductor {
         tx.commit().await?;
         info!("buried");
         Ok(Outcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn one_failed_renewal_does_not_drop_the_lease() {
+        // A database blip, two renewals, then another worker has the job.
+        let calls = AtomicUsize::new(0);
+        let lost = hold_lease(Duration::from_millis(4), || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => Err(sqlx::Error::PoolTimedOut),
+                    1 | 2 => Ok(true),
+                    _ => Ok(false),
+                }
+            }
+        })
+        .await;
+        assert_eq!(lost, LeaseLost);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "renewal stopped before the lease was lost"
+        );
     }
 }

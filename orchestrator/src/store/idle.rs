@@ -94,38 +94,105 @@ pub async fn swap_cpu_reading(
         }))
 }
 
-/// The idle warning went out at `at`.
+/// The idle warning went out at `at`: recorded only if the vessel is still
+/// unwarned and its Keep is as the sweep read it (`seen_keep`), so a Keep
+/// pressed mid-sweep is not answered with a warning. True when recorded:
+/// only then is the warning sent.
 pub async fn mark_warned(
     conn: &mut PgConnection,
     id: Uuid,
     at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO vessel_idle (vessel_id, warned_at) VALUES ($1, $2)
-                         ON CONFLICT (vessel_id) DO UPDATE SET warned_at = $2",
+    seen_keep: Option<DateTime<Utc>>,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar!(
+        "INSERT INTO vessel_idle (vessel_id, warned_at, keep_until) VALUES ($1, $2, $3)
+         ON CONFLICT (vessel_id) DO UPDATE SET warned_at = $2
+           WHERE vessel_idle.warned_at IS NULL
+             AND vessel_idle.keep_until IS NOT DISTINCT FROM $3
+         RETURNING vessel_id",
         id,
-        at
+        at,
+        seen_keep
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await?
+    .is_some())
 }
 
-/// The end-of-lifetime warning went out at `at`.
+/// The end-of-lifetime warning went out at `at`: recorded only while the
+/// vessel's lifetime still ends at `seen_expires` (an Extend pressed
+/// mid-sweep wins) and it was not warned yet. True when recorded.
 pub async fn mark_expiry_warned(
     conn: &mut PgConnection,
     id: Uuid,
     at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO vessel_idle (vessel_id, expiry_warned_at) VALUES ($1, $2)
-                         ON CONFLICT (vessel_id) DO UPDATE SET expiry_warned_at = $2",
+    seen_expires: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar!(
+        "INSERT INTO vessel_idle (vessel_id, expiry_warned_at)
+             SELECT id, $2 FROM vessels WHERE id = $1 AND expires_at = $3 AND state = 'running'
+         ON CONFLICT (vessel_id) DO UPDATE SET expiry_warned_at = $2
+           WHERE vessel_idle.expiry_warned_at IS NULL
+         RETURNING vessel_id",
         id,
-        at
+        at,
+        seen_expires
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await?
+    .is_some())
+}
+
+/// What the sweep read about a vessel and decided on: the burial goes ahead
+/// only while the rows still say so.
+#[derive(Debug, Clone, Copy)]
+pub struct AsRead {
+    pub expires_at: DateTime<Utc>,
+    pub warned_at: Option<DateTime<Utc>>,
+    pub keep_until: Option<DateTime<Utc>>,
+}
+
+/// Locks a running vessel for its idle burial if its ledger is still as the
+/// sweep read it: a Keep (which moves `keep_until` and withdraws the
+/// warning) or an Extend (which moves `expires_at`) that landed after the
+/// read wins; one that comes after this waits for the burial and finds the
+/// vessel stopping. False when the burial must not go ahead.
+pub async fn lock_for_idle_burial(
+    conn: &mut PgConnection,
+    id: Uuid,
+    read: &AsRead,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar!(
+        "SELECT v.id FROM vessels v JOIN vessel_idle i ON i.vessel_id = v.id
+         WHERE v.id = $1 AND v.state = 'running' AND v.expires_at = $2
+           AND i.warned_at IS NOT DISTINCT FROM $3 AND i.keep_until IS NOT DISTINCT FROM $4
+         FOR UPDATE",
+        id,
+        read.expires_at,
+        read.warned_at,
+        read.keep_until
+    )
+    .fetch_optional(conn)
+    .await?
+    .is_some())
+}
+
+/// Locks a running vessel for its end-of-lifetime burial if its lifetime
+/// is still over at `now` (an Extend that landed after the read wins).
+pub async fn lock_for_expiry(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar!(
+        "SELECT id FROM vessels WHERE id = $1 AND state = 'running' AND expires_at <= $2
+         FOR UPDATE",
+        id,
+        now
+    )
+    .fetch_optional(conn)
+    .await?
+    .is_some())
 }
 
 /// The counters of one sweep, written together.
@@ -133,14 +200,23 @@ pub async fn mark_expiry_warned(
 pub struct Counters {
     ids: Vec<Uuid>,
     idle: Vec<f64>,
+    /// Each vessel's Keep as the sweep read it.
+    keep: Vec<Option<DateTime<Utc>>>,
     /// Vessels whose warning is withdrawn (used or kept).
     withdrawn: Vec<Uuid>,
 }
 
 impl Counters {
-    pub fn push(&mut self, id: Uuid, idle_secs: f64, withdraw_warning: bool) {
+    pub fn push(
+        &mut self,
+        id: Uuid,
+        idle_secs: f64,
+        withdraw_warning: bool,
+        seen_keep: Option<DateTime<Utc>>,
+    ) {
         self.ids.push(id);
         self.idle.push(idle_secs);
+        self.keep.push(seen_keep);
         if withdraw_warning {
             self.withdrawn.push(id);
         }
@@ -148,20 +224,25 @@ impl Counters {
 }
 
 /// One statement for all counters: 10,000 vessels must not mean 10,000
-/// round trips. Then the withdrawn warnings, in one more.
+/// round trips. Then the withdrawn warnings, in one more. A vessel whose
+/// Keep changed since the sweep read it keeps what the Keep wrote (its
+/// counter at zero): the sweep's figure is from before it.
 pub async fn record_counters(
     db: &PgPool,
     counters: &Counters,
     swept_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO vessel_idle (vessel_id, idle_secs, last_sweep_at)
-             SELECT id, idle, $3 FROM unnest($1::uuid[], $2::float8[]) AS t(id, idle)
+        "INSERT INTO vessel_idle (vessel_id, idle_secs, last_sweep_at, keep_until)
+             SELECT id, idle, $3, keep
+               FROM unnest($1::uuid[], $2::float8[], $4::timestamptz[]) AS t(id, idle, keep)
              ON CONFLICT (vessel_id) DO UPDATE SET idle_secs = excluded.idle_secs,
-               last_sweep_at = excluded.last_sweep_at",
+               last_sweep_at = excluded.last_sweep_at
+             WHERE vessel_idle.keep_until IS NOT DISTINCT FROM excluded.keep_until",
         &counters.ids,
         &counters.idle,
-        swept_at
+        swept_at,
+        &counters.keep as &[Option<DateTime<Utc>>]
     )
     .execute(db)
     .await?;

@@ -176,17 +176,34 @@ pub async fn transition(
     to: VesselState,
     reason: Option<&str>,
 ) -> Result<Option<VesselRow>, sqlx::Error> {
+    transition_as_read(conn, id, from, to, reason, None).await
+}
+
+/// [`transition`], and only if the row is still the version read: its
+/// `updated_at` is `read` (every write to a vessel row sets it). For an
+/// actor that decides from rows read earlier (the reconciler): a change
+/// that landed between its read and its act wins, and the act is decided
+/// again from fresh rows next time.
+pub async fn transition_as_read(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: &[VesselState],
+    to: VesselState,
+    reason: Option<&str>,
+    read: Option<DateTime<Utc>>,
+) -> Result<Option<VesselRow>, sqlx::Error> {
     let from: Vec<String> = from.iter().map(|s| s.as_str().to_string()).collect();
     let moved = sqlx::query_scalar!(
         "UPDATE vessels SET state = $2, reason = coalesce($3, reason), updated_at = now(),
            started_at = CASE WHEN $2 = 'running' THEN now() ELSE started_at END,
            ended_at = CASE WHEN $2 IN ('buried', 'failed', 'lost') THEN now() ELSE ended_at END
-         WHERE id = $1 AND state = ANY($4)
+         WHERE id = $1 AND state = ANY($4) AND ($5::timestamptz IS NULL OR updated_at = $5)
          RETURNING id",
         id,
         to.as_str(),
         reason,
-        &from
+        &from,
+        read
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -204,6 +221,26 @@ pub async fn transition(
         .await?;
     }
     Ok(row)
+}
+
+/// Frees a `lost` vessel's devices, only if its row is still the version
+/// read (`updated_at` = `read`): a vessel that came back meanwhile keeps
+/// them.
+pub async fn free_lost_reservation_as_read(
+    conn: &mut PgConnection,
+    id: Uuid,
+    read: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        "DELETE FROM reservations r USING vessels v
+             WHERE r.vessel_id = $1 AND v.id = r.vessel_id
+               AND v.state = 'lost' AND v.updated_at = $2",
+        id,
+        read
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 /// Gives the devices back (how many reservations that was: 0 or 1). The
@@ -280,13 +317,19 @@ pub async fn free_ended_reservations(db: &PgPool) -> Result<u64, sqlx::Error> {
     .rows_affected())
 }
 
+/// A vessel on a host that may have a container there, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveVessel {
+    pub id: Uuid,
+    pub state: VesselState,
+    /// The row's version: acts decided from this read name it.
+    pub updated_at: DateTime<Utc>,
+}
+
 /// The vessels on `host` that may have a container there, and their states.
-pub async fn live_on_host(
-    db: &PgPool,
-    host: &str,
-) -> Result<Vec<(Uuid, VesselState)>, sqlx::Error> {
+pub async fn live_on_host(db: &PgPool, host: &str) -> Result<Vec<LiveVessel>, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT v.id, v.state FROM vessels v JOIN hosts h ON h.id = v.host_id
+        "SELECT v.id, v.state, v.updated_at FROM vessels v JOIN hosts h ON h.id = v.host_id
              WHERE h.name = $1 AND v.state IN ('provisioning', 'running', 'stopping', 'lost')",
         host
     )
@@ -294,7 +337,13 @@ pub async fn live_on_host(
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|r| Some((r.id, VesselState::parse(&r.state)?)))
+        .filter_map(|r| {
+            Some(LiveVessel {
+                id: r.id,
+                state: VesselState::parse(&r.state)?,
+                updated_at: r.updated_at,
+            })
+        })
         .collect())
 }
 
