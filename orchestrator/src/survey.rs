@@ -24,10 +24,12 @@ async fn survey_one(db: &PgPool, hosts: &Arc<HostPool>, name: &str) {
     // A host that vanished leaves a half-open connection that never
     // answers: the probe has a deadline of its own.
     let result = match hosts.link(name).await {
-        Ok(link) => match tokio::time::timeout(hosts.timeout(), probe::probe(&link.ssh)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", hosts.timeout())),
-        },
+        Ok(link) => {
+            match tokio::time::timeout(hosts.timeout(), probe::probe(name, &link.ssh)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {:?}", hosts.timeout())),
+            }
+        }
         Err(e) => Err(e.to_string()),
     };
     let recorded = match result {

@@ -128,6 +128,9 @@ pub struct HostDecl {
     pub gpus: usize,
     /// Vessels join the tailnet instead of getting an address of ours.
     pub tailscale: bool,
+    /// What the stand-in `nvidia-smi` prints instead of `gpus` well-formed
+    /// lines (a host whose driver, or whoever replaced it, lies).
+    pub nvidia_smi: Option<String>,
 }
 
 /// A CPU host whose vessels join the tailnet (`[tailnet]` in extra_config).
@@ -144,6 +147,7 @@ pub fn gpu_host(name: &str, gpus: usize, queue: &str) -> HostDecl {
         queue: queue.into(),
         gpus,
         tailscale: false,
+        nvidia_smi: None,
     }
 }
 
@@ -153,6 +157,7 @@ pub fn cpu_host(name: &str) -> HostDecl {
         queue: "cpu".into(),
         gpus: 0,
         tailscale: false,
+        nvidia_smi: None,
     }
 }
 
@@ -244,14 +249,20 @@ impl Rig {
         for (n, decl) in decls.iter().enumerate() {
             let host_key = keygen(&dir, &format!("host-{}", decl.name))?;
             let container = format!("vessel-{id}-{}", decl.name);
-            let gpus_csv: String = (0..decl.gpus)
-                .map(|i| {
-                    format!(
-                        "{i}, GPU-{id}-{n}-{i:04}, NVIDIA GeForce RTX 3090, 24576 MiB, 00000000:{:02X}:00.0\n",
-                        i + 1
-                    )
-                })
-                .collect();
+            // UUIDs as nvidia-smi prints them (GPU- and hex), unique per
+            // rig (the id after its `t` is hex), host and index.
+            let gpus_csv: String = match &decl.nvidia_smi {
+                Some(lines) => lines.clone(),
+                None => (0..decl.gpus)
+                    .map(|i| {
+                        format!(
+                            "{i}, GPU-{}-{n:04x}-{i:04x}, NVIDIA GeForce RTX 3090, 24576 MiB, 00000000:{:02X}:00.0\n",
+                            &id[1..],
+                            i + 1
+                        )
+                    })
+                    .collect(),
+            };
             let authorized = std::fs::read_to_string(ops_key.with_extension("pub"))?;
             let home_root = dir.join("homes").join(&decl.name);
             std::fs::create_dir_all(&home_root)?;
@@ -283,7 +294,7 @@ impl Rig {
                     host_key.with_extension("pub").display()
                 ),
             ];
-            if decl.gpus > 0 {
+            if decl.gpus > 0 || decl.nvidia_smi.is_some() {
                 args.push("-e".into());
                 args.push(format!("GPUS_CSV={gpus_csv}"));
             }

@@ -13,6 +13,7 @@ mod failures;
 mod hardening;
 mod oidc;
 mod pools;
+mod probe;
 mod races;
 mod recovery;
 mod shutdown;

@@ -26,23 +26,37 @@ pub struct InitInputs<'a> {
 }
 
 /// The tar uploaded to `/` of the container. Every value in `env` is of a
-/// validated charset (names, numbers, UUIDs, hex), so single quotes suffice.
+/// validated charset (names, numbers, UUIDs, hex), so single quotes suffice;
+/// a value that is not (a bug upstream) is refused here rather than sourced
+/// by the container's root.
 pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
-    let mut env = format!(
-        "VESSEL_NAME='{}'\nVESSEL_USER='{}'\nVESSEL_UID='{}'\nVESSEL_GPUS='{}'\nJUPYTER_TOKEN='{}'\n",
-        inputs.vessel_name, inputs.user, inputs.uid, inputs.gpus, inputs.jupyter_token
-    );
+    let mut vars = vec![
+        ("VESSEL_NAME", inputs.vessel_name.to_string()),
+        ("VESSEL_USER", inputs.user.to_string()),
+        ("VESSEL_UID", inputs.uid.to_string()),
+        ("VESSEL_GPUS", inputs.gpus.to_string()),
+        ("JUPYTER_TOKEN", inputs.jupyter_token.to_string()),
+    ];
     // The auth key is a file of its own (root only), read by `tailscale up`
     // and deleted: never an argument, never in the environment.
     let ts_key = match inputs.tailscale {
         Some((hostname, key)) => {
-            env.push_str(&format!(
-                "VESSEL_TAILSCALE='1'\nVESSEL_TS_HOSTNAME='{hostname}'\n"
-            ));
+            vars.push(("VESSEL_TAILSCALE", "1".into()));
+            vars.push(("VESSEL_TS_HOSTNAME", hostname.to_string()));
             Some(format!("{key}\n"))
         }
         None => None,
     };
+    let mut env = String::new();
+    for (name, value) in &vars {
+        if !is_env_safe(value) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name} holds a character the init's env file cannot carry: {value:?}"),
+            ));
+        }
+        env.push_str(&format!("{name}='{value}'\n"));
+    }
     let mut keys = inputs.authorized_keys.join("\n");
     keys.push('\n');
     let mut builder = tar::Builder::new(Vec::new());
@@ -87,6 +101,14 @@ pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Letters, digits and `-_.,:@`: what names, numbers, UUIDs and tokens are
+/// made of, and nothing a shell reads specially inside single quotes.
+fn is_env_safe(value: &str) -> bool {
+    value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.,:@".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +138,24 @@ mod tests {
         assert!(names.contains(&".vessel/ssh_host_ed25519_key".to_string()));
         let text = String::from_utf8_lossy(&tar);
         assert!(text.contains("VESSEL_GPUS='GPU-a,GPU-b'"));
+    }
+
+    #[test]
+    fn a_value_that_would_break_out_of_its_quotes_is_refused() {
+        let keys = vec!["ssh-ed25519 AAAA alice".to_string()];
+        let inputs = |gpus| InitInputs {
+            vessel_name: "train",
+            user: "alice",
+            uid: 20001,
+            gpus,
+            authorized_keys: &keys,
+            host_private_key: "PRIVATE",
+            host_public_key: "ssh-ed25519 BBBB",
+            jupyter_token: "abc",
+            tailscale: None,
+        };
+        assert!(archive(&inputs("GPU-a'; touch /pwned; echo '")).is_err());
+        assert!(archive(&inputs("GPU-a\nVESSEL_USER=root")).is_err());
+        assert!(archive(&inputs("none")).is_ok());
     }
 }

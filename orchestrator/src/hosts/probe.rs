@@ -1,5 +1,7 @@
 //! What a host has: cores (with NUMA nodes), memory, and GPUs as
-//! `nvidia-smi` reports them. One command over SSH, parsed here.
+//! `nvidia-smi` reports them. One command over SSH, parsed here — and
+//! checked: a GPU UUID ends up in a file the container's root sources, so a
+//! UUID that is not what nvidia-smi prints fails the probe.
 
 use super::ssh::SshSession;
 
@@ -14,6 +16,7 @@ pub struct Inventory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuInfo {
     pub index: i32,
+    /// Checked by [`is_gpu_uuid`].
     pub uuid: String,
     pub model: String,
     pub memory_mib: i32,
@@ -29,10 +32,22 @@ pub enum ProbeError {
     Command { status: u32, stderr: String },
     #[error("cannot read the probe's output: {0}")]
     Parse(String),
+    #[error(
+        "host {host}: GPU {index} reports the UUID {uuid:?}, which is not a GPU UUID as \
+         nvidia-smi prints them (GPU- and hex digits): the host's inventory is refused"
+    )]
+    GpuUuid {
+        host: String,
+        index: i32,
+        uuid: String,
+    },
 }
 
 /// Prints three sections; GPU lines gain the NUMA node of their PCI device
 /// (nvidia-smi prints an 8-digit PCI domain, sysfs a 4-digit one).
+/// nvidia-smi's output is held in a variable, not a file: a fixed name in a
+/// world-writable /tmp could be a symlink planted by anyone on the host
+/// (the probe runs as root), and `set -e` still stops on its failure.
 const PROBE: &str = r#"set -e
 echo @cores
 if command -v lscpu >/dev/null 2>&1; then
@@ -44,18 +59,17 @@ echo @memory
 awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo
 echo @gpus
 if command -v nvidia-smi >/dev/null 2>&1; then
-  nvidia-smi --query-gpu=index,uuid,name,memory.total,pci.bus_id --format=csv,noheader > /tmp/.vessel-probe-gpus
-  while IFS= read -r line; do
+  gpus=$(nvidia-smi --query-gpu=index,uuid,name,memory.total,pci.bus_id --format=csv,noheader)
+  printf '%s\n' "$gpus" | while IFS= read -r line; do
     [ -n "$line" ] || continue
     bus=$(printf '%s' "$line" | awk -F', *' '{print $5}' | tr 'A-F' 'a-f')
     node=$(cat "/sys/bus/pci/devices/${bus#0000}/numa_node" 2>/dev/null || echo 0)
     echo "$line, $node"
-  done < /tmp/.vessel-probe-gpus
-  rm -f /tmp/.vessel-probe-gpus
+  done
 fi
 "#;
 
-pub async fn probe(session: &SshSession) -> Result<Inventory, ProbeError> {
+pub async fn probe(host: &str, session: &SshSession) -> Result<Inventory, ProbeError> {
     let (status, stdout, stderr) = session.exec(PROBE).await?;
     if status != 0 {
         return Err(ProbeError::Command {
@@ -63,7 +77,28 @@ pub async fn probe(session: &SshSession) -> Result<Inventory, ProbeError> {
             stderr: stderr.trim().chars().take(500).collect(),
         });
     }
-    parse(&stdout)
+    let inventory = parse(&stdout)?;
+    if let Some(gpu) = inventory.gpus.iter().find(|g| !is_gpu_uuid(&g.uuid)) {
+        return Err(ProbeError::GpuUuid {
+            host: host.to_string(),
+            index: gpu.index,
+            uuid: gpu.uuid.chars().take(80).collect(),
+        });
+    }
+    Ok(inventory)
+}
+
+/// A GPU UUID as `nvidia-smi` prints it: `GPU-` and hex digits in dashed
+/// groups (`GPU-3c8e1f2a-…`). Nothing else may reach the init's env file,
+/// which the container's root sources.
+pub fn is_gpu_uuid(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("GPU-") else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest.len() <= 64
+        && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && rest.chars().any(|c| c.is_ascii_hexdigit())
 }
 
 pub fn parse(output: &str) -> Result<Inventory, ProbeError> {
@@ -139,6 +174,33 @@ mod tests {
         assert_eq!(inv.gpus[1].uuid, "GPU-bbbb");
         assert_eq!(inv.gpus[1].memory_mib, 24576);
         assert_eq!(inv.gpus[1].numa_node, 0, "-1 (no NUMA) reads as node 0");
+    }
+
+    #[test]
+    fn a_gpu_uuid_that_would_break_out_of_the_env_file_is_not_a_gpu_uuid() {
+        for good in [
+            "GPU-3c8e1f2a-7b4d-4e5f-9a0b-1c2d3e4f5a6b",
+            "GPU-AAAA",
+            "GPU-0123abcd-0000",
+        ] {
+            assert!(is_gpu_uuid(good), "{good}");
+        }
+        for bad in [
+            "GPU-x'; touch /pwned; echo '",
+            "GPU-aaaa'",
+            "GPU-aaaa\nVESSEL_USER=root",
+            "GPU-aaaa bbbb",
+            "GPU-$(id)",
+            "GPU-`id`",
+            "GPU-",
+            "GPU----",
+            "MIG-aaaa",
+            "aaaa",
+            "",
+            &format!("GPU-{}", "a".repeat(65)),
+        ] {
+            assert!(!is_gpu_uuid(bad), "{bad:?}");
+        }
     }
 
     #[test]
