@@ -11,6 +11,7 @@ mod console;
 mod core_path;
 mod failures;
 mod hardening;
+mod homes;
 mod oidc;
 mod pools;
 mod probe;

@@ -1,5 +1,7 @@
 //! Admins set a researcher's unix identity (name and uid) when the derived
 //! one is not right — before the researcher's first vessel, or between them.
+//! The old name and uid stay the researcher's (the database refuses them to
+//! anyone else), so their files never pass to a newcomer.
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -38,7 +40,8 @@ pub async fn set(
             return Err(ApiError::conflict(
                 ErrorCode::IdentityTaken,
                 format!(
-                    "the unix name `{}` or that uid belongs to someone else",
+                    "the unix name `{}` or that uid belongs, or once belonged, to someone else: \
+                     a name or uid is never given to a second person, whose files it would own",
                     body.unix_name
                 ),
             ))

@@ -19,8 +19,16 @@ usermod -p '*' "$VESSEL_USER"
 
 home="/home/$VESSEL_USER"
 mkdir -p "$home"
-# Docker creates a missing bind source as root: hand it to its owner once.
-if [ "$(stat -c %u "$home")" != "$VESSEL_UID" ]; then
+# Docker creates a missing bind source as root, empty: hand it to its owner
+# once. A home that holds files of another uid is someone else's (a renamed
+# or departed user's, a uid changed by an admin): taking it over would hand
+# their files to this user, so the vessel fails instead, saying why.
+owner=$(stat -c %u "$home")
+if [ "$owner" != "$VESSEL_UID" ]; then
+  if [ -n "$(ls -A "$home")" ]; then
+    log "refusing $home: it holds files and belongs to uid $owner, not to $VESSEL_USER (uid $VESSEL_UID); if it is theirs, an admin hands it over on the host (chown -R $VESSEL_UID:$VESSEL_UID)"
+    exit 66
+  fi
   chown "$VESSEL_UID:$VESSEL_UID" "$home"
   chmod 750 "$home"
 fi

@@ -15,14 +15,17 @@ pub struct User {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("the unix name `{0}` belongs to someone else; ask an admin to set yours")]
+    /// Held now or held before: a name or uid is never given to a second
+    /// subject (the `users_identity_never_reused` trigger).
+    #[error("the unix name `{0}` (or the uid asked for) belongs or belonged to someone else; ask an admin to set yours")]
     NameTaken(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
 /// Returns the user for a subject, creating it on first sight. A derived name
-/// that is taken gets a numeric suffix; a name the token asks for does not.
+/// that is taken, now or before, gets a numeric suffix; a name the token asks
+/// for does not.
 pub async fn ensure(
     db: &PgPool,
     subject: &str,
@@ -164,7 +167,8 @@ pub async fn live_vessels(
 }
 
 /// Sets (or creates) a subject's unix identity; a uid is kept unless given.
-/// A unique violation means the name or uid belongs to someone else.
+/// A unique violation means the name or uid belongs, or once belonged, to
+/// someone else: the old ones stay this subject's for good.
 pub async fn set_identity(
     conn: &mut sqlx::PgConnection,
     subject: &str,
