@@ -23,9 +23,17 @@ key ops; key host-gpu; key host-cpu
 if [ -f "$HOME/.ssh/id_ed25519.pub" ]; then USER_KEY=$HOME/.ssh/id_ed25519; else key you; USER_KEY=$STATE/keys/you; fi
 
 echo "== network and hosts"
+# Inter-container traffic off: vessels on one host must not reach each other
+# (the orchestrator refuses a bridge that lets them). A network made by an
+# older quick start had it on: it is made again, its containers with it.
+if [ "$(docker network inspect -f '{{index .Options "com.docker.network.bridge.enable_icc"}}' "$NET" 2>/dev/null || echo missing)" = "" ]; then
+  docker rm -f $(docker ps -aq -f "network=$NET") >/dev/null 2>&1 || true
+  docker network rm "$NET" >/dev/null
+fi
 if ! docker network inspect "$NET" >/dev/null 2>&1; then
   for third in 213 214 215 216 217; do
-    docker network create --driver bridge --subnet "10.$third.0.0/24" --ip-range "10.$third.0.0/25" "$NET" >/dev/null 2>&1 && break
+    docker network create --driver bridge --subnet "10.$third.0.0/24" --ip-range "10.$third.0.0/25" \
+      -o com.docker.network.bridge.enable_icc=false "$NET" >/dev/null 2>&1 && break
   done
 fi
 SUBNET=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$NET")

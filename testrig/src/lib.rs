@@ -176,6 +176,9 @@ pub struct Options {
     pub probe_interval: &'static str,
     /// The undertaker's clock; the real one when None.
     pub clock: Option<vessel_orchestrator::clock::ManualClock>,
+    /// Make the rig's network with inter-container traffic on, as Docker's
+    /// default is (the orchestrator must refuse it).
+    pub network_icc: bool,
 }
 
 impl Default for Options {
@@ -186,6 +189,7 @@ impl Default for Options {
             extra_config: String::new(),
             probe_interval: "1h",
             clock: None,
+            network_icc: false,
         }
     }
 }
@@ -230,7 +234,7 @@ impl Rig {
         let user_key = keygen(&dir, "alice")?;
 
         let network = format!("vessel-{id}");
-        let subnet = create_network(&network, &id)?;
+        let subnet = create_network(&network, &id, options.network_icc)?;
         let mut rig = Rig {
             id: id.clone(),
             dir: dir.clone(),
@@ -702,8 +706,10 @@ fn keygen(dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// A /24 of the test's own, picked so parallel tests do not collide: Docker
-/// refuses an overlapping subnet, and we take the next one.
-fn create_network(name: &str, id: &str) -> Result<String> {
+/// refuses an overlapping subnet, and we take the next one. Vessels share it
+/// with the test hosts, so it is made as the README tells operators to: with
+/// inter-container traffic off (unless `icc`).
+fn create_network(name: &str, id: &str, icc: bool) -> Result<String> {
     let seed = id
         .bytes()
         .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
@@ -722,6 +728,8 @@ fn create_network(name: &str, id: &str) -> Result<String> {
             &subnet,
             "--ip-range",
             &range,
+            "--opt",
+            &format!("com.docker.network.bridge.enable_icc={icc}"),
             "--label",
             &format!("vessel.test={id}"),
             name,

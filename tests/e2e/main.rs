@@ -12,6 +12,7 @@ mod core_path;
 mod failures;
 mod hardening;
 mod homes;
+mod isolation;
 mod oidc;
 mod pools;
 mod probe;

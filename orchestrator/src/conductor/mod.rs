@@ -4,6 +4,7 @@
 //! lease is safe.
 
 pub mod init;
+pub mod isolation;
 pub mod provision;
 pub mod ready;
 pub mod spec;

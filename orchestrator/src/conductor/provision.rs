@@ -12,7 +12,7 @@ use hyper::body::Bytes;
 use tracing::{debug, info, warn};
 
 use super::spec::{self, VesselSpec};
-use super::{init, ready, Conductor};
+use super::{init, isolation, ready, Conductor};
 use crate::config::{DirectDriver, HostSpec, NetworkSpec};
 use crate::hosts::{HostError, HostLink};
 use crate::sshkeys::HostKey;
@@ -310,9 +310,10 @@ impl Conductor {
             .inspect_network(docker_network, None::<InspectNetworkOptions>)
             .await
         {
-            Ok(_) => {}
+            Ok(existing) => isolation::check(docker_network, &existing)
+                .map_err(|e| ProvisionError::Permanent(format!("host {host}: {e}")))?,
             Err(e) if is_not_found(&e) => {
-                let mut options = std::collections::HashMap::new();
+                let mut options = isolation::create_options(driver);
                 if let Some(parent) = parent {
                     options.insert("parent".to_string(), parent);
                 }
