@@ -3,13 +3,21 @@
 //! auth key per vessel; find the device it became; delete device and key
 //! when the vessel ends. Rate limits (429 + Retry-After) and server errors
 //! are retried; refusals are surfaced with a reason a person can act on.
+//!
+//! Any tailnet member can name a device anything, so a device is taken for
+//! a vessel only when it carries the vessel's unique hostname, every tag the
+//! key gives, was made no earlier than the key, belongs to this tailnet and
+//! (Headscale) registered with that very key. Only a device matched so is
+//! ever recorded, hence ever deleted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::{Secret, TailnetConfig, TailnetProvider};
@@ -27,6 +35,11 @@ pub enum TailnetError {
 pub struct MintedKey {
     pub id: String,
     pub secret: Secret,
+    /// When the control server made the key, by its own clock (so ours may
+    /// be off): the device the key becomes is made no earlier.
+    pub created: DateTime<Utc>,
+    /// The tags the key gives the device it becomes.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,21 +78,29 @@ impl Tailnet {
         format!("{}{path}", self.config.api_url.trim_end_matches('/'))
     }
 
-    /// The device hostname for a vessel: its name and owner, so two users'
-    /// `train`s do not collide.
-    pub fn hostname(vessel: &str, owner: &str) -> String {
-        let mut h: String = format!("{vessel}-{owner}")
+    /// The device hostname for a vessel: readable (its name and owner, cut
+    /// short) and unique, since it ends in the vessel's whole id — names and
+    /// owners alone run together (`train` of `j-smith`, `train-j` of
+    /// `smith`). At most 63 characters, a DNS label.
+    pub fn hostname(vessel_id: Uuid, vessel: &str, owner: &str) -> String {
+        let readable: String = format!("{vessel}-{owner}")
             .chars()
             .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
+                if c.is_ascii_alphanumeric() {
                     c.to_ascii_lowercase()
                 } else {
                     '-'
                 }
             })
+            .take(30)
             .collect();
-        h.truncate(63);
-        h.trim_end_matches('-').to_string()
+        let readable = readable.trim_matches('-');
+        let readable = if readable.is_empty() {
+            "vessel"
+        } else {
+            readable
+        };
+        format!("{readable}-{}", vessel_id.simple())
     }
 
     pub fn tags_for(&self, owner: &str) -> Vec<String> {
@@ -202,6 +223,8 @@ impl Tailnet {
     pub async fn mint_key(&self, owner: &str) -> Result<MintedKey, TailnetError> {
         let tags = self.tags_for(owner);
         let expiry = self.config.key_expiry.duration();
+        // Only if the server does not say when it made the key.
+        let asked_at = self.clock.now();
         let body = match self.config.provider {
             TailnetProvider::Tailscale => {
                 let url = self.url(&format!("/api/v2/tailnet/{}/keys", self.config.tailnet));
@@ -247,52 +270,50 @@ impl Tailnet {
             ));
         }
         Ok(MintedKey {
-            id: body["id"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| body["id"].to_string()),
+            id: id_text(&body["id"]),
             secret: Secret::new(key),
+            created: timestamp(&body["created"])
+                .or_else(|| timestamp(&body["createdAt"]))
+                .unwrap_or(asked_at),
+            tags,
         })
     }
 
-    pub async fn find_device(&self, hostname: &str) -> Result<Option<Device>, TailnetError> {
-        match self.config.provider {
+    /// The device `key` became under `hostname`, once it is listed with an
+    /// address. More than one candidate is refused: one of them is not ours,
+    /// and guessing could hand the vessel's identity to it.
+    pub async fn find_device(
+        &self,
+        hostname: &str,
+        key: &MintedKey,
+    ) -> Result<Option<Device>, TailnetError> {
+        let listed: Vec<Listed> = match self.config.provider {
             TailnetProvider::Tailscale => {
                 let url = self.url(&format!("/api/v2/tailnet/{}/devices", self.config.tailnet));
                 let v = self
                     .send("listing devices", |t| self.http.get(&url).bearer_auth(t))
                     .await?;
-                Ok(v["devices"].as_array().into_iter().flatten().find_map(|d| {
-                    (d["hostname"] == hostname).then(|| Device {
-                        id: d["nodeId"]
-                            .as_str()
-                            .or(d["id"].as_str())
-                            .unwrap_or_default()
-                            .into(),
-                        address: first_ipv4(&d["addresses"]),
-                        dns_name: d["name"].as_str().map(str::to_string),
-                    })
-                }))
+                v["devices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(Listed::tailscale)
+                    .collect()
             }
             TailnetProvider::Headscale => {
                 let url = self.url("/api/v1/node");
                 let v = self
                     .send("listing nodes", |t| self.http.get(&url).bearer_auth(t))
                     .await?;
-                Ok(v["nodes"].as_array().into_iter().flatten().find_map(|n| {
-                    let name = n["givenName"].as_str().or(n["name"].as_str()).unwrap_or("");
-                    (name == hostname).then(|| Device {
-                        id: n["id"]
-                            .as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| n["id"].to_string()),
-                        address: first_ipv4(&n["ipAddresses"]),
-                        dns_name: None,
-                    })
-                }))
+                v["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(Listed::headscale)
+                    .collect()
             }
-        }
-        .map(|d| d.filter(|d| !d.address.is_empty()))
+        };
+        pick(listed, hostname, key)
     }
 
     /// Removes a device now rather than waiting for it to expire.
@@ -340,6 +361,119 @@ impl Tailnet {
     }
 }
 
+/// One entry of a device list, as far as matching needs it.
+#[derive(Debug, Clone)]
+struct Listed {
+    device: Device,
+    hostname: String,
+    tags: Vec<String>,
+    created: Option<DateTime<Utc>>,
+    /// Headscale: the id of the pre-auth key the node registered with.
+    key_id: Option<String>,
+    /// Tailscale: shared in from another tailnet.
+    external: bool,
+}
+
+impl Listed {
+    fn tailscale(d: &Value) -> Listed {
+        Listed {
+            device: Device {
+                id: d["nodeId"]
+                    .as_str()
+                    .or(d["id"].as_str())
+                    .unwrap_or_default()
+                    .into(),
+                address: first_ipv4(&d["addresses"]),
+                dns_name: d["name"].as_str().map(str::to_string),
+            },
+            hostname: d["hostname"].as_str().unwrap_or_default().into(),
+            tags: strings(&d["tags"]),
+            created: timestamp(&d["created"]),
+            key_id: None,
+            external: d["isExternal"].as_bool().unwrap_or(false),
+        }
+    }
+
+    fn headscale(n: &Value) -> Listed {
+        // Tags a pre-auth key gives are "forced"; newer servers list `tags`.
+        let mut tags = strings(&n["forcedTags"]);
+        tags.extend(strings(&n["validTags"]));
+        tags.extend(strings(&n["tags"]));
+        let key_id = &n["preAuthKey"]["id"];
+        Listed {
+            device: Device {
+                id: id_text(&n["id"]),
+                address: first_ipv4(&n["ipAddresses"]),
+                dns_name: None,
+            },
+            hostname: n["givenName"]
+                .as_str()
+                .or(n["name"].as_str())
+                .unwrap_or_default()
+                .into(),
+            tags,
+            created: timestamp(&n["createdAt"]),
+            key_id: (!key_id.is_null()).then(|| id_text(key_id)),
+            external: false,
+        }
+    }
+
+    /// Whether this is the device `key` became under `hostname`.
+    fn is_from(&self, hostname: &str, key: &MintedKey) -> bool {
+        self.hostname.eq_ignore_ascii_case(hostname)
+            && !self.external
+            && key.tags.iter().all(|t| self.tags.contains(t))
+            && self.created.is_some_and(|c| c >= key.created)
+            && self.key_id.as_ref().is_none_or(|id| *id == key.id)
+    }
+}
+
+/// The one device `key` became, if listed yet (with an address).
+fn pick(
+    listed: Vec<Listed>,
+    hostname: &str,
+    key: &MintedKey,
+) -> Result<Option<Device>, TailnetError> {
+    let mut ours: Vec<Device> = listed
+        .into_iter()
+        .filter(|d| d.is_from(hostname, key))
+        .map(|d| d.device)
+        .collect();
+    match ours.len() {
+        0 => Ok(None),
+        1 => Ok(ours.pop().filter(|d| !d.address.is_empty())),
+        n => Err(TailnetError::Refused(format!(
+            "{n} devices ({}) claim to be this vessel ({hostname}, tagged, made after its key): \
+             one is not ours, so none is taken",
+            ours.iter()
+                .map(|d| d.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect()
+}
+
+fn timestamp(v: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// An id the API gives as a string or (Headscale, some versions) a number.
+fn id_text(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
 fn first_ipv4(addresses: &Value) -> String {
     addresses
         .as_array()
@@ -363,10 +497,115 @@ fn ignore_not_found(r: Result<Value, TailnetError>) -> Result<(), TailnetError> 
 mod tests {
     use super::*;
 
+    const ID: &str = "3f2a0c1e-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
+
     #[test]
     fn hostnames_are_dns_labels() {
-        assert_eq!(Tailnet::hostname("train", "alice"), "train-alice");
-        assert_eq!(Tailnet::hostname("a_b", "x.y"), "a-b-x-y");
-        assert!(Tailnet::hostname(&"v".repeat(60), "bob").len() <= 63);
+        let id: Uuid = ID.parse().unwrap();
+        assert_eq!(
+            Tailnet::hostname(id, "train", "alice"),
+            "train-alice-3f2a0c1e5b6d4e7f8a9b0c1d2e3f4a5b"
+        );
+        assert!(Tailnet::hostname(id, "a_b", "x.y").starts_with("a-b-x-y-"));
+        let long = Tailnet::hostname(id, &"v".repeat(60), "bob");
+        assert!(long.len() <= 63, "{long}");
+        assert!(long.ends_with(&id.simple().to_string()));
+        assert!(Tailnet::hostname(id, "_", "-").starts_with("vessel-"));
+    }
+
+    #[test]
+    fn two_vessels_whose_names_and_owners_run_together_get_different_hostnames() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_ne!(
+            Tailnet::hostname(a, "train", "j-smith"),
+            Tailnet::hostname(b, "train-j", "smith")
+        );
+        assert_ne!(
+            Tailnet::hostname(a, "a_b", "c"),
+            Tailnet::hostname(b, "a-b", "c")
+        );
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn key() -> MintedKey {
+        MintedKey {
+            id: "k1".into(),
+            secret: Secret::new("tskey-auth-k1"),
+            created: at("2026-11-28T10:00:00Z"),
+            tags: vec!["tag:vessel".into(), "tag:vessel-alice".into()],
+        }
+    }
+
+    fn device(id: &str, tags: &[&str], created: &str) -> Value {
+        json!({ "nodeId": id, "hostname": "train-alice-x", "name": "train-alice-x.ts.net",
+                "addresses": ["100.64.0.9", "fd7a::9"], "tags": tags, "created": created })
+    }
+
+    fn pick_tailscale(devices: &[Value]) -> Result<Option<Device>, TailnetError> {
+        pick(
+            devices.iter().map(Listed::tailscale).collect(),
+            "train-alice-x",
+            &key(),
+        )
+    }
+
+    const TAGS: &[&str] = &["tag:vessel", "tag:vessel-alice"];
+
+    #[test]
+    fn a_device_with_the_vessels_hostname_is_ours_only_if_tagged_new_and_a_member() {
+        let ours = device("n-ours", TAGS, "2026-11-28T10:00:05Z");
+        let untagged = device("n-laptop", &[], "2026-11-28T10:00:04Z");
+        let other_tags = device("n-ci", &["tag:ci"], "2026-11-28T10:00:04Z");
+        let one_tag = device("n-half", &["tag:vessel"], "2026-11-28T10:00:04Z");
+        let older = device("n-old", TAGS, "2026-11-28T09:59:59Z");
+        let mut shared = device("n-shared", TAGS, "2026-11-28T10:00:04Z");
+        shared["isExternal"] = json!(true);
+        let mut undated = device("n-undated", TAGS, "");
+        undated["created"] = Value::Null;
+        let impostors = [untagged, other_tags, one_tag, older, shared, undated];
+        for impostor in &impostors {
+            assert!(
+                pick_tailscale(std::slice::from_ref(impostor))
+                    .unwrap()
+                    .is_none(),
+                "{impostor}"
+            );
+        }
+        let mut all = impostors.to_vec();
+        all.push(ours.clone());
+        assert_eq!(pick_tailscale(&all).unwrap().unwrap().id, "n-ours");
+        // The same second as the key counts (the API's clock is in seconds).
+        let same_second = device("n-ours", TAGS, "2026-11-28T10:00:00Z");
+        assert!(pick_tailscale(&[same_second]).unwrap().is_some());
+    }
+
+    #[test]
+    fn two_devices_that_both_look_like_ours_are_refused() {
+        let a = device("n-a", TAGS, "2026-11-28T10:00:05Z");
+        let b = device("n-b", TAGS, "2026-11-28T10:00:06Z");
+        let err = pick_tailscale(&[a, b]).unwrap_err().to_string();
+        assert!(err.contains("n-a") && err.contains("n-b"), "{err}");
+    }
+
+    #[test]
+    fn a_headscale_node_must_have_registered_with_our_key() {
+        let node = |key_id: &str| {
+            json!({ "id": "7", "givenName": "train-alice-x", "ipAddresses": ["100.64.0.7"],
+                    "forcedTags": TAGS, "createdAt": "2026-11-28T10:00:03.5Z",
+                    "preAuthKey": { "id": key_id } })
+        };
+        let pick_one = |n: Value| pick(vec![Listed::headscale(&n)], "train-alice-x", &key());
+        assert_eq!(pick_one(node("k1")).unwrap().unwrap().id, "7");
+        assert!(pick_one(node("k2")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_device_not_yet_given_an_address_is_not_yet_found() {
+        let mut d = device("n-ours", TAGS, "2026-11-28T10:00:05Z");
+        d["addresses"] = json!([]);
+        assert!(pick_tailscale(&[d]).unwrap().is_none());
     }
 }

@@ -3,7 +3,9 @@
 //! call recorded. A device "joins" when a vessel container of the fleet has
 //! run `tailscale up` with a key the fake minted (the stand-in `tailscale`
 //! records its arguments and the key it read); its address is then the
-//! container's own, so tests can reach it.
+//! container's own, so tests can reach it, and it is dated when first
+//! listed. Tests can make the tailnet hostile: impostor devices that copy
+//! each vessel device's hostname, or an address that someone else answers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::{address_on, docker};
@@ -28,12 +31,33 @@ pub struct Call {
     pub at: std::time::Instant,
 }
 
+/// A device someone else made under a vessel device's hostname.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impostor {
+    /// A member's laptop (user-owned, no tags), made after the key.
+    Untagged,
+    /// A tagged device, but not with the vessel's tags.
+    OtherTags,
+    /// The vessel's tags, but made before its key was minted.
+    Older,
+    /// The vessel's tags and new, but shared in from another tailnet.
+    Shared,
+}
+
 #[derive(Default)]
 struct Inner {
     calls: Vec<Call>,
     /// key secret → (key id, tags)
     keys: HashMap<String, (String, Vec<String>)>,
     deleted_devices: HashSet<String>,
+    /// device id → when it was first listed (its `created`).
+    first_seen: HashMap<String, DateTime<Utc>>,
+    /// Listed before every joined device, under its hostname, answering at
+    /// the given address.
+    impostors: Vec<Impostor>,
+    impostor_address: String,
+    /// Every joined device's address is this one instead of its own.
+    misroute: Option<String>,
     /// Answers to give the key-minting endpoint before the real one.
     key_failures: VecDeque<(u16, Option<u64>)>,
     fleet: String,
@@ -73,7 +97,7 @@ fn joined(inner: &Inner) -> Vec<Value> {
         let Ok(seen) = docker(&["exec", id, "cat", "/run/vessel-ts/key-seen"]) else {
             continue;
         };
-        let Some((_, tags)) = inner.keys.get(seen.trim()) else {
+        let Some((key_id, tags)) = inner.keys.get(seen.trim()) else {
             continue;
         };
         let hostname = args
@@ -90,6 +114,7 @@ fn joined(inner: &Inner) -> Vec<Value> {
             "id": device_id, "nodeId": device_id, "hostname": hostname,
             "name": format!("{hostname}.tail1234.ts.net"),
             "addresses": [address, "fd7a:115c:a1e0::1"], "tags": tags,
+            "isExternal": false, "keyId": key_id,
         }));
     }
     devices
@@ -136,21 +161,61 @@ async fn handle(
             ..Default::default()
         }
     };
-    let devices = tokio::task::spawn_blocking(move || joined(&snapshot))
+    let joined = tokio::task::spawn_blocking(move || joined(&snapshot))
         .await
         .unwrap_or_default();
+    let devices = dated_and_impersonated(&inner, joined);
     if segments[1] == "v1" {
         let nodes: Vec<Value> = devices
             .into_iter()
             .map(|d| {
                 json!({ "id": d["id"], "name": d["hostname"], "givenName": d["hostname"],
-                             "ipAddresses": d["addresses"] })
+                        "ipAddresses": d["addresses"], "forcedTags": d["tags"],
+                        "createdAt": d["created"], "preAuthKey": { "id": d["keyId"] } })
             })
             .collect();
         Json(json!({ "nodes": nodes })).into_response()
     } else {
         Json(json!({ "devices": devices })).into_response()
     }
+}
+
+/// Dates each joined device (when first listed), points it elsewhere if
+/// asked, and lists the impostors before it.
+fn dated_and_impersonated(inner: &Mutex<Inner>, joined: Vec<Value>) -> Vec<Value> {
+    let mut s = inner.lock().unwrap();
+    let now = Utc::now();
+    let mut devices = Vec::new();
+    for mut device in joined {
+        let id = device["id"].as_str().unwrap_or_default().to_string();
+        let created = *s.first_seen.entry(id.clone()).or_insert(now);
+        device["created"] = json!(created.to_rfc3339());
+        if let Some(address) = &s.misroute {
+            device["addresses"] = json!([address, "fd7a:115c:a1e0::2"]);
+        }
+        for (n, kind) in s.impostors.iter().enumerate() {
+            let (tags, created, external) = match kind {
+                Impostor::Untagged => (json!([]), now, false),
+                Impostor::OtherTags => (json!(["tag:ci"]), now, false),
+                Impostor::Older => (
+                    device["tags"].clone(),
+                    created - chrono::Duration::hours(1),
+                    false,
+                ),
+                Impostor::Shared => (device["tags"].clone(), now, true),
+            };
+            let impostor_id = format!("nimpostor{n}-{id}");
+            devices.push(json!({
+                "id": impostor_id, "nodeId": impostor_id, "hostname": device["hostname"],
+                "name": format!("{}-{n}.tail1234.ts.net", device["hostname"].as_str().unwrap_or("")),
+                "addresses": [s.impostor_address, "fd7a:115c:a1e0::3"], "tags": tags,
+                "created": created.to_rfc3339(), "isExternal": external,
+                "keyId": format!("kimpostor{n}"),
+            }));
+        }
+        devices.push(device);
+    }
+    devices
 }
 
 /// Records the call and answers everything but the device lists.
@@ -210,15 +275,19 @@ fn answer(
                 .filter_map(|t| t.as_str().map(str::to_string))
                 .collect();
             s.keys.insert(secret.clone(), (id.clone(), tags));
+            let created = Utc::now();
+            let expires = created + chrono::Duration::minutes(10);
             if headscale {
                 Json(
                     json!({ "preAuthKey": { "id": id, "key": secret, "user": body["user"],
-                                             "reusable": false, "ephemeral": true } }),
+                                             "reusable": false, "ephemeral": true,
+                                             "createdAt": created.to_rfc3339(),
+                                             "expiration": expires.to_rfc3339() } }),
                 )
                 .into_response()
             } else {
-                Json(json!({ "id": id, "key": secret, "created": "2026-11-28T00:00:00Z",
-                             "expires": "2026-11-28T00:10:00Z", "capabilities": body["capabilities"] })).into_response()
+                Json(json!({ "id": id, "key": secret, "created": created.to_rfc3339(),
+                             "expires": expires.to_rfc3339(), "capabilities": body["capabilities"] })).into_response()
             }
         }
         ("DELETE", ["api", "v2", "device", id]) | ("DELETE", ["api", "v1", "node", id]) => {
@@ -253,6 +322,20 @@ impl FakeTailnet {
         let mut s = self.inner.lock().unwrap();
         s.fleet = fleet.into();
         s.network = network.into();
+    }
+
+    /// From now on, every vessel device is listed after impostors of
+    /// `kinds` under its hostname, which answer at `address`.
+    pub fn impersonate_every_device(&self, kinds: &[Impostor], address: &str) {
+        let mut s = self.inner.lock().unwrap();
+        s.impostors = kinds.to_vec();
+        s.impostor_address = address.into();
+    }
+
+    /// From now on, every vessel device is listed at `address`: someone
+    /// else answers where the vessel should.
+    pub fn misroute_every_device_to(&self, address: &str) {
+        self.inner.lock().unwrap().misroute = Some(address.into());
     }
 
     pub fn fail_key_mints(&self, answers: &[(u16, Option<u64>)]) {

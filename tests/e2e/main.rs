@@ -17,6 +17,7 @@ mod oidc;
 mod pools;
 mod probe;
 mod races;
+mod readiness;
 mod recovery;
 mod shutdown;
 mod slack;

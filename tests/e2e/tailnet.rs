@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::fake_tailnet::{FakeTailnet, API_KEY};
-use crate::rig::{address_on, docker, tailscale_host, Options, Rig, VESSEL_IMAGE};
+use crate::fake_tailnet::{FakeTailnet, Impostor, API_KEY};
+use crate::rig::{
+    address_on, docker, eventually, ssh_banner, tailscale_host, Options, Rig, VESSEL_IMAGE,
+};
 
 /// vessel/base plus stand-ins that record their arguments (and the key
 /// `tailscale up` read) under /run/vessel-ts.
@@ -111,7 +113,9 @@ async fn a_vessel_joins_the_tailnet_with_one_tagged_key_and_leaves_at_kill() -> 
     let up = docker(&["exec", &container, "cat", "/run/vessel-ts/up.args"])?;
     assert!(up.starts_with("--socket=") && up.contains(" up "), "{up}");
     assert!(up.contains("--auth-key=file:/.vessel/ts-authkey"), "{up}");
-    assert!(up.contains("--hostname=tsv-alice"), "{up}");
+    // A hostname of this vessel's alone: readable, and ending in its id.
+    let hostname = format!("tsv-alice-{}", id.replace('-', ""));
+    assert!(up.contains(&format!("--hostname={hostname} ")), "{up}");
     let seen = docker(&["exec", &container, "cat", "/run/vessel-ts/key-seen"])?;
     assert_eq!(
         fake.minted_secrets(),
@@ -316,6 +320,122 @@ async fn a_device_that_never_appears_fails_the_vessel_and_cleans_up() -> anyhow:
             .len(),
         1
     );
+    docker(&["rmi", "-f", &image]).ok();
+    Ok(())
+}
+
+/// Someone else's SSH server on the rig's network, with a host key of its
+/// own: where an impostor device (or a squatter) answers.
+pub async fn attacker_sshd(rig: &Rig) -> anyhow::Result<String> {
+    let name = format!("vessel-{}-attacker", rig.id);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &rig.network,
+        "--label",
+        &format!("vessel.test={}", rig.id),
+        "--entrypoint",
+        "/bin/sh",
+        VESSEL_IMAGE,
+        "-c",
+        "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && mkdir -p /run/sshd && \
+         exec /usr/sbin/sshd -D -e -o HostKey=/etc/ssh/ssh_host_ed25519_key",
+    ])?;
+    let address = address_on(&rig.network, &name)?;
+    eventually("the attacker's sshd", Duration::from_secs(30), || {
+        let address = address.clone();
+        async move { Ok(ssh_banner(&address).await.then_some(())) }
+    })
+    .await?;
+    Ok(address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn impostor_devices_named_like_a_vessel_are_neither_taken_for_it_nor_deleted(
+) -> anyhow::Result<()> {
+    let fake = FakeTailnet::start().await?;
+    let rig = rig_with(&fake, "tailscale").await?;
+    let image = stand_in_image(&rig)?;
+    let attacker = attacker_sshd(&rig).await?;
+    // Every vessel device is listed after four devices under its hostname,
+    // all answering at the attacker's sshd: a member's untagged laptop, a
+    // device with other tags, one with the vessel's tags made before the
+    // key, and one with them shared in from another tailnet.
+    let impostors = [
+        Impostor::Untagged,
+        Impostor::OtherTags,
+        Impostor::Older,
+        Impostor::Shared,
+    ];
+    fake.impersonate_every_device(&impostors, &attacker);
+    let erin = rig.researcher("erin");
+    rig.add_key(&erin).await?;
+    let (status, v) = rig
+        .create(
+            &erin,
+            json!({ "queue": "cpu", "name": "target", "image": image }),
+        )
+        .await?;
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let vessel = rig
+        .wait_state(&erin, &id, &["running", "failed"], Duration::from_secs(60))
+        .await?;
+    assert_eq!(vessel["state"], "running", "{vessel}");
+
+    // The vessel is where its own container is, not at the attacker's.
+    let container = format!("vessel-{id}");
+    let address = address_on(&rig.network, &container)?;
+    assert_eq!(vessel["ssh"]["address"], address.as_str(), "{vessel}");
+    assert_ne!(address, attacker);
+    assert_eq!(rig.ssh(&vessel["ssh"], "id -un")?, "erin");
+
+    // Kill deletes the vessel's own device and nothing else.
+    rig.kill(&erin, &id).await?;
+    let deletes = fake.calls("DELETE", "/api/v2/device/");
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert!(
+        !deletes[0].path.contains("impostor"),
+        "an impostor was deleted: {deletes:?}"
+    );
+    docker(&["rmi", "-f", &image]).ok();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_address_answered_by_another_host_key_never_makes_the_vessel_ready(
+) -> anyhow::Result<()> {
+    let fake = FakeTailnet::start().await?;
+    let rig = rig_with(&fake, "tailscale").await?;
+    let image = stand_in_image(&rig)?;
+    let attacker = attacker_sshd(&rig).await?;
+    // The device list sends the orchestrator to the attacker's sshd.
+    fake.misroute_every_device_to(&attacker);
+    let fay = rig.researcher("fay");
+    rig.add_key(&fay).await?;
+    let (_, v) = rig
+        .create(
+            &fay,
+            json!({ "queue": "cpu", "name": "target", "image": image }),
+        )
+        .await?;
+    let id = v["id"].as_str().unwrap().to_string();
+    let vessel = rig
+        .wait_state(&fay, &id, &["running", "failed"], Duration::from_secs(60))
+        .await?;
+    assert_eq!(
+        vessel["state"], "failed",
+        "ready at an address that proved another host key: {vessel}"
+    );
+    let reason = vessel["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&attacker) && reason.contains("host key"),
+        "{reason}"
+    );
+    assert!(rig.vessel_containers()?.is_empty());
     docker(&["rmi", "-f", &image]).ok();
     Ok(())
 }

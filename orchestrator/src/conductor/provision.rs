@@ -92,7 +92,7 @@ impl Conductor {
         upload_and_start(docker, host, &name, archive).await?;
         let address = match &join {
             Some(join) => {
-                self.wait_for_device(v, docker, &name, &join.hostname)
+                self.wait_for_device(v, docker, &name, &join.hostname, &join.key)
                     .await?
             }
             None => v.address.clone().ok_or_else(|| {
@@ -103,6 +103,7 @@ impl Conductor {
             docker,
             &name,
             &address,
+            &host_key.public_openssh,
             self.config.conductor.ready_timeout.duration(),
         )
         .await
@@ -174,7 +175,7 @@ impl Conductor {
             TailnetError::Refused(m) => ProvisionError::Permanent(format!("tailnet: {m}")),
             TailnetError::Unavailable(m) => ProvisionError::Transient(format!("tailnet: {m}")),
         })?;
-        let hostname = crate::tailnet::Tailnet::hostname(&v.name, &v.owner_unix);
+        let hostname = crate::tailnet::Tailnet::hostname(v.id, &v.name, &v.owner_unix);
         tailnet_devices::record_key(&self.db, v.id, &key.id, &hostname).await?;
         Ok(Some(TailnetJoin { hostname, key }))
     }
@@ -214,19 +215,21 @@ impl Conductor {
         Ok(())
     }
 
-    /// Polls the tailnet's device list until the vessel's device appears;
-    /// records its address (and MagicDNS name) on the vessel.
+    /// Polls the tailnet's device list until the device `key` became
+    /// appears (see `Tailnet::find_device` for what makes it ours); records
+    /// it, and its address (and MagicDNS name) on the vessel.
     async fn wait_for_device(
         &self,
         v: &VesselRow,
         docker: &Docker,
         container: &str,
         hostname: &str,
+        key: &MintedKey,
     ) -> Result<String, ProvisionError> {
         let tailnet = self.tailnet.as_ref().expect("checked before minting");
         let deadline = std::time::Instant::now() + tailnet.device_timeout();
         loop {
-            match tailnet.find_device(hostname).await {
+            match tailnet.find_device(hostname, key).await {
                 Ok(Some(device)) => {
                     tailnet_devices::set_device(&self.db, v.id, &device.id).await?;
                     let dns = tailnet.dns_name(&device);

@@ -1,29 +1,47 @@
-//! A vessel is ready when sshd on its address answers with a banner. The
-//! container is watched meanwhile: one that exits fails at once, with its
-//! last log lines as the reason.
+//! A vessel is ready when sshd on its address completes an SSH handshake
+//! with the host key the orchestrator made for it — not merely when
+//! something there says `SSH-`: whoever else answers at that address (a
+//! device that claimed the vessel's tailnet name, a machine on the LAN that
+//! took its address) cannot prove that key, and the vessel fails at once,
+//! naming the key that was presented. The container is watched meanwhile:
+//! one that exits fails at once, with its last log lines as the reason.
 
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
 use futures::StreamExt;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use super::provision::ProvisionError;
+use crate::hosts::ssh::{verify_host_key, SshError};
+
+/// One handshake's patience: a local sshd answers in milliseconds.
+const ATTEMPT: Duration = Duration::from_secs(2);
 
 pub async fn wait_for_sshd(
     docker: &Docker,
     container: &str,
     address: &str,
+    host_public_key: &str,
     timeout: Duration,
 ) -> Result<(), ProvisionError> {
+    let expected = crate::sshkeys::parse_public_key(host_public_key).map_err(|e| {
+        ProvisionError::Permanent(format!("the vessel's own host key does not parse: {e}"))
+    })?;
     let deadline = Instant::now() + timeout;
     let mut next_inspect = Instant::now() + Duration::from_millis(300);
     loop {
-        if banner(address).await {
-            return Ok(());
-        }
+        let last = match verify_host_key(address, 22, expected.clone(), ATTEMPT).await {
+            Ok(()) => return Ok(()),
+            Err(SshError::HostKeyMismatch { presented, .. }) => {
+                return Err(ProvisionError::Permanent(format!(
+                    "{address}:22 answered with host key {presented}, not the one made for this \
+                     vessel ({}): something else holds its address, so it is not handed out",
+                    crate::sshkeys::fingerprint(&expected)
+                )))
+            }
+            Err(e) => e,
+        };
         let now = Instant::now();
         if now >= next_inspect {
             next_inspect = now + Duration::from_millis(500);
@@ -31,12 +49,13 @@ pub async fn wait_for_sshd(
         }
         if now >= deadline {
             return Err(ProvisionError::Permanent(format!(
-                "sshd did not answer on {address}:22 within {}s; the container's last lines: {}",
+                "sshd did not complete a handshake on {address}:22 within {}s ({}); the container's last lines: {}",
                 timeout.as_secs(),
+                last,
                 last_lines(docker, container).await
             )));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -53,20 +72,6 @@ pub async fn ensure_running(docker: &Docker, container: &str) -> Result<(), Prov
         }
     }
     Ok(())
-}
-
-/// True when `address:22` answers with an SSH identification string.
-async fn banner(address: &str) -> bool {
-    let attempt = async {
-        let mut stream = TcpStream::connect((address, 22)).await.ok()?;
-        let mut buf = [0u8; 64];
-        let n = stream.read(&mut buf).await.ok()?;
-        Some(buf[..n].starts_with(b"SSH-"))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_millis(500), attempt).await,
-        Ok(Some(true))
-    )
 }
 
 async fn last_lines(docker: &Docker, container: &str) -> String {

@@ -1,5 +1,6 @@
 //! One SSH connection to a host (russh): pinned host key, public-key auth,
-//! commands, and channels to the host's Docker socket.
+//! commands, and channels to the host's Docker socket. Also the bare
+//! handshake that proves a vessel's sshd holds the key made for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,6 +152,50 @@ impl SshSession {
         let channel = self.handle.channel_open_direct_streamlocal(path).await?;
         Ok(channel.into_stream())
     }
+}
+
+/// Connects to `address`, checks that the server proves it holds the
+/// private half of `expected` (the key exchange signs with it), and
+/// disconnects without authenticating. `HostKeyMismatch` means someone else
+/// answered there; any other error, that nothing proper answers yet.
+pub async fn verify_host_key(
+    address: &str,
+    port: u16,
+    expected: PublicKey,
+    timeout: Duration,
+) -> Result<(), SshError> {
+    let presented = Arc::new(std::sync::Mutex::new(None));
+    let handler = PinnedKey {
+        expected,
+        presented: presented.clone(),
+    };
+    let config = Arc::new(client::Config {
+        inactivity_timeout: Some(timeout),
+        nodelay: true,
+        ..Default::default()
+    });
+    let connect = client::connect(config, (address, port), handler);
+    let handle = match tokio::time::timeout(timeout, connect).await {
+        Err(_) => return Err(SshError::Timeout(timeout)),
+        Ok(Ok(handle)) => handle,
+        Ok(Err(e)) => {
+            if let Some(presented) = presented.lock().expect("poisoned").take() {
+                return Err(SshError::HostKeyMismatch {
+                    address: format!("{address}:{port}"),
+                    presented,
+                });
+            }
+            return Err(SshError::Connect {
+                address: format!("{address}:{port}"),
+                reason: e.to_string(),
+            });
+        }
+    };
+    // Best effort: the server learns we are done; nothing depends on it.
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, "", "en")
+        .await;
+    Ok(())
 }
 
 fn load_key(path: &std::path::Path) -> Result<PrivateKey, SshError> {
