@@ -49,7 +49,7 @@ pub async fn wait_for_sshd(
         }
         if now >= deadline {
             return Err(ProvisionError::Permanent(format!(
-                "sshd did not complete a handshake on {address}:22 within {}s ({}); the container's last lines: {}",
+                "sshd did not answer with the vessel's host key on {address}:22 within {}s ({}); the container's last lines: {}",
                 timeout.as_secs(),
                 last,
                 last_lines(docker, container).await
