@@ -388,8 +388,9 @@ gpus = 0
 cpus = 1
 memory = "1G"
 image = "{VESSEL_IMAGE}"
-# The tailnet tests' stand-in image, built per test.
-images = ["vessel/ts-standin:*"]
+# The tailnet tests' stand-in image and the readiness test's sshd with a
+# host key of its own, built per test.
+images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
 {host_tables}
 {extra}"#,
             db = database_url(&id),
