@@ -15,6 +15,12 @@ if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; 
   echo "ssh: installing openssh-client"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-client >/dev/null
 fi
+# The tests make keys and certificates with openssl (OIDC, TLS, the service
+# key); Debian images usually have it, a minimal one may not.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "openssl: installing"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >/dev/null
+fi
 scripts/build-images.sh
 
 tags() { docker image inspect -f '{{join .RepoTags " "}}' "$1:latest" | tr ' ' '\n' | grep -v ':latest$' | head -n1; }
