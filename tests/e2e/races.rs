@@ -12,7 +12,7 @@ use vessel_orchestrator::domain::VesselState;
 use vessel_orchestrator::reconciler::Report;
 use vessel_orchestrator::store::{jobs, vessels};
 
-use crate::prometheus::{ensure_installed, Exporter, Prometheus};
+use crate::prometheus::{Exporter, Prometheus};
 use crate::rig::{docker, gpu_host, Options, Rig};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -102,53 +102,18 @@ async fn a_vessel_changed_after_the_rows_were_read_is_not_marked_lost_from_them(
     Ok(())
 }
 
-/// An idle GPU vessel on a clock the test moves; work hours 9–18 Berlin.
+/// An idle GPU vessel on a clock the test moves; work hours 9–18 Berlin
+/// (the undertaker tests' set-up).
 async fn idle_vessel() -> anyhow::Result<(Rig, Exporter, Prometheus, ManualClock, String, String)> {
-    ensure_installed()?;
-    let exporter = Exporter::start().await?;
-    let prometheus = Prometheus::start(&exporter).await?;
-    let clock = ManualClock::at(at("2026-11-30T08:00:00Z"));
-    let extra = format!(
-        "[undertaker]\nprometheus_url = \"{}\"\nwindow = \"5s\"\nevery = \"1h\"\n\
-         [work_hours]\ntimezone = \"Europe/Berlin\"\nstart = \"09:00\"\nend = \"18:00\"\n",
-        prometheus.url
-    );
-    let rig = Rig::start_with(
-        &[gpu_host("gpu-1", 2, "3090")],
-        Options {
-            clock: Some(clock.clone()),
-            extra_config: extra,
-            ..Options::default()
-        },
-    )
-    .await?;
-    let token = rig.researcher("alice");
-    rig.add_key(&token).await?;
-    let (status, v) = rig
-        .create(
-            &token,
-            json!({ "queue": "3090", "gpus": 1, "name": "idler", "lifetime": "7d" }),
-        )
-        .await?;
-    assert_eq!(status, 202, "{v}");
-    let id = v["id"].as_str().unwrap().to_string();
-    let v = rig
-        .wait_state(&token, &id, &["running"], Duration::from_secs(60))
-        .await?;
-    let uuids: Vec<String> = v["gpu_uuids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap().to_string())
-        .collect();
-    for u in &uuids {
-        exporter.set("gpu-1", u, 0.0);
-    }
-    prometheus.wait_for("5s", &uuids, 0.0).await?;
-    sqlx::query("UPDATE vessels SET expires_at = '2027-06-01T00:00:00Z'")
-        .execute(&rig.db)
-        .await?;
-    Ok((rig, exporter, prometheus, clock, token, id))
+    let idle = crate::undertaker::Idle::start("2026-11-30T08:00:00Z").await?;
+    Ok((
+        idle.rig,
+        idle.exporter,
+        idle.prometheus,
+        idle.clock,
+        idle.token,
+        idle.id,
+    ))
 }
 
 /// Item 11: a sweep read its rows at the start and buried from them, so a

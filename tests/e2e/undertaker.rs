@@ -11,13 +11,14 @@ use vessel_orchestrator::clock::ManualClock;
 use crate::prometheus::{ensure_installed, Exporter, Prometheus};
 use crate::rig::{gpu_host, Options, Rig};
 
-struct Idle {
-    rig: Rig,
-    exporter: Exporter,
-    prometheus: Prometheus,
-    clock: ManualClock,
-    token: String,
-    id: String,
+/// An idle GPU vessel on a clock the test moves; the races tests use it too.
+pub(crate) struct Idle {
+    pub(crate) rig: Rig,
+    pub(crate) exporter: Exporter,
+    pub(crate) prometheus: Prometheus,
+    pub(crate) clock: ManualClock,
+    pub(crate) token: String,
+    pub(crate) id: String,
     uuids: Vec<String>,
 }
 
@@ -26,7 +27,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 impl Idle {
-    async fn start(start: &str) -> anyhow::Result<Idle> {
+    pub(crate) async fn start(start: &str) -> anyhow::Result<Idle> {
         ensure_installed()?;
         let exporter = Exporter::start().await?;
         let prometheus = Prometheus::start(&exporter).await?;
