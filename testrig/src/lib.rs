@@ -101,6 +101,24 @@ pub fn docker(args: &[&str]) -> Result<String> {
     run("docker", args)
 }
 
+/// Builds `image` from vessel/base by running `script` in it (no registry,
+/// no Dockerfile: a container, a commit, the container removed).
+pub fn derive_image(image: &str, builder: &str, script: &str) -> Result<()> {
+    docker(&[
+        "run",
+        "--name",
+        builder,
+        "--entrypoint",
+        "/bin/sh",
+        VESSEL_IMAGE,
+        "-c",
+        script,
+    ])?;
+    docker(&["commit", builder, image])?;
+    docker(&["rm", "-f", builder])?;
+    Ok(())
+}
+
 /// Waits for `check` to hold, polling, until `deadline` passes.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> Result<T>
 where

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::rig::{docker, gpu_host, Options, Rig, VESSEL_IMAGE};
+use crate::rig::{docker, gpu_host, Options, Rig};
 
 async fn assert_nothing_left(rig: &Rig, token: &str) -> anyhow::Result<()> {
     assert!(
@@ -98,18 +98,11 @@ async fn a_container_that_never_gets_ready_fails_and_is_removed() -> anyhow::Res
     // An image whose sshd never answers: it sleeps instead.
     let image = format!("vessel/mute:{}", rig.id);
     let builder = format!("vessel-{}-mute", rig.id);
-    docker(&[
-        "run",
-        "--name",
+    crate::rig::derive_image(
+        &image,
         &builder,
-        "--entrypoint",
-        "/bin/sh",
-        VESSEL_IMAGE,
-        "-c",
         "printf '#!/bin/sh\\nexec sleep 3600\\n' > /usr/sbin/sshd && chmod 755 /usr/sbin/sshd",
-    ])?;
-    docker(&["commit", &builder, &image])?;
-    docker(&["rm", "-f", &builder])?;
+    )?;
 
     let alice = rig.researcher("alice");
     rig.add_key(&alice).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::rig::{cpu_host, docker, Rig, VESSEL_IMAGE};
+use crate::rig::{cpu_host, docker, Rig};
 
 /// vessel/base whose sshd presents a key of its own instead of the
 /// vessel's: whoever answers at the address is not the vessel.
@@ -23,18 +23,7 @@ sed -i 's#^HostKey .*#HostKey /etc/rogue_host_key#' /etc/vessel/sshd_config
 exec /usr/sbin/sshd.real "$@"
 SH
 chmod 755 /usr/sbin/sshd"#;
-    docker(&[
-        "run",
-        "--name",
-        &builder,
-        "--entrypoint",
-        "/bin/sh",
-        VESSEL_IMAGE,
-        "-c",
-        script,
-    ])?;
-    docker(&["commit", &builder, &image])?;
-    docker(&["rm", "-f", &builder])?;
+    crate::rig::derive_image(&image, &builder, script)?;
     Ok(image)
 }
 

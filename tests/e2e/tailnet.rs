@@ -32,18 +32,7 @@ for a in "$@"; do case "$a" in --auth-key=file:*) cat "${a#--auth-key=file:}" > 
 chmod 600 /run/vessel-ts/key-seen
 SH
 chmod 755 /usr/local/bin/tailscale /usr/local/bin/tailscaled"#;
-    docker(&[
-        "run",
-        "--name",
-        &builder,
-        "--entrypoint",
-        "/bin/sh",
-        VESSEL_IMAGE,
-        "-c",
-        script,
-    ])?;
-    docker(&["commit", &builder, &image])?;
-    docker(&["rm", "-f", &builder])?;
+    crate::rig::derive_image(&image, &builder, script)?;
     Ok(image)
 }
 
