@@ -14,6 +14,7 @@ use crate::audit::{AuditList, AuditQuery};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::EventBatch;
 use crate::fleet::{FleetStatus, HostChange};
+use crate::line::{Limits, Line, SetLimits};
 use crate::units::Span;
 use crate::users::{AddKey, KeyAdded, KeyList, Me, SetUser, UserView};
 use crate::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView};
@@ -279,6 +280,30 @@ impl Client {
         body: &SetUser,
     ) -> Result<UserView, ClientError> {
         let url = self.url(&["v1", "users", subject], None);
+        self.send(token, Method::PUT, url, Some(json(body))).await
+    }
+
+    /// Every queue's waiting line, in order.
+    pub async fn line(&self, token: &str) -> Result<Line, ClientError> {
+        let url = self.url(&["v1", "line"], None);
+        self.send(token, Method::GET, url, None).await
+    }
+
+    /// Moves a waiting request to the front of its queue's line (admins).
+    pub async fn to_front(&self, token: &str, vessel: &str) -> Result<VesselView, ClientError> {
+        let url = self.url(&["v1", "line", vessel, "front"], None);
+        self.send(token, Method::POST, url, None).await
+    }
+
+    /// Sets (or, with both `None`, clears) one person's limits in a queue.
+    pub async fn set_limits(
+        &self,
+        token: &str,
+        subject: &str,
+        queue: &str,
+        body: &SetLimits,
+    ) -> Result<Limits, ClientError> {
+        let url = self.url(&["v1", "users", subject, "limits", queue], None);
         self.send(token, Method::PUT, url, Some(json(body))).await
     }
 

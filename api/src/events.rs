@@ -16,6 +16,8 @@ pub enum EventKind {
     /// The vessel entered this state.
     Vessel(VesselState),
     VesselExtended,
+    /// A waiting request's place in line or reason changed.
+    VesselQueued,
     /// Idle long enough to be warned; Keep or Kill.
     IdleWarning,
     /// Its lifetime ends soon.
@@ -32,6 +34,7 @@ impl EventKind {
     pub fn parse(s: &str) -> EventKind {
         match s {
             "vessel.extended" => EventKind::VesselExtended,
+            "vessel.queued" => EventKind::VesselQueued,
             "vessel.idle_warning" => EventKind::IdleWarning,
             "vessel.expiry_warning" => EventKind::ExpiryWarning,
             "host.drain" => EventKind::HostDrain,
@@ -61,6 +64,7 @@ impl fmt::Display for EventKind {
         match self {
             EventKind::Vessel(state) => write!(f, "vessel.{state}"),
             EventKind::VesselExtended => f.write_str("vessel.extended"),
+            EventKind::VesselQueued => f.write_str("vessel.queued"),
             EventKind::IdleWarning => f.write_str("vessel.idle_warning"),
             EventKind::ExpiryWarning => f.write_str("vessel.expiry_warning"),
             EventKind::HostDrain => f.write_str("host.drain"),
@@ -148,6 +152,8 @@ mod tests {
         for kind in [
             EventKind::Vessel(VesselState::Running),
             EventKind::IdleWarning,
+            EventKind::VesselQueued,
+            EventKind::Vessel(VesselState::Expired),
             EventKind::HostUnreachable,
             EventKind::Other("vessel.teleported".into()),
         ] {

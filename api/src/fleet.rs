@@ -75,6 +75,9 @@ pub struct QueueStatus {
     pub cores_free: u64,
     pub memory_bytes: u64,
     pub memory_free: u64,
+    /// Requests waiting in this queue's line.
+    #[serde(default)]
+    pub waiting: u32,
 }
 
 /// `POST /v1/hosts/{name}/drain` and `/undrain`.

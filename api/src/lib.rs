@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod fleet;
 pub mod grammar;
+pub mod line;
 pub mod names;
 pub mod perm;
 pub mod units;

@@ -221,10 +221,12 @@ pub enum VesselState {
     Buried,
     Failed,
     Lost,
+    /// Waited in line longer than its queue's `max_wait`; never ran.
+    Expired,
 }
 
 impl VesselState {
-    pub const ALL: [VesselState; 8] = [
+    pub const ALL: [VesselState; 9] = [
         VesselState::Requested,
         VesselState::Pending,
         VesselState::Provisioning,
@@ -233,6 +235,7 @@ impl VesselState {
         VesselState::Buried,
         VesselState::Failed,
         VesselState::Lost,
+        VesselState::Expired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -245,6 +248,7 @@ impl VesselState {
             VesselState::Buried => "buried",
             VesselState::Failed => "failed",
             VesselState::Lost => "lost",
+            VesselState::Expired => "expired",
         }
     }
 

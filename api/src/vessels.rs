@@ -29,6 +29,10 @@ pub struct CreateVessel {
     /// `2d`, `24h`, `90m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<Span>,
+    /// Wait in line when nothing fits now (the default); `false` answers
+    /// 409 `no_capacity` at once instead, for scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
 }
 
 /// A vessel as the API shows it; `ssh` appears once it is running, and only
@@ -59,6 +63,9 @@ pub struct VesselView {
     pub expires_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshAccess>,
+    /// Where it stands in line, while it is `pending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<crate::line::LinePlace>,
 }
 
 /// How to reach a running vessel, ready to paste.

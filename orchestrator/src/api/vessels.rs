@@ -60,6 +60,7 @@ pub fn view(v: VesselRow, key_fingerprints: &[String], for_owner: bool) -> Vesse
         ended_at: v.ended_at,
         expires_at: v.expires_at,
         ssh,
+        line: None,
     }
 }
 
