@@ -10,8 +10,15 @@ use crate::vessels::CreateVessel;
 /// The options of a create, in the order the usage line gives them.
 pub const CREATE_OPTIONS: &[&str] = &["gpu", "queue", "cpu", "mem", "image", "name", "for"];
 
+/// The flags of a create: words that stand alone instead of `key=value`.
+pub const CREATE_FLAGS: &[&str] = &[NO_WAIT];
+
+/// Fail at once when nothing fits, instead of waiting in line.
+pub const NO_WAIT: &str = "--no-wait";
+
 /// The options part of a create's usage line.
-pub const CREATE_SYNOPSIS: &str = "[gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d]";
+pub const CREATE_SYNOPSIS: &str =
+    "[gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait]";
 
 /// A sentence saying what is wrong with the words, for a person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,13 +29,17 @@ fn err(message: impl Into<String>) -> GrammarError {
     GrammarError(message.into())
 }
 
-/// Reads `key=value` words into a request. Unknown options are errors with a
-/// suggestion; an option given twice is an error.
+/// Reads `key=value` words and flags (`--no-wait`) into a request. Unknown
+/// options are errors with a suggestion; an option given twice is an error.
 pub fn parse_create<'a>(
     words: impl IntoIterator<Item = &'a str>,
 ) -> Result<CreateVessel, GrammarError> {
     let mut request = CreateVessel::default();
     for word in words {
+        if let Some(flag) = as_flag(word) {
+            set_flag(&mut request, word, &flag)?;
+            continue;
+        }
         let Some((key, value)) = word.split_once('=') else {
             return Err(err(format!(
                 "`{word}` is not an option: write key=value, like gpu=2"
@@ -37,6 +48,34 @@ pub fn parse_create<'a>(
         set_option(&mut request, key, value)?;
     }
     Ok(request)
+}
+
+/// A word that is written as a flag, normalised to `--name`, lowercase.
+/// Slack (and macOS's smart punctuation) turns a typed `--` into an em or
+/// en dash, so `—no-wait` is read as the `--no-wait` the person typed.
+fn as_flag(word: &str) -> Option<String> {
+    let rest = word
+        .strip_prefix("--")
+        .or_else(|| word.strip_prefix('\u{2014}'))
+        .or_else(|| word.strip_prefix('\u{2013}'))?;
+    Some(format!("--{}", rest.to_ascii_lowercase()))
+}
+
+fn set_flag(request: &mut CreateVessel, word: &str, flag: &str) -> Result<(), GrammarError> {
+    match flag {
+        NO_WAIT if request.wait.is_some() => Err(err(format!("`{word}` is given twice"))),
+        NO_WAIT => {
+            request.wait = Some(false);
+            Ok(())
+        }
+        _ => Err(err(match suggest(flag, CREATE_FLAGS) {
+            Some(s) => format!("unknown flag `{word}` — did you mean `{s}`?"),
+            None => format!(
+                "unknown flag `{word}`; the flag is {}",
+                CREATE_FLAGS.join(", ")
+            ),
+        })),
+    }
 }
 
 /// Sets one option: what a form does field by field, so each error can be
@@ -164,6 +203,32 @@ mod tests {
     }
 
     #[test]
+    fn no_wait_is_a_flag_anywhere_among_the_options() {
+        assert_eq!(
+            create("gpu=2").unwrap().wait,
+            None,
+            "waiting is the default"
+        );
+        for text in [
+            "gpu=2 --no-wait queue=3090",
+            "--no-wait gpu=2 queue=3090",
+            "gpu=2 queue=3090 --NO-WAIT",
+            // What Slack makes of a typed `--`.
+            "gpu=2 queue=3090 \u{2014}no-wait",
+            "gpu=2 queue=3090 \u{2013}no-wait",
+        ] {
+            let c = create(text).unwrap();
+            assert_eq!(c.wait, Some(false), "{text}");
+            assert_eq!(c.gpus, Some(2), "{text}");
+        }
+        assert_eq!(
+            create("--nowait").unwrap_err().0,
+            "unknown flag `--nowait` — did you mean `--no-wait`?"
+        );
+        assert!(CREATE_SYNOPSIS.contains(NO_WAIT));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         assert_eq!(
             create("gpus=2").unwrap_err().0,
@@ -178,6 +243,8 @@ mod tests {
             ("cpu=0", "from 1"),
             ("name=Bad", "not a valid name"),
             ("image=-rm", "not an image"),
+            ("--no-wait --no-wait", "given twice"),
+            ("--wait", "unknown flag"),
         ] {
             let e = create(bad).unwrap_err();
             assert!(e.0.contains(says), "{bad}: {e}");
