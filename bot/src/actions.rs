@@ -4,16 +4,18 @@
 
 use std::collections::HashSet;
 
+use chrono::Utc;
 use vessel_api::users::SetUser;
-use vessel_api::vessels::CreateVessel;
-use vessel_api::{ErrorCode, QueueName, Span};
+use vessel_api::vessels::{CreateVessel, VesselView};
+use vessel_api::{ErrorCode, QueueName, Span, VesselState};
 
 use crate::commands::{
-    self, Command, FleetCommand, VesselCommand, CREATE_USAGE, FLEET_USAGE, VESSEL_USAGE,
+    self, Command, FleetCommand, VesselCommand, CREATE_USAGE, FLEET_USAGE, LIMIT_USAGE,
+    VESSEL_USAGE,
 };
 use crate::config::BotConfig;
 use crate::orchestrator::{Actor, ApiFailure, Orchestrator};
-use crate::views::{self, fleet, vessel, Message};
+use crate::views::{self, fleet, line, vessel, Message};
 
 pub struct Bot {
     pub orch: Orchestrator,
@@ -78,8 +80,8 @@ impl Bot {
             Err(m) => return m,
         };
         match self.orch.create(actor, &request).await {
-            Ok(v) => vessel::provisioning(&v),
-            Err(e) => create_failure(&e),
+            Ok(v) => created(&v),
+            Err(e) => create_failure(&e, &request),
         }
     }
 
@@ -97,6 +99,11 @@ impl Bot {
                 .list(actor)
                 .await
                 .map(|l| vessel::list(&l.vessels, "You have")),
+            VesselCommand::Queue => self
+                .orch
+                .list(actor)
+                .await
+                .map(|l| line::mine(&l.vessels, Utc::now())),
             VesselCommand::Show(name) => self.orch.show(actor, &name).await.map(|v| vessel::show(&v)),
             VesselCommand::Ssh(name) => self.orch.show(actor, &name).await.map(|v| {
                 if v.ssh.is_some() {
@@ -148,6 +155,23 @@ impl Bot {
             FleetCommand::Help => Ok(views::error("what about the fleet?", Some(FLEET_USAGE))),
             FleetCommand::Status => self.orch.fleet(actor).await.map(|f| fleet::status(&f)),
             FleetCommand::Hosts => self.orch.fleet(actor).await.map(|f| fleet::hosts(&f)),
+            FleetCommand::Queue => self
+                .orch
+                .line(actor)
+                .await
+                .map(|l| line::fleet(&l, Utc::now())),
+            FleetCommand::Limit {
+                user,
+                queue,
+                limits,
+            } => {
+                return self
+                    .orch
+                    .set_limits(actor, &user, queue.as_str(), &limits)
+                    .await
+                    .map(|l| line::limits(&l))
+                    .unwrap_or_else(|e| failure(&e, LIMIT_USAGE))
+            }
             FleetCommand::Drain(host) => self.orch.set_host(actor, &host, true).await.map(|_| {
                 Message::says(format!(
                     ":construction: `{host}` is draining: no new vessels go there; running ones stay."
@@ -212,6 +236,31 @@ impl Bot {
                     v.name
                 ))
             }),
+            // Leaving the line is the waiting vessel's kill; the waiting DM
+            // is edited when the orchestrator says it ended.
+            line::CANCEL => self.orch.kill(actor, value).await.map(|v| {
+                Message::says(format!(
+                    ":wastebasket: Cancelling *{}*{}: it leaves the line.",
+                    v.name,
+                    if v.owner_id == actor.subject {
+                        String::new()
+                    } else {
+                        format!(" of {}", v.owner)
+                    }
+                ))
+            }),
+            line::FRONT => self.orch.to_front(actor, value).await.map(|v| {
+                Message::says(format!(
+                    ":arrow_up: *{}* of {} is now {} in line for `{}`.",
+                    v.name,
+                    v.owner,
+                    v.line
+                        .as_ref()
+                        .map(|p| format!("#{}", p.position))
+                        .unwrap_or_else(|| "first".into()),
+                    v.queue
+                ))
+            }),
             // Link buttons (VS Code) also report a click; nothing to do.
             _ => return None,
         };
@@ -219,15 +268,29 @@ impl Bot {
     }
 }
 
-fn create_failure(e: &ApiFailure) -> Message {
+/// The answer to a create the orchestrator took: on its way, or waiting.
+pub fn created(v: &VesselView) -> Message {
+    if v.state == VesselState::Pending {
+        line::queued(v)
+    } else {
+        vessel::provisioning(v)
+    }
+}
+
+fn create_failure(e: &ApiFailure, request: &CreateVessel) -> Message {
     if e.code() == Some(ErrorCode::Invalid) && e.to_string().contains("no SSH key") {
         return vessel::no_keys();
     }
-    if e.code() == Some(ErrorCode::NoCapacity) {
+    if e.code() == Some(ErrorCode::NoCapacity) && request.wait == Some(false) {
         return views::error(
-            &format!("{e} — try fewer GPUs or another queue, or wait for one to free up."),
+            &format!(
+                "{e} — try fewer GPUs or another queue, or leave out `--no-wait` to wait in line."
+            ),
             None,
         );
+    }
+    if e.code() == Some(ErrorCode::NoCapacity) {
+        return views::error(&e.to_string(), None);
     }
     failure(e, CREATE_USAGE)
 }

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use vessel_api::events::{Event, EventKind, EventPayload, HostEvent, VesselEvent};
-use vessel_api::VesselState;
+use vessel_api::vessels::VesselView;
+use vessel_api::{ErrorCode, VesselState};
 
 use crate::actions::Bot;
 use crate::orchestrator::Actor;
 use crate::slack::web::MessageRef;
-use crate::views::{vessel, Message};
+use crate::throttle::{self, Throttle, Verdict};
+use crate::views::{line, vessel, Message};
 
 /// How long a hole in the ids may still fill.
 const HOLE_TTL: Duration = Duration::from_secs(30);
@@ -134,6 +136,28 @@ fn message_key(vessel_id: &str) -> String {
     format!("slack-message:{vessel_id}")
 }
 
+/// The waiting DM of a request that went through the line.
+fn line_key(vessel_id: &str) -> String {
+    format!("line:{vessel_id}")
+}
+
+/// Whose waiting DM: the vessel and the owner to act as when reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LineDm {
+    vessel: String,
+    owner: String,
+}
+
+type LineEdits = Throttle<LineDm>;
+
+/// Resolves when the next deferred edit is due; never, when none is.
+async fn until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reads the outbox forever, delivering through `inbox`.
 pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key: Option<String>) {
     let key = cursor_key.unwrap_or_else(|| CURSOR_KEY.to_string());
@@ -148,12 +172,20 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
         }
     };
     info!(after = cursor.after(), "delivering events");
+    let mut edits = LineEdits::new(throttle::EVERY);
     loop {
-        let batch = match bot
-            .orch
-            .events(cursor.after(), Duration::from_secs(25))
-            .await
-        {
+        flush_due(&bot, inbox.as_ref(), &mut edits).await;
+        // Deferred edits of waiting DMs go out while the long poll waits:
+        // the poll is kept (pinned), not restarted, around each flush.
+        let poll = bot.orch.events(cursor.after(), Duration::from_secs(25));
+        tokio::pin!(poll);
+        let polled = loop {
+            tokio::select! {
+                polled = &mut poll => break polled,
+                () = until(edits.next_due()) => flush_due(&bot, inbox.as_ref(), &mut edits).await,
+            }
+        };
+        let batch = match polled {
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "cannot read events; retrying");
@@ -172,7 +204,7 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
             // A failed delivery is retried (the cursor stays put), but one
             // event must not stop all others forever.
             let mut attempt = 0;
-            while let Err(e) = handle(&bot, inbox.as_ref(), event).await {
+            while let Err(e) = handle(&bot, inbox.as_ref(), &mut edits, event).await {
                 attempt += 1;
                 warn!(event = id, error = %e, attempt, "cannot deliver an event");
                 if attempt >= 5 {
@@ -194,12 +226,17 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
     }
 }
 
-async fn handle<I: Inbox>(bot: &Bot, inbox: &I, event: &Event) -> Result<(), DeliveryError> {
+async fn handle<I: Inbox>(
+    bot: &Bot,
+    inbox: &I,
+    edits: &mut LineEdits,
+    event: &Event,
+) -> Result<(), DeliveryError> {
     match (&event.kind, &event.payload) {
         (kind, EventPayload::Host(host)) if kind.is_host() => {
             inbox.admin(&Message::says(host_text(kind, host))).await
         }
-        (kind, EventPayload::Vessel(v)) => tell_owner(bot, inbox, kind, v).await,
+        (kind, EventPayload::Vessel(v)) => tell_owner(bot, inbox, edits, kind, v).await,
         // A kind or payload this bot does not know: a newer orchestrator.
         _ => Ok(()),
     }
@@ -226,6 +263,7 @@ fn host_text(kind: &EventKind, e: &HostEvent) -> String {
 async fn tell_owner<I: Inbox>(
     bot: &Bot,
     inbox: &I,
+    edits: &mut LineEdits,
     kind: &EventKind,
     e: &VesselEvent,
 ) -> Result<(), DeliveryError> {
@@ -233,22 +271,29 @@ async fn tell_owner<I: Inbox>(
     if owner.is_empty() || !inbox.wants(owner) {
         return Ok(());
     }
-    if matches!(
-        kind,
-        EventKind::Vessel(
-            VesselState::Provisioning | VesselState::Requested | VesselState::Pending
-        )
-    ) {
+    let id = e.id.to_string();
+    let dm = LineDm {
+        vessel: id.clone(),
+        owner: owner.to_string(),
+    };
+    match kind {
+        EventKind::Vessel(VesselState::Requested) => return Ok(()),
+        EventKind::Vessel(VesselState::Pending) => return joined_line(bot, inbox, edits, dm).await,
+        EventKind::VesselQueued => {
+            return match edits.update(dm.clone(), tokio::time::Instant::now()) {
+                Verdict::Now => show_place(bot, inbox, &dm).await,
+                // The flush renders whatever is true by then.
+                Verdict::Deferred(_) => Ok(()),
+            };
+        }
+        _ => {}
+    }
+    // Render what is true now, as the owner sees it (with the SSH config).
+    let view = bot.orch.show(&owner_actor(owner), &id).await?;
+    let waited = left_line(bot, inbox, edits, &dm, kind, &view).await?;
+    if matches!(kind, EventKind::Vessel(VesselState::Provisioning)) {
         return Ok(());
     }
-    let id = e.id.to_string();
-    // Render what is true now, as the owner sees it (with the SSH config).
-    let actor = Actor {
-        subject: owner.to_string(),
-        unix_name: None,
-        admin: false,
-    };
-    let view = bot.orch.show(&actor, &id).await?;
     let message = if view.state == VesselState::Running {
         vessel::running(&view)
     } else {
@@ -272,6 +317,14 @@ async fn tell_owner<I: Inbox>(
             inbox.post(owner, &warning).await.map(|_| ())
         }
         (_, Some(at)) => inbox.update(&at, &message).await,
+        // It waited and gave up: the edit does not notify, this does.
+        (EventKind::Vessel(VesselState::Expired), None) => {
+            inbox.post(owner, &line::expired(&view)).await.map(|_| ())
+        }
+        // Cancelled while waiting: the waiting DM says so; nothing to add.
+        (EventKind::Vessel(VesselState::Buried), None) if waited && view.started_at.is_none() => {
+            Ok(())
+        }
         // A first message: running, or ended without ever running.
         (
             EventKind::Vessel(
@@ -288,6 +341,108 @@ async fn tell_owner<I: Inbox>(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+fn owner_actor(owner: &str) -> Actor {
+    Actor {
+        subject: owner.to_string(),
+        unix_name: None,
+        admin: false,
+    }
+}
+
+/// `vessel.pending`: the waiting DM, once. A repeated event (delivery is at
+/// least once) counts as a change of place instead of a second DM.
+async fn joined_line<I: Inbox>(
+    bot: &Bot,
+    inbox: &I,
+    edits: &mut LineEdits,
+    dm: LineDm,
+) -> Result<(), DeliveryError> {
+    let posted: Option<MessageRef> = bot.orch.state_get(&line_key(&dm.vessel)).await?;
+    // Posting counts as an edit: a move right after it waits its turn.
+    let verdict = edits.update(dm.clone(), tokio::time::Instant::now());
+    if posted.is_some() && verdict != Verdict::Now {
+        return Ok(());
+    }
+    show_place(bot, inbox, &dm).await
+}
+
+/// Shows a waiting request's place as it is now: edits its waiting DM, or
+/// posts it when there is none yet (its `pending` was not delivered here).
+/// Once it has left the line, the events that say so edit the DM instead.
+async fn show_place<I: Inbox>(bot: &Bot, inbox: &I, dm: &LineDm) -> Result<(), DeliveryError> {
+    let view = match bot.orch.show(&owner_actor(&dm.owner), &dm.vessel).await {
+        Ok(v) => v,
+        Err(e) if e.code() == Some(ErrorCode::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if view.state != VesselState::Pending {
+        return Ok(());
+    }
+    let key = line_key(&dm.vessel);
+    let message = line::waiting(&view);
+    match bot.orch.state_get::<MessageRef>(&key).await? {
+        Some(at) => inbox.update(&at, &message).await,
+        None => {
+            if let Some(at) = inbox.post(&dm.owner, &message).await? {
+                bot.orch.state_put(&key, &at).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Edits a waiting DM to say how its request left the line (placed,
+/// expired, cancelled, failed). Only those transitions: a vessel that ran
+/// for days and is then buried leaves its old "placed" note alone. Returns
+/// whether the request had a waiting DM.
+async fn left_line<I: Inbox>(
+    bot: &Bot,
+    inbox: &I,
+    edits: &mut LineEdits,
+    dm: &LineDm,
+    kind: &EventKind,
+    view: &VesselView,
+) -> Result<bool, DeliveryError> {
+    let EventKind::Vessel(state) = kind else {
+        return Ok(false);
+    };
+    let leaving = match state {
+        VesselState::Provisioning | VesselState::Running => true,
+        VesselState::Expired | VesselState::Buried | VesselState::Failed | VesselState::Lost => {
+            view.started_at.is_none()
+        }
+        _ => false,
+    };
+    if !leaving {
+        return Ok(false);
+    }
+    let Some(at) = bot
+        .orch
+        .state_get::<MessageRef>(&line_key(&dm.vessel))
+        .await?
+    else {
+        return Ok(false);
+    };
+    // Final: a deferred "#2 in line" must not land after this.
+    edits.finish(dm);
+    inbox.update(&at, &line::line_dm(view)).await?;
+    Ok(true)
+}
+
+/// Edits the waiting DMs whose deferred edit is due.
+async fn flush_due<I: Inbox>(bot: &Bot, inbox: &I, edits: &mut LineEdits) {
+    let now = tokio::time::Instant::now();
+    for dm in edits.take_due(now) {
+        match show_place(bot, inbox, &dm).await {
+            Ok(()) => edits.succeeded(&dm),
+            Err(e) => {
+                warn!(vessel = %dm.vessel, error = %e, "cannot edit a waiting DM; trying again");
+                edits.failed(dm, now);
+            }
+        }
     }
 }
 

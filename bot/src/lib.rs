@@ -12,4 +12,5 @@ pub mod events;
 pub mod orchestrator;
 pub mod slack;
 pub mod startup;
+pub mod throttle;
 pub mod views;

@@ -12,6 +12,7 @@ use vessel_api::audit::{AuditList, AuditQuery};
 use vessel_api::claims::Claims;
 use vessel_api::events::EventBatch;
 use vessel_api::fleet::{FleetStatus, HostChange};
+use vessel_api::line::{Limits, Line, SetLimits};
 use vessel_api::users::{KeyAdded, KeyList, SetUser, UserView};
 use vessel_api::vessels::{CreateVessel, ListQuery, VesselList, VesselView};
 use vessel_api::{perm, Client, Span};
@@ -216,6 +217,27 @@ impl Orchestrator {
         body: &SetUser,
     ) -> Result<UserView, ApiFailure> {
         self.client.set_user(&self.as_user(actor), user, body).await
+    }
+
+    /// Every queue's waiting line.
+    pub async fn line(&self, actor: &Actor) -> Result<Line, ApiFailure> {
+        self.client.line(&self.as_user(actor)).await
+    }
+
+    pub async fn to_front(&self, actor: &Actor, vessel: &str) -> Result<VesselView, ApiFailure> {
+        self.client.to_front(&self.as_user(actor), vessel).await
+    }
+
+    pub async fn set_limits(
+        &self,
+        actor: &Actor,
+        user: &str,
+        queue: &str,
+        body: &SetLimits,
+    ) -> Result<Limits, ApiFailure> {
+        self.client
+            .set_limits(&self.as_user(actor), user, queue, body)
+            .await
     }
 
     pub async fn set_host(

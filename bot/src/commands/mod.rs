@@ -5,8 +5,9 @@
 //! the CLI.
 
 use vessel_api::grammar::{self, suggest};
+use vessel_api::line::SetLimits;
 use vessel_api::vessels::CreateVessel;
-use vessel_api::{Span, UnixName};
+use vessel_api::{QueueName, Span, UnixName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -30,6 +31,8 @@ pub enum VesselCommand {
     Keys,
     KeysAdd(String),
     KeysRemove(String),
+    /// My requests waiting in line.
+    Queue,
     Help,
 }
 
@@ -50,6 +53,14 @@ pub enum FleetCommand {
         unix_name: UnixName,
         uid: Option<i32>,
     },
+    /// The whole waiting line, per queue.
+    Queue,
+    /// Set (or clear) one researcher's limits in a queue.
+    Limit {
+        user: String,
+        queue: QueueName,
+        limits: SetLimits,
+    },
     Help,
 }
 
@@ -66,17 +77,19 @@ pub struct ParseError {
     pub usage: &'static str,
 }
 
-pub const VESSEL_USAGE: &str = "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] · list · show NAME · ssh NAME · extend NAME [24h] · kill NAME · keys [add KEY | remove FINGERPRINT] · help";
+pub const VESSEL_USAGE: &str = "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait] · list · queue · show NAME · ssh NAME · extend NAME [24h] · kill NAME · keys [add KEY | remove FINGERPRINT] · help";
 pub const CREATE_USAGE: &str =
-    "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d]";
+    "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait]";
 pub const FLEET_USAGE: &str =
-    "/fleet status · hosts · drain HOST · undrain HOST · vessels [@user] · kill VESSEL · audit [@user|VESSEL] · user @user NAME [UID]";
+    "/fleet status · hosts · queue · drain HOST · undrain HOST · vessels [@user] · kill VESSEL · audit [@user|VESSEL] · user @user NAME [UID] · limit @user queue=Q [gpus=N|none] [vessels=N|none]";
+pub const LIMIT_USAGE: &str = "/fleet limit @user queue=Q [gpus=N|none] [vessels=N|none]";
 
 const VESSEL_VERBS: &[&str] = &[
-    "create", "list", "show", "ssh", "extend", "kill", "keys", "help",
+    "create", "list", "queue", "show", "ssh", "extend", "kill", "keys", "help",
 ];
 const FLEET_VERBS: &[&str] = &[
-    "status", "hosts", "drain", "undrain", "vessels", "kill", "help",
+    "status", "hosts", "queue", "drain", "undrain", "vessels", "kill", "audit", "user", "limit",
+    "help",
 ];
 
 fn err(message: impl Into<String>, usage: &'static str) -> ParseError {
@@ -117,6 +130,8 @@ fn parse_vessel(words: &[&str]) -> Result<VesselCommand, ParseError> {
         "create" | "new" => parse_create(rest).map(VesselCommand::Create),
         "list" | "ls" if rest.is_empty() => Ok(VesselCommand::List),
         "list" | "ls" => Err(err("`list` takes no options", VESSEL_USAGE)),
+        "queue" | "line" if rest.is_empty() => Ok(VesselCommand::Queue),
+        "queue" | "line" => Err(err("`queue` takes no options", VESSEL_USAGE)),
         "show" => one_name(rest, "vessel", "/vessel show NAME").map(VesselCommand::Show),
         "ssh" => one_name(rest, "vessel", "/vessel ssh NAME").map(VesselCommand::Ssh),
         "kill" => one_name(rest, "vessel", "/vessel kill NAME").map(VesselCommand::Kill),
@@ -165,6 +180,8 @@ fn parse_fleet(words: &[&str]) -> Result<FleetCommand, ParseError> {
     match verb.to_ascii_lowercase().as_str() {
         "status" if rest.is_empty() => Ok(FleetCommand::Status),
         "hosts" if rest.is_empty() => Ok(FleetCommand::Hosts),
+        "queue" | "line" if rest.is_empty() => Ok(FleetCommand::Queue),
+        "limit" | "limits" => parse_limit(rest),
         "drain" => one_name(rest, "host", "/fleet drain HOST").map(FleetCommand::Drain),
         "undrain" => one_name(rest, "host", "/fleet undrain HOST").map(FleetCommand::Undrain),
         "kill" => one_name(rest, "vessel", "/fleet kill VESSEL").map(FleetCommand::Kill),
@@ -220,7 +237,9 @@ fn parse_fleet(words: &[&str]) -> Result<FleetCommand, ParseError> {
             )),
         },
         "help" => Ok(FleetCommand::Help),
-        "status" | "hosts" => Err(err(format!("`{verb}` takes no options"), FLEET_USAGE)),
+        "status" | "hosts" | "queue" | "line" => {
+            Err(err(format!("`{verb}` takes no options"), FLEET_USAGE))
+        }
         other => Err(err(
             match suggest(other, FLEET_VERBS) {
                 Some(s) => format!("unknown command `{other}` — did you mean `{s}`?"),
@@ -229,6 +248,73 @@ fn parse_fleet(words: &[&str]) -> Result<FleetCommand, ParseError> {
             FLEET_USAGE,
         )),
     }
+}
+
+/// `limit @user queue=Q [gpus=N|none] [vessels=N|none]`. The request sets
+/// both limits at once (the contract's PUT): one left out, or `none`, falls
+/// back to the queue's own limit, so `limit @user queue=Q` alone clears the
+/// override.
+fn parse_limit(words: &[&str]) -> Result<FleetCommand, ParseError> {
+    let usage = LIMIT_USAGE;
+    let Some((who, options)) = words.split_first() else {
+        return Err(err("whose limits?", usage));
+    };
+    let user = user_id(who).ok_or_else(|| {
+        err(
+            format!("`{who}` is not a user: mention them, like @alice"),
+            usage,
+        )
+    })?;
+    let mut queue = None;
+    let mut limits = SetLimits::default();
+    let mut seen = Vec::new();
+    for word in options {
+        let Some((key, value)) = word.split_once('=') else {
+            return Err(err(
+                format!("`{word}` is not an option: write key=value, like gpus=4"),
+                usage,
+            ));
+        };
+        let key_lc = key.to_ascii_lowercase();
+        if seen.contains(&key_lc) {
+            return Err(err(format!("`{key}` is given twice"), usage));
+        }
+        seen.push(key_lc.clone());
+        let limit = |value: &str| -> Result<Option<u32>, ParseError> {
+            match value.to_ascii_lowercase().as_str() {
+                "none" | "default" => Ok(None),
+                v => match v.parse::<u32>() {
+                    Ok(n) if n <= 1024 => Ok(Some(n)),
+                    _ => Err(err(
+                        format!("`{key}` must be a whole number or `none`, not `{value}`"),
+                        usage,
+                    )),
+                },
+            }
+        };
+        match key_lc.as_str() {
+            "queue" => {
+                queue = Some(QueueName::parse(value).map_err(|e| err(e.to_string(), usage))?)
+            }
+            "gpus" | "gpu" => limits.max_gpus = limit(value)?,
+            "vessels" | "vessel" => limits.max_vessels = limit(value)?,
+            other => {
+                return Err(err(
+                    match suggest(other, &["queue", "gpus", "vessels"]) {
+                        Some(s) => format!("unknown option `{key}` — did you mean `{s}`?"),
+                        None => format!("unknown option `{key}`; options are queue, gpus, vessels"),
+                    },
+                    usage,
+                ))
+            }
+        }
+    }
+    let queue = queue.ok_or_else(|| err("in which queue? add `queue=…`", usage))?;
+    Ok(FleetCommand::Limit {
+        user,
+        queue,
+        limits,
+    })
 }
 
 /// A Slack mention (`<@U123|alice>` or `<@U123>`) or a bare user id.
@@ -312,6 +398,70 @@ mod tests {
             parse("/fleet", "drain gpu-07").unwrap(),
             Command::Fleet(FleetCommand::Drain("gpu-07".into()))
         );
+    }
+
+    #[test]
+    fn create_without_waiting_and_the_line_commands() {
+        let Command::Vessel(VesselCommand::Create(c)) =
+            parse("/vessel", "create gpu=4 queue=3090 --no-wait").unwrap()
+        else {
+            panic!("not a create");
+        };
+        assert_eq!(c.wait, Some(false));
+        assert!(CREATE_USAGE.contains("--no-wait") && VESSEL_USAGE.contains("--no-wait"));
+        let e = parse("/vessel", "create gpu=4 --nowait").unwrap_err();
+        assert!(
+            e.message.contains("did you mean `--no-wait`"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.usage, CREATE_USAGE);
+        assert_eq!(
+            parse("/vessel", "queue").unwrap(),
+            Command::Vessel(VesselCommand::Queue)
+        );
+        assert_eq!(
+            parse("/fleet", "queue").unwrap(),
+            Command::Fleet(FleetCommand::Queue)
+        );
+        assert!(parse("/fleet", "queue 3090").is_err());
+    }
+
+    #[test]
+    fn limits_are_read_with_none_falling_back_to_the_queue() {
+        assert_eq!(
+            parse(
+                "/fleet",
+                "limit <@U024BE7LH|alice> queue=3090 gpus=4 vessels=2"
+            )
+            .unwrap(),
+            Command::Fleet(FleetCommand::Limit {
+                user: "U024BE7LH".into(),
+                queue: QueueName::parse("3090").unwrap(),
+                limits: SetLimits {
+                    max_gpus: Some(4),
+                    max_vessels: Some(2)
+                },
+            })
+        );
+        let Command::Fleet(FleetCommand::Limit { limits, .. }) =
+            parse("/fleet", "limit <@U1> queue=3090 gpus=none").unwrap()
+        else {
+            panic!("not a limit");
+        };
+        assert_eq!(limits, SetLimits::default());
+        for (bad, says) in [
+            ("limit", "whose"),
+            ("limit <@U1> gpus=4", "which queue"),
+            ("limit <@U1> queue=3090 gpus=lots", "whole number"),
+            ("limit <@U1> queue=3090 gpus=4 gpus=2", "given twice"),
+            ("limit <@U1> queue=3090 gpsu=4", "did you mean `gpus`"),
+            ("limit <@U1> queue=3090 4", "key=value"),
+            ("limit n@t! queue=3090", "not a user"),
+        ] {
+            let e = parse("/fleet", bad).unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
     }
 
     proptest! {

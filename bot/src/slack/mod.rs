@@ -186,9 +186,14 @@ impl SlackApp {
         };
         match self.bot.orch.create(&actor, &request).await {
             Ok(v) => {
-                let msg = views::vessel::provisioning(&v);
-                if let Err(e) = self.web.post_dm(&user.0, &msg).await {
-                    warn!(error = %e, "cannot DM the provisioning notice");
+                // A form has no ephemeral answer: the notice goes by DM. A
+                // request that waits gets its waiting DM from the line's
+                // event instead, so it is not told twice.
+                if v.state != vessel_api::VesselState::Pending {
+                    let msg = crate::actions::created(&v);
+                    if let Err(e) = self.web.post_dm(&user.0, &msg).await {
+                        warn!(error = %e, "cannot DM the provisioning notice");
+                    }
                 }
                 SlackViewSubmissionResponse::Clear(SlackViewSubmissionClearResponse::new())
             }

@@ -57,8 +57,17 @@ pub fn status(fleet: &FleetStatus) -> Message {
         .iter()
         .map(|(name, s)| {
             format!(
-                "`{name}`: {} of {} GPUs free, {} cores free, {} hosts online of {}",
-                s.gpus_free, s.gpus, s.cores_free, s.hosts_online, s.hosts
+                "`{name}`: {} of {} GPUs free, {} cores free, {} hosts online of {}, {}",
+                s.gpus_free,
+                s.gpus,
+                s.cores_free,
+                s.hosts_online,
+                s.hosts,
+                if s.waiting == 0 {
+                    "nobody waiting".to_string()
+                } else {
+                    format!("*{} waiting* (`/fleet queue`)", s.waiting)
+                }
             )
         })
         .collect();
@@ -130,4 +139,31 @@ pub fn audit(entries: &[AuditEntry]) -> Message {
     Message::new(format!("{} audit entries", entries.len()))
         .block(Block::Header("Audit log (newest first)".into()))
         .block(Block::Code(lines.join("\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_counts_who_waits_per_queue() {
+        let fleet: FleetStatus =
+            serde_json::from_value(serde_json::json!({ "hosts": [], "queues": {
+            "3090": { "hosts": 1, "hosts_online": 1, "gpus": 4, "gpus_free": 0, "cores": 8,
+                      "cores_free": 2, "memory_bytes": 1, "memory_free": 1, "waiting": 3 },
+            "cpu": { "hosts": 1, "hosts_online": 1, "gpus": 0, "gpus_free": 0, "cores": 8,
+                     "cores_free": 8, "memory_bytes": 1, "memory_free": 1 } } }))
+            .expect("the contract's fleet shape");
+        let text = status(&fleet).to_text();
+        assert!(
+            text.contains("3090: 0 of 4 GPUs free, 2 cores free, 1 hosts online of 1, 3 waiting"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cpu: 0 of 0 GPUs free, 8 cores free, 1 hosts online of 1, nobody waiting"
+            ),
+            "{text}"
+        );
+    }
 }

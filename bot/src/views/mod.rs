@@ -4,6 +4,7 @@
 
 pub mod fleet;
 pub mod home;
+pub mod line;
 pub mod modal;
 pub mod vessel;
 
@@ -279,6 +280,9 @@ fn unmark(t: &str) -> String {
         (":ok_hand:", "👌"),
         (":boom:", "💥"),
         (":grey_question:", "❔"),
+        (":arrow_forward:", "▶️"),
+        (":straight_ruler:", "📏"),
+        (":arrow_up:", "⬆️"),
     ];
     let mut out = t.replace(['*', '`'], "");
     for (code, emoji) in EMOJI {

@@ -11,7 +11,7 @@ use slack_morphism::prelude::{
     SlackInputBlock, SlackModalView, SlackView, SlackViewState,
 };
 
-use vessel_api::fleet::FleetStatus;
+use vessel_api::fleet::{FleetStatus, QueueStatus};
 use vessel_api::grammar;
 use vessel_api::vessels::CreateVessel;
 
@@ -35,16 +35,22 @@ fn plain(text: &str) -> SlackBlockPlainTextOnly {
     SlackBlockPlainText::new(text.into()).into()
 }
 
-/// The form: the queues with their free GPUs, then the other options.
+/// A queue as the form offers it: free GPUs, and who waits.
+fn queue_choice(name: &str, q: &QueueStatus) -> String {
+    let free = format!("{name} — {} of {} GPUs free", q.gpus_free, q.gpus);
+    match q.waiting {
+        0 => free,
+        n => format!("{free}, {n} waiting"),
+    }
+}
+
+/// The form: the queues with their free GPUs and lines, then the other options.
 pub fn create(fleet: &FleetStatus, default_queue: Option<&str>) -> SlackView {
     let options: Vec<SlackBlockChoiceItem<SlackBlockPlainTextOnly>> = fleet
         .queues
         .iter()
         .map(|(name, q)| {
-            SlackBlockChoiceItem::new(
-                plain(&format!("{name} — {} of {} GPUs free", q.gpus_free, q.gpus)),
-                name.to_string(),
-            )
+            SlackBlockChoiceItem::new(plain(&queue_choice(name.as_str(), q)), name.to_string())
         })
         .collect();
     let initial = default_queue.and_then(|q| options.iter().find(|o| o.value == q).cloned());
@@ -156,7 +162,9 @@ mod tests {
             "3090": { "hosts": 1, "hosts_online": 1, "gpus": 4, "gpus_free": 3, "cores": 8,
                       "cores_free": 8, "memory_bytes": 1, "memory_free": 1 },
             "cpu": { "hosts": 1, "hosts_online": 1, "gpus": 0, "gpus_free": 0, "cores": 8,
-                     "cores_free": 8, "memory_bytes": 1, "memory_free": 1 } } }))
+                     "cores_free": 8, "memory_bytes": 1, "memory_free": 1 },
+            "a100": { "hosts": 1, "hosts_online": 1, "gpus": 8, "gpus_free": 0, "cores": 8,
+                      "cores_free": 8, "memory_bytes": 1, "memory_free": 1, "waiting": 2 } } }))
             .expect("the contract's fleet shape");
         let SlackView::Modal(view) = create(&fleet, Some("3090")) else {
             panic!("not a modal");
@@ -166,7 +174,12 @@ mod tests {
         assert_eq!(wire["block_id"], "queue");
         assert_eq!(wire["element"]["initial_option"]["value"], "3090");
         assert!(
-            wire.to_string().contains("3090 — 3 of 4 GPUs free"),
+            wire.to_string().contains("\"3090 — 3 of 4 GPUs free\""),
+            "nobody waits for 3090: {wire}"
+        );
+        assert!(
+            wire.to_string()
+                .contains("a100 — 0 of 8 GPUs free, 2 waiting"),
             "{wire}"
         );
         assert_eq!(view.blocks.len(), 1 + FIELDS.len());

@@ -100,6 +100,7 @@ pub fn ended(v: &VesselView) -> Message {
         VesselState::Buried => (":anchor:", "was buried"),
         VesselState::Failed => (":x:", "failed"),
         VesselState::Lost => (":warning:", "was lost"),
+        VesselState::Expired => (":hourglass:", "expired waiting in line"),
         other => (":grey_question:", other.as_str()),
     };
     let mut m = Message::new(format!("{name} {verb}: {reason}"))
@@ -154,11 +155,17 @@ pub fn list(vessels: &[VesselView], whose: &str) -> Message {
     let lines: Vec<String> = vessels
         .iter()
         .map(|v| {
+            let whereabouts = match (&v.line, v.host.as_deref()) {
+                (Some(p), _) => format!(
+                    "waiting, #{} of {} in line for `{}`",
+                    p.position, p.of, v.queue
+                ),
+                (None, Some(host)) => format!("{} on `{host}`", v.state),
+                (None, None) => format!("{} in `{}`", v.state, v.queue),
+            };
             format!(
-                "• *{}* — {} on `{}` ({}){}",
+                "• *{}* — {whereabouts} ({}){}",
                 v.name,
-                v.state,
-                host(v),
                 summary(v),
                 if v.owner.is_empty() {
                     String::new()
@@ -212,9 +219,10 @@ pub fn help() -> Message {
         .block(Block::Header("Vessel: GPU machines from Slack".into()))
         .block(Block::Section(
             "*Get a machine*\n`/vessel create gpu=2 queue=3090` — or `/vessel create` alone for a form. \
-             Options: `gpu=N cpu=N mem=64G image=I name=N for=2d`; anything left out comes from the queue's defaults.\n\
-             *Your machines*\n`/vessel list` · `/vessel show NAME` · `/vessel ssh NAME` (the SSH config again) · \
-             `/vessel extend NAME [24h]` · `/vessel kill NAME`\n\
+             Options: `gpu=N cpu=N mem=64G image=I name=N for=2d`; anything left out comes from the queue's defaults. \
+             When nothing fits, it waits in line and a DM keeps your place; add `--no-wait` to be told at once instead.\n\
+             *Your machines*\n`/vessel list` · `/vessel queue` (what waits in line) · `/vessel show NAME` · `/vessel ssh NAME` (the SSH config again) · \
+             `/vessel extend NAME [24h]` · `/vessel kill NAME` (also leaves the line)\n\
              *Your keys*\n`/vessel keys` · `/vessel keys add <public key>` · `/vessel keys remove <fingerprint>`"
                 .into(),
         ))
