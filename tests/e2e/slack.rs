@@ -14,15 +14,17 @@ use crate::rig::{bot_auth_toml, cpu_host, docker, eventually, gpu_host, Rig, SER
 
 const SIGNING: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
-struct SlackRig {
-    rig: Rig,
-    slack: FakeSlack,
+/// A rig with the bot serving Slack over HTTP against the fake; the line's
+/// Slack tests (`line_slack.rs`) use it too.
+pub(crate) struct SlackRig {
+    pub(crate) rig: Rig,
+    pub(crate) slack: FakeSlack,
     bot: Option<RunningBot>,
     admins: Vec<String>,
     http: reqwest::Client,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -30,7 +32,7 @@ fn now() -> i64 {
 }
 
 impl SlackRig {
-    async fn start(admins: &[&str]) -> anyhow::Result<SlackRig> {
+    pub(crate) async fn start(admins: &[&str]) -> anyhow::Result<SlackRig> {
         let rig = Rig::start(&[gpu_host("gpu-1", 4, "3090"), cpu_host("cpu-1")]).await?;
         let slack = FakeSlack::start().await?;
         let mut s = SlackRig {
@@ -79,7 +81,7 @@ team_id = "T0LAB"
         format!("http://{}{path}", self.bot.as_ref().unwrap().addr.unwrap())
     }
 
-    async fn post_signed(
+    pub(crate) async fn post_signed(
         &self,
         path: &str,
         content_type: &str,
@@ -119,7 +121,12 @@ team_id = "T0LAB"
             .finish()
     }
 
-    async fn slash(&self, user: &str, command: &str, text: &str) -> anyhow::Result<(u16, Value)> {
+    pub(crate) async fn slash(
+        &self,
+        user: &str,
+        command: &str,
+        text: &str,
+    ) -> anyhow::Result<(u16, Value)> {
         let body = self.slash_body(user, command, text);
         self.post_signed(
             "/slack/commands",
@@ -131,7 +138,7 @@ team_id = "T0LAB"
         .await
     }
 
-    async fn interact(&self, payload: Value) -> anyhow::Result<(u16, Value)> {
+    pub(crate) async fn interact(&self, payload: Value) -> anyhow::Result<(u16, Value)> {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("payload", &payload.to_string())
             .finish();
@@ -145,7 +152,7 @@ team_id = "T0LAB"
         .await
     }
 
-    async fn add_key(&self, user: &str) -> anyhow::Result<()> {
+    pub(crate) async fn add_key(&self, user: &str) -> anyhow::Result<()> {
         let key = std::fs::read_to_string(self.rig.user_key.with_extension("pub"))?;
         let (status, body) = self
             .slash(user, "/vessel", &format!("keys add {}", key.trim()))
@@ -163,7 +170,7 @@ team_id = "T0LAB"
 }
 
 /// The SSH config and known_hosts line from a running DM's code blocks.
-fn access_from_dm(body: &Value, alias: &str) -> Value {
+pub(crate) fn access_from_dm(body: &Value, alias: &str) -> Value {
     let code: Vec<String> = body["blocks"]
         .as_array()
         .unwrap()
@@ -183,7 +190,7 @@ fn access_from_dm(body: &Value, alias: &str) -> Value {
     json!({ "host_alias": alias, "config": config, "known_hosts": known })
 }
 
-fn button(body: &Value, action_id: &str) -> Value {
+pub(crate) fn button(body: &Value, action_id: &str) -> Value {
     body["blocks"]
         .as_array()
         .unwrap()
