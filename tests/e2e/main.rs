@@ -13,6 +13,7 @@ mod failures;
 mod hardening;
 mod homes;
 mod isolation;
+mod line;
 mod oidc;
 mod pools;
 mod probe;
