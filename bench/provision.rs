@@ -171,6 +171,8 @@ async fn placement_figures(db: &sqlx::PgPool) -> Result<(Duration, Duration, usi
             gpus: i % 4 + 1,
             cpus: 4,
             memory_bytes: 16 << 30,
+            on_host: None,
+            not_on_host: None,
         };
         let start = Instant::now();
         let placed = placement::reserve(&mut tx, &request).await?;

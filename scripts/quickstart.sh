@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings Vessel up on this machine with no Slack account: Postgres, Docker,
 # the images, two "hosts" that are this machine's own Docker engine reached
-# over SSH (a 2-GPU host with a declared inventory in queue 3090, and a CPU
+# over SSH (a 4-GPU host with a declared inventory in queue 3090, and a CPU
 # host), the orchestrator, and then a first vessel you can SSH into.
 # Idempotent: run it again to restart the orchestrator with your changes.
 set -euo pipefail
@@ -74,8 +74,12 @@ pool = "$4"
 
 TOML
 }
-GPUS="0, GPU-11111111-0000-4000-8000-000000000000, NVIDIA GeForce RTX 3090 (declared), 24576 MiB, 00000000:01:00.0
-1, GPU-11111111-0000-4000-8000-000000000001, NVIDIA GeForce RTX 3090 (declared), 24576 MiB, 00000000:02:00.0"
+# Four declared GPUs: `demo` holds one, so the README's headline
+# `/vessel create gpu=2 queue=3090` runs at once, and a second one shows the
+# waiting line.
+GPUS=$(for i in 0 1 2 3; do
+  echo "$i, GPU-11111111-0000-4000-8000-00000000000$i, NVIDIA GeForce RTX 3090 (declared), 24576 MiB, 00000000:0$((i + 1)):00.0"
+done)
 { host gpu 3090 "$GPUS" "$PREFIX.128/26"; host cpu cpu "" "$PREFIX.192/26"; } > "$STATE/hosts.toml"
 
 # The service key: the bot signs with the private half; the orchestrator

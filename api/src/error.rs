@@ -32,6 +32,10 @@ pub enum ErrorCode {
     Ambiguous,
     /// A one-time key (a Slack signature) was seen before.
     Replayed,
+    /// 409: the caller already has `max_pending` requests waiting in line.
+    TooManyWaiting,
+    /// 409: not waiting in line (moving to the front).
+    NotWaiting,
     Internal,
     /// A code this client does not know yet (a newer orchestrator).
     #[serde(other)]
@@ -56,7 +60,9 @@ impl ErrorCode {
             | ErrorCode::HasLiveVessels
             | ErrorCode::IdentityTaken
             | ErrorCode::Ambiguous
-            | ErrorCode::Replayed => 409,
+            | ErrorCode::Replayed
+            | ErrorCode::TooManyWaiting
+            | ErrorCode::NotWaiting => 409,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
     }
@@ -78,6 +84,8 @@ impl ErrorCode {
             ErrorCode::IdentityTaken => "identity_taken",
             ErrorCode::Ambiguous => "ambiguous",
             ErrorCode::Replayed => "replayed",
+            ErrorCode::TooManyWaiting => "too_many_waiting",
+            ErrorCode::NotWaiting => "not_waiting",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

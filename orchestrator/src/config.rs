@@ -66,6 +66,29 @@ pub struct Config {
     pub work_hours: crate::work_hours::WorkHoursConfig,
     #[serde(default)]
     pub reconciler: ReconcilerConfig,
+    #[serde(default)]
+    pub line: LineConfig,
+}
+
+/// The waiting line, fleet-wide; per-queue rules are in `[queues.*]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    /// Requests one person may have waiting at once, in all queues.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: u32,
+}
+
+impl Default for LineConfig {
+    fn default() -> Self {
+        LineConfig {
+            max_pending: default_max_pending(),
+        }
+    }
+}
+
+fn default_max_pending() -> u32 {
+    4
 }
 
 /// The API's certificate: PEM, inline or `{ file = … }`. Read once at
@@ -322,6 +345,20 @@ pub struct QueueConfig {
     pub lifetime: Span,
     #[serde(default = "default_max_lifetime")]
     pub max_lifetime: Span,
+    /// Per person: GPUs placed in this queue at once (unset: no limit). An
+    /// admin may override it for one person (`/fleet limit`).
+    #[serde(default)]
+    pub max_gpus: Option<u32>,
+    /// Per person: vessels placed in this queue at once.
+    #[serde(default)]
+    pub max_vessels: Option<u32>,
+    /// How long a request waits in line before it ends `expired`.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Span,
+    /// After this long at the head of the line without fitting, a request
+    /// holds a host: smaller requests stop being placed there.
+    #[serde(default = "default_hold_after")]
+    pub hold_after: Span,
 }
 
 fn one() -> u32 {
@@ -338,6 +375,12 @@ fn default_image() -> String {
 }
 fn default_lifetime() -> Span {
     Span(std::time::Duration::from_secs(7 * 86_400))
+}
+fn default_max_wait() -> Span {
+    Span::from_secs(24 * 3600)
+}
+fn default_hold_after() -> Span {
+    Span::from_secs(3600)
 }
 fn default_max_lifetime() -> Span {
     Span(std::time::Duration::from_secs(30 * 86_400))

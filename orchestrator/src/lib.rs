@@ -7,6 +7,7 @@ pub mod conductor;
 pub mod config;
 pub mod domain;
 pub mod hosts;
+pub mod line;
 pub mod metrics;
 pub mod placement;
 pub mod reconciler;

@@ -3,12 +3,13 @@
 //!
 //! Best fit first (the host left with the fewest free GPUs, then cores, then
 //! memory), then GPUs on one NUMA node (the fullest node that holds the whole
-//! request), then cores on the GPUs' node. Two placements racing for the same
-//! device cannot both win: the claim tables' primary keys reject the second,
-//! which is retried on a fresh snapshot by the caller.
+//! request), then cores on the GPUs' node. Placements in a queue are
+//! serialised by the line's lock; should anything else claim a device, the
+//! claim tables' primary keys and the memory trigger still reject the
+//! second claim.
 
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::units::ByteSize;
@@ -20,6 +21,10 @@ pub struct Request<'a> {
     pub gpus: i32,
     pub cpus: i32,
     pub memory_bytes: i64,
+    /// Only this host (the line chose it).
+    pub on_host: Option<i64>,
+    /// Never this host (it is held for a request waiting longer).
+    pub not_on_host: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,42 +35,29 @@ pub struct Placement {
     pub cores: Vec<i32>,
 }
 
-/// Reserves and moves the vessel (already inserted, `requested`) to
-/// `provisioning`. `Ok(None)`: nothing fits now. A unique or check violation
-/// means another placement won a race; the caller retries the transaction.
+/// Reserves and moves the vessel (inserted, waiting) to `provisioning`.
+/// `Ok(None)`: nothing fits now. Callers hold the queue's line lock
+/// (`store::line::lock`), so a unique or check violation here means a bug
+/// or a write that bypassed the line, never an ordinary race.
 pub async fn reserve(
     conn: &mut PgConnection,
     req: &Request<'_>,
 ) -> Result<Option<Placement>, sqlx::Error> {
     let row = sqlx::query!(
         r#"
-WITH candidates AS (
-    SELECT h.id, h.name, h.cores, h.memory_bytes FROM hosts h
+-- Each host's free GPUs, cores and memory are counters on its row (kept by
+-- triggers with the claims), so choosing reads one row per host of the
+-- queue instead of aggregating the claim tables per call.
+WITH chosen_host AS (
+    SELECT h.id FROM hosts h
     WHERE h.queue = $2 AND h.state = 'active' AND h.online
-),
--- Aggregated once per table rather than per host: with a thousand hosts the
--- correlated form costs tens of milliseconds.
-host_free AS (
-    SELECT c.id, c.name,
-           coalesce(gf.free, 0) AS free_gpus,
-           c.cores - coalesce(cu.used, 0) AS free_cores,
-           c.memory_bytes - coalesce(mu.used, 0) AS free_memory
-    FROM candidates c
-    LEFT JOIN (SELECT g.host_id, count(*) AS free
-               FROM gpus g JOIN candidates c2 ON c2.id = g.host_id
-               WHERE NOT EXISTS (SELECT 1 FROM gpu_claims gc WHERE gc.gpu_id = g.id)
-               GROUP BY g.host_id) gf ON gf.host_id = c.id
-    LEFT JOIN (SELECT k.host_id, count(*) AS used
-               FROM core_claims k JOIN candidates c3 ON c3.id = k.host_id
-               GROUP BY k.host_id) cu ON cu.host_id = c.id
-    LEFT JOIN (SELECT r.host_id, sum(r.memory_bytes)::bigint AS used
-               FROM reservations r JOIN candidates c4 ON c4.id = r.host_id
-               GROUP BY r.host_id) mu ON mu.host_id = c.id
-),
-chosen_host AS (
-    SELECT id FROM host_free
-    WHERE free_gpus >= $3 AND free_cores >= $4 AND free_memory >= $5::bigint
-    ORDER BY free_gpus - $3, free_cores - $4, free_memory - $5::bigint, name
+      AND ($6::bigint IS NULL OR h.id = $6)
+      AND ($7::bigint IS NULL OR h.id <> $7)
+      AND h.gpu_count - h.used_gpus >= $3
+      AND h.cores - h.used_cores >= $4
+      AND h.memory_bytes - h.used_memory >= $5::bigint
+    ORDER BY h.gpu_count - h.used_gpus - $3, h.cores - h.used_cores - $4,
+             h.memory_bytes - h.used_memory - $5::bigint, h.name
     LIMIT 1
 ),
 free_gpu AS (
@@ -97,8 +89,8 @@ picked_address AS (
     LIMIT 1
 ),
 reservation AS (
-    INSERT INTO reservations (vessel_id, host_id, memory_bytes, address)
-    SELECT $1, h.id, $5::bigint, (SELECT address FROM picked_address)
+    INSERT INTO reservations (vessel_id, host_id, memory_bytes, address, gpus, cpus)
+    SELECT $1, h.id, $5::bigint, (SELECT address FROM picked_address), $3::int, $4::int
     FROM hosts h JOIN chosen_host ch ON h.id = ch.id
     WHERE (SELECT count(*) FROM picked_gpus) = $3
       AND (SELECT count(*) FROM picked_cores) = $4
@@ -129,6 +121,8 @@ RETURNING (SELECT name FROM hosts WHERE id = r.host_id) AS "host!",
         req.gpus as i64,
         req.cpus as i64,
         req.memory_bytes,
+        req.on_host,
+        req.not_on_host,
     )
     .fetch_optional(conn)
     .await?;
@@ -141,7 +135,13 @@ RETURNING (SELECT name FROM hosts WHERE id = r.host_id) AS "host!",
 }
 
 /// What is free where, for the message a user gets when nothing fits.
-pub async fn explain_no_capacity(db: &PgPool, req: &Request<'_>) -> Result<String, sqlx::Error> {
+/// Reads through the caller's connection: it runs inside a create that
+/// holds the queue's line lock, and a second connection from the pool could
+/// wait behind fifty other creates waiting on that lock.
+pub async fn explain_no_capacity(
+    conn: &mut PgConnection,
+    req: &Request<'_>,
+) -> Result<String, sqlx::Error> {
     let hosts = sqlx::query!(
         r#"SELECT h.name, h.state, h.online,
              (SELECT count(*) FROM gpus g WHERE g.host_id = h.id
@@ -153,7 +153,7 @@ pub async fn explain_no_capacity(db: &PgPool, req: &Request<'_>) -> Result<Strin
            ORDER BY h.online DESC, h.state, 4 DESC, h.name"#,
         req.queue
     )
-    .fetch_all(db)
+    .fetch_all(conn)
     .await?;
     let wanted = format!(
         "{} GPU{}, {} core{} and {} of memory",

@@ -12,6 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::conductor::Conductor;
 use crate::config::Config;
 use crate::hosts::HostPool;
+use crate::line::LineWorker;
 use crate::reconciler::Reconciler;
 use crate::shutdown::{self, Shutdown, Stopper};
 use crate::undertaker::Undertaker;
@@ -116,6 +117,7 @@ impl Application {
         );
         let conductor = Conductor::new(db.clone(), hosts, config.clone(), clock.clone());
         tasks.extend(conductor.spawn(&instance, &shutdown));
+        tasks.push(LineWorker::new(db.clone(), config.clone(), clock.clone()).spawn(&shutdown));
 
         let state = AppState {
             db: db.clone(),

@@ -197,6 +197,8 @@ pub struct Options {
     /// Make the rig's network with inter-container traffic on, as Docker's
     /// default is (the orchestrator must refuse it).
     pub network_icc: bool,
+    /// More `[queues.3090]` keys (the line's limits and timings).
+    pub queue_3090: String,
 }
 
 impl Default for Options {
@@ -208,6 +210,7 @@ impl Default for Options {
             probe_interval: "1h",
             clock: None,
             network_icc: false,
+            queue_3090: String::new(),
         }
     }
 }
@@ -401,6 +404,7 @@ image = "{VESSEL_IMAGE}"
 images = ["vessel/absent:1", "vessel/mute:*", "vessel/slow-sshd:*"]
 lifetime = "1d"
 max_lifetime = "7d"
+{queue_3090}
 [queues.cpu]
 gpus = 0
 cpus = 1
@@ -421,6 +425,7 @@ images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
             ready = options.ready_timeout,
             extra = options.extra_config,
             probe = options.probe_interval,
+            queue_3090 = options.queue_3090,
         );
         let config = Config::from_toml_str(&rig.config_text)?;
         rig.app = Some(match options.clock {

@@ -107,13 +107,18 @@ async fn bad_requests_are_refused_with_the_field_named_and_nothing_written() -> 
         "a refused request wrote a vessel"
     );
 
-    // Too big for any host: the capacity error names what is free where.
+    // Too big for any host even when empty: refused, never queued, naming
+    // the largest host there is.
     let (status, body) = rig
         .create(&alice, json!({ "queue": "3090", "gpus": 3 }))
         .await?;
-    assert_eq!(status, 409, "{body}");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "gpus", "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("gpu-1: 2 GPUs"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the largest is gpu-1 (2 GPUs"),
         "{body}"
     );
     assert_eq!(vessel_rows(&rig).await?, 0);

@@ -34,7 +34,7 @@ async fn fifty_concurrent_creates_on_eight_gpus_place_exactly_eight() -> anyhow:
     let results = futures::future::join_all(tokens.iter().map(|token| {
         rig.create(
             token,
-            json!({ "queue": "3090", "gpus": 1, "cpus": 1, "memory": "1G" }),
+            json!({ "queue": "3090", "gpus": 1, "cpus": 1, "memory": "1G", "wait": false }),
         )
     }))
     .await;

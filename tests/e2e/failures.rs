@@ -75,8 +75,15 @@ async fn a_host_that_refuses_ssh_fails_the_vessel_and_goes_offline() -> anyhow::
     );
     assert_nothing_left(&rig, &alice).await?;
 
-    // And no new vessel is sent there until a probe succeeds.
+    // And no new vessel is sent there until a probe succeeds: it waits in
+    // line, saying why; with `wait: false` it is refused, naming the host.
     let (status, body) = rig.create(&alice, json!({ "queue": "3090" })).await?;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "pending", "{body}");
+    assert_eq!(body["line"]["reason"], "host gpu-1 is offline", "{body}");
+    let (status, body) = rig
+        .create(&alice, json!({ "queue": "3090", "wait": false }))
+        .await?;
     assert_eq!(status, 409, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("gpu-1: offline"),

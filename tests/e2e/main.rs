@@ -13,6 +13,7 @@ mod failures;
 mod hardening;
 mod homes;
 mod isolation;
+mod line;
 mod line_slack;
 mod oidc;
 mod pools;

@@ -38,6 +38,11 @@ async fn a_gpu_uuid_crafted_to_run_commands_as_root_in_vessels_fails_the_probe(
     let alice = rig.researcher("alice");
     rig.add_key(&alice).await?;
     let (status, body) = rig.create(&alice, json!({ "queue": "3090" })).await?;
-    assert_ne!(status, 202, "placed on a host with a forged GPU: {body}");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        body["state"], "pending",
+        "placed on a host with a forged GPU: {body}"
+    );
+    assert_eq!(body["line"]["reason"], "host gpu-1 is offline", "{body}");
     Ok(())
 }

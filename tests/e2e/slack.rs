@@ -330,16 +330,17 @@ async fn the_create_modal_shows_field_errors_then_creates() -> anyhow::Result<()
         .contains("not a size"));
     assert_eq!(s.vessels_in_db().await?, 0, "a bad form created something");
 
-    // Too much for the queue: the orchestrator's reason lands on a field.
+    // More than any host of the queue could hold: the orchestrator's
+    // reason lands on its field.
     let (_, answer) = s
         .interact(submit(json!({ "queue": select("3090"), "gpu": text("9") })))
         .await?;
     assert_eq!(answer["response_action"], "errors", "{answer}");
     assert!(
-        answer["errors"]["queue"]
+        answer["errors"]["gpu"]
             .as_str()
             .unwrap()
-            .contains("Free now"),
+            .contains("could ever hold"),
         "{answer}"
     );
 

@@ -73,6 +73,14 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<FleetStatus>, 
         .keys()
         .filter_map(|q| QueueName::parse(q).ok())
         .collect();
-    let queues = queue_totals(&configured, &hosts);
+    let mut queues = queue_totals(&configured, &hosts);
+    for l in crate::store::line::lines(&state.db).await? {
+        if let Some(q) = QueueName::parse(&l.queue)
+            .ok()
+            .and_then(|n| queues.get_mut(&n))
+        {
+            q.waiting = l.waiting.max(0) as u32;
+        }
+    }
     Ok(Json(FleetStatus { hosts, queues }))
 }

@@ -12,6 +12,7 @@ mod events;
 mod fleet;
 mod hosts;
 mod keys;
+mod line;
 mod users;
 mod vessels;
 
@@ -80,6 +81,9 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/bot/once/{key}", &[BOT_STATE]),
     route("GET", "/v1/audit", &[AUDIT_READ]),
     route("PUT", "/v1/users/{subject}", &[FLEET_MANAGE]),
+    route("PUT", "/v1/users/{subject}/limits/{queue}", &[FLEET_MANAGE]),
+    route("GET", "/v1/line", &[FLEET_READ]),
+    route("POST", "/v1/line/{vessel}/front", &[VESSELS_MANAGE_ANY]),
 ];
 
 /// Authenticates, then checks the route's row in `ROUTES`.
@@ -166,6 +170,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/bot/once/{key}", post(bot_state::once))
         .route("/v1/audit", get(audit::list))
         .route("/v1/users/{subject}", axum::routing::put(users::set))
+        .route(
+            "/v1/users/{subject}/limits/{queue}",
+            axum::routing::put(line::set_limits),
+        )
+        .route("/v1/line", get(line::show))
+        .route("/v1/line/{vessel}/front", post(line::to_front))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,

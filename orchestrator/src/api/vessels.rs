@@ -1,8 +1,6 @@
 //! Creating, listing, showing, extending and killing vessels. Bodies and
 //! answers are the contract's types (`vessel_api::vessels`).
 
-use std::time::Duration;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -21,13 +19,11 @@ use super::error::ApiError;
 use super::keys::current_user;
 use super::{AppState, JsonBody};
 use crate::domain::{QueueName, VesselName, VesselState};
+use crate::line::policy::Ask;
 use crate::placement;
+use crate::store::line as line_store;
 use crate::store::{self, audit, events, jobs, users, users::User, vessels::VesselRow};
 use crate::units::{ByteSize, Span};
-
-/// Placement races lost before giving up; each loss means another request
-/// took the devices, so this bounds the wait, not correctness.
-const PLACEMENT_ATTEMPTS: u32 = 64;
 
 /// A vessel as its viewer may see it: the SSH block (with the Jupyter
 /// token) only for its owner, once it runs.
@@ -216,14 +212,20 @@ fn later(now: DateTime<Utc>, span: Span, field: &str) -> Result<DateTime<Utc>, A
         .ok_or_else(|| ApiError::invalid(field, format!("{span} is too long")))
 }
 
+/// Creates a vessel: placed at once when it fits behind those already
+/// waiting, else it joins the line (202 `pending`, with its place), or with
+/// `wait: false` is refused with 409 `no_capacity` and nothing written.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<CreateVessel>,
 ) -> Result<(StatusCode, Json<VesselView>), ApiError> {
+    let wait = body.wait.unwrap_or(true);
     let plan = plan(&state, body)?;
     let user = current_user(&state, &caller).await?;
     let fingerprints = key_fingerprints(&state, &user).await?;
+    refuse_what_never_fits(&state, &user, &plan).await?;
+    let now = state.clock.now();
     let vessel = NewVesselPlan {
         id: Uuid::new_v4(),
         name: plan
@@ -232,10 +234,161 @@ pub async fn create(
             .map(|n| n.as_str().to_string())
             .unwrap_or_else(|| generated_name(&plan.queue)),
         jupyter_token: hex_token(),
-        expires_at: later(state.clock.now(), plan.lifetime, "lifetime")?,
+        expires_at: later(now, plan.lifetime, "lifetime")?,
     };
-    let row = place_with_retries(&state, &caller, &user, &plan, &vessel).await?;
-    Ok((StatusCode::ACCEPTED, Json(view(row, &fingerprints, true))))
+    let queue = plan.queue.as_str();
+    let max_wait = state
+        .config
+        .queue(queue)
+        .map(|q| q.max_wait)
+        .unwrap_or_else(|| Span::from_secs(86_400));
+
+    let mut tx = state.db.begin().await?;
+    insert_vessel(&mut tx, &user, &plan, &vessel).await?;
+    line_store::join(&mut tx, vessel.id, now, later(now, max_wait, "wait")?).await?;
+    let outcome = crate::line::pass(&mut tx, &state.config, queue, now, Some(vessel.id)).await?;
+    let placed = outcome.placed.contains(&vessel.id);
+    if !placed {
+        if let Some(refusal) = refuse_waiting(&state, &mut tx, &user, wait, &plan, &vessel).await? {
+            tx.rollback().await?;
+            // The pass placed or expired others too; it is undone with the
+            // rest, so ask for it again.
+            if !outcome.placed.is_empty() || !outcome.expired.is_empty() {
+                line_store::wake(&mut *state.db.acquire().await?, queue).await?;
+            }
+            return Err(refusal);
+        }
+    }
+    let row = store::vessels::get(&mut tx, vessel.id)
+        .await?
+        .ok_or_else(|| ApiError::bug("a vessel vanished inside its own transaction"))?;
+    let place = if placed {
+        None
+    } else {
+        crate::line::place_of(&mut tx, vessel.id, queue).await?
+    };
+    if let Some(p) = &place {
+        events::emit(
+            &mut tx,
+            Some(vessel.id),
+            &EventKind::Vessel(VesselState::Pending),
+            &row.event(Some(format!(
+                "#{} in line for {queue}: {}",
+                p.position, p.reason
+            ))),
+        )
+        .await?;
+    }
+    audit::record(
+        &mut tx,
+        &caller.subject,
+        "vessel.create",
+        Some(&vessel.id.to_string()),
+        "ok",
+        serde_json::json!({
+            "name": vessel.name,
+            "queued": !placed,
+            "position": place.as_ref().map(|p| p.position),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    info!(vessel = %vessel.id, placed, "created");
+    let mut view = view(row, &fingerprints, true);
+    view.line = place;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// A request no host of its queue could hold even empty, or that alone is
+/// over its owner's limit, would wait forever: 422 at once, naming why.
+async fn refuse_what_never_fits(
+    state: &AppState,
+    user: &User,
+    plan: &Plan,
+) -> Result<(), ApiError> {
+    let queue = plan.queue.as_str();
+    let ask = Ask {
+        gpus: plan.gpus as i64,
+        cpus: plan.cpus as i64,
+        memory: plan.memory.bytes() as i64,
+    };
+    let mut conn = state.db.acquire().await?;
+    if let Some(qc) = state.config.queue(queue) {
+        let o = line_store::override_of(&mut conn, &user.id, queue).await?;
+        let limits = std::collections::HashMap::from([(
+            user.id.clone(),
+            crate::line::limit_with(qc, o.as_ref()),
+        )]);
+        let rules = crate::line::policy::Rules {
+            queue,
+            hold_after: qc.hold_after.duration(),
+            limits: &limits,
+            default_limit: Default::default(),
+        };
+        if let Some(why) = rules.never_within_limit(&user.id, &ask) {
+            return Err(ApiError::invalid(
+                "gpus",
+                format!("{why}: it could never run"),
+            ));
+        }
+    }
+    let hosts = line_store::hosts(&mut conn, queue).await?;
+    // A host never reached yet has no known size: it might be large.
+    if hosts.iter().any(|h| h.cores == 0) || hosts.iter().any(|h| h.could_ever_fit(&ask)) {
+        return Ok(());
+    }
+    let field = if !hosts.iter().any(|h| h.gpus >= ask.gpus) {
+        "gpus"
+    } else if !hosts.iter().any(|h| h.cores >= ask.cpus) {
+        "cpus"
+    } else {
+        "memory"
+    };
+    let message = match crate::line::policy::largest(&hosts) {
+        Some(largest) => format!(
+            "no host of queue `{queue}` could ever hold {}: the largest is {largest}",
+            ask.describe()
+        ),
+        None => format!("queue `{queue}` has no hosts"),
+    };
+    Err(ApiError::invalid(field, message))
+}
+
+/// Why a request that did not fit must not wait: the caller said not to
+/// (409 `no_capacity`, what is free where), or has too many waiting.
+async fn refuse_waiting(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user: &User,
+    wait: bool,
+    plan: &Plan,
+    vessel: &NewVesselPlan,
+) -> Result<Option<ApiError>, ApiError> {
+    if !wait {
+        let request = placement::Request {
+            vessel_id: vessel.id,
+            queue: plan.queue.as_str(),
+            gpus: plan.gpus,
+            cpus: plan.cpus,
+            memory_bytes: plan.memory.bytes() as i64,
+            on_host: None,
+            not_on_host: None,
+        };
+        let message = placement::explain_no_capacity(tx, &request).await?;
+        return Ok(Some(ApiError::conflict(ErrorCode::NoCapacity, message)));
+    }
+    let max = state.config.line.max_pending as i64;
+    let waiting = line_store::pending_of(tx, &user.id).await?;
+    if waiting > max {
+        return Ok(Some(ApiError::conflict(
+            ErrorCode::TooManyWaiting,
+            format!(
+                "you already have {} requests waiting (at most {max}); cancel one or wait for it",
+                waiting - 1
+            ),
+        )));
+    }
+    Ok(None)
 }
 
 /// A vessel needs a key to be logged into: refuse early, saying how to add one.
@@ -258,54 +411,6 @@ struct NewVesselPlan {
     name: String,
     jupyter_token: String,
     expires_at: DateTime<Utc>,
-}
-
-/// Inserts the vessel and reserves its devices in one transaction; a lost
-/// race for the same devices is retried on a fresh snapshot.
-async fn place_with_retries(
-    state: &AppState,
-    caller: &Caller,
-    user: &User,
-    plan: &Plan,
-    vessel: &NewVesselPlan,
-) -> Result<VesselRow, ApiError> {
-    let request = placement::Request {
-        vessel_id: vessel.id,
-        queue: plan.queue.as_str(),
-        gpus: plan.gpus,
-        cpus: plan.cpus,
-        memory_bytes: plan.memory.bytes() as i64,
-    };
-    for attempt in 0..PLACEMENT_ATTEMPTS {
-        let mut tx = state.db.begin().await?;
-        insert_vessel(&mut tx, user, plan, vessel).await?;
-        match placement::reserve(&mut tx, &request).await {
-            Ok(Some(placed)) => {
-                let row = announce_placed(&mut tx, caller, vessel, &placed).await?;
-                tx.commit().await?;
-                info!(vessel = %vessel.id, host = %placed.host, attempt, "placed");
-                return Ok(row);
-            }
-            Ok(None) => {
-                tx.rollback().await?;
-                let message = placement::explain_no_capacity(&state.db, &request).await?;
-                return Err(ApiError::conflict(ErrorCode::NoCapacity, message));
-            }
-            Err(e) if store::is_unique_violation(&e) || store::is_check_violation(&e) => {
-                // Another placement took the same devices first: try again
-                // on a fresh snapshot, after a short random pause so racing
-                // requests spread out.
-                tx.rollback().await?;
-                let pause = rand::thread_rng().gen_range(1..=5 + attempt.min(20) as u64);
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::conflict(
-        ErrorCode::Busy,
-        "the fleet is too busy to place this request right now; try again",
-    ))
 }
 
 async fn insert_vessel(
@@ -340,36 +445,6 @@ async fn insert_vessel(
     }
 }
 
-/// The job, the event and the audit row of a placement, in its transaction.
-async fn announce_placed(
-    tx: &mut sqlx::PgConnection,
-    caller: &Caller,
-    vessel: &NewVesselPlan,
-    placed: &placement::Placement,
-) -> Result<VesselRow, ApiError> {
-    jobs::enqueue(&mut *tx, vessel.id).await?;
-    let row = store::vessels::get(&mut *tx, vessel.id)
-        .await?
-        .ok_or_else(|| ApiError::bug("a vessel vanished inside its own transaction"))?;
-    events::emit(
-        &mut *tx,
-        Some(vessel.id),
-        &EventKind::Vessel(VesselState::Provisioning),
-        &row.event(None),
-    )
-    .await?;
-    audit::record(
-        &mut *tx,
-        &caller.subject,
-        "vessel.create",
-        Some(&vessel.id.to_string()),
-        "ok",
-        serde_json::json!({ "name": vessel.name, "placement": placed }),
-    )
-    .await?;
-    Ok(row)
-}
-
 fn hex_token() -> String {
     let bytes: [u8; 24] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -393,14 +468,38 @@ pub async fn list(
         Some(current_user(&state, &caller).await?.id)
     };
     let rows = store::vessels::list(&state.db, owner.as_deref(), q.ended).await?;
+    let places = places_of(&state, &rows).await?;
     let vessels = rows
         .into_iter()
         .map(|r| {
             let mine = r.owner_id == caller.subject;
-            view(r, &[], mine)
+            let place = places.get(&r.id).cloned();
+            let mut v = view(r, &[], mine);
+            v.line = place;
+            v
         })
         .collect();
     Ok(Json(VesselList { vessels }))
+}
+
+/// The places in line of the waiting ones among `rows`, one read per queue.
+async fn places_of(
+    state: &AppState,
+    rows: &[VesselRow],
+) -> Result<std::collections::HashMap<Uuid, vessel_api::line::LinePlace>, ApiError> {
+    let queues: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.state() == VesselState::Pending)
+        .map(|r| r.queue.as_str())
+        .collect();
+    let mut out = std::collections::HashMap::new();
+    let mut conn = state.db.acquire().await?;
+    for queue in queues {
+        for (w, place) in crate::line::places(&mut conn, queue, None).await? {
+            out.insert(w.waiter.id, place);
+        }
+    }
+    Ok(out)
 }
 
 /// Finds a vessel by id or by the caller's name for it, and checks the
@@ -473,7 +572,14 @@ pub async fn show(
         .map(|k| k.fingerprint)
         .collect();
     let mine = row.owner_id == caller.subject;
-    Ok(Json(view(row, &fingerprints, mine)))
+    let place = if row.state() == VesselState::Pending {
+        crate::line::place_of(&mut *state.db.acquire().await?, row.id, &row.queue).await?
+    } else {
+        None
+    };
+    let mut view = view(row, &fingerprints, mine);
+    view.line = place;
+    Ok(Json(view))
 }
 
 pub async fn kill(
@@ -488,12 +594,38 @@ pub async fn kill(
         format!("killed by admin {}", caller.subject)
     };
     let mut tx = state.db.begin().await?;
+    // A request still waiting holds nothing: it leaves the line, done. If
+    // it was placed meanwhile, it is stopped like any vessel.
+    if row.state() == VesselState::Pending {
+        let why = format!("cancelled while waiting: {reason}");
+        let left = store::vessels::transition(
+            &mut tx,
+            row.id,
+            &[VesselState::Pending],
+            VesselState::Buried,
+            Some(&why),
+        )
+        .await?;
+        if let Some(now) = left {
+            audit::record(
+                &mut tx,
+                &caller.subject,
+                "vessel.cancel",
+                Some(&row.id.to_string()),
+                "ok",
+                serde_json::json!({ "name": row.name }),
+            )
+            .await?;
+            tx.commit().await?;
+            let mine = now.owner_id == caller.subject;
+            return Ok((StatusCode::ACCEPTED, Json(view(now, &[], mine))));
+        }
+    }
     let moved = store::vessels::transition(
         &mut tx,
         row.id,
         &[
             VesselState::Requested,
-            VesselState::Pending,
             VesselState::Provisioning,
             VesselState::Running,
         ],

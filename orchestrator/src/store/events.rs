@@ -30,6 +30,41 @@ pub async fn emit(
     Ok(id)
 }
 
+/// Many events in one statement (a line pass tells every request whose
+/// place changed), with one wake-up for readers.
+pub async fn emit_many(
+    conn: &mut PgConnection,
+    events: &[(Uuid, EventKind, EventPayload)],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(events.len());
+    let mut kinds = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for (id, kind, payload) in events {
+        ids.push(*id);
+        kinds.push(kind.to_string());
+        payloads.push(serde_json::to_value(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
+    let last = sqlx::query_scalar!(
+        r#"WITH added AS (
+               INSERT INTO events (vessel_id, kind, payload)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])
+               RETURNING id)
+           SELECT max(id) AS "id!" FROM added"#,
+        &ids,
+        &kinds,
+        &payloads
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query!("SELECT pg_notify($1, $2::text)", CHANNEL, last.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn after(db: &PgPool, after: i64, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
     let rows = sqlx::query!(
         "SELECT id, vessel_id, kind, payload, created_at FROM events

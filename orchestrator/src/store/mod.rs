@@ -8,6 +8,7 @@ pub mod events;
 pub mod hosts;
 pub mod idle;
 pub mod jobs;
+pub mod line;
 pub mod tailnet_devices;
 pub mod users;
 pub mod vessels;

@@ -1,0 +1,275 @@
+//! The waiting line's figures (`cargo bench --bench line`), on a fleet
+//! declared in the database (1,000 hosts, 8,000 GPUs, 64,000 cores):
+//!
+//! 1. The placement statement, p50/p99, over 1,000 reservations.
+//! 2. With every GPU taken and 2,000 requests waiting: from a release's
+//!    commit to the head of the line placed (the placement's event
+//!    committed), through the real path: the release's NOTIFY wakes a line
+//!    worker, whose pass places the head and re-numbers the rest.
+//! 3. A pass's cost as the line grows (100, 1,000, 10,000 waiting), with
+//!    one GPU freed before each.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use sqlx::PgPool;
+use uuid::Uuid;
+use vessel_orchestrator::clock::SystemClock;
+use vessel_orchestrator::config::Config;
+use vessel_orchestrator::line::LineWorker;
+use vessel_orchestrator::placement;
+use vessel_orchestrator::shutdown;
+use vessel_testrig::{Options, Rig};
+
+const HOSTS: i64 = 1000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn declare_fleet(db: &PgPool) -> Result<()> {
+    for sql in [
+        "INSERT INTO hosts (name, queue, cores, memory_bytes, online)
+         SELECT 'bench-' || n, '3090', 64, 512::bigint << 30, true FROM generate_series(1, 1000) n",
+        "INSERT INTO gpus (host_id, idx, uuid, model, numa_node)
+         SELECT h.id, i, 'GPU-bench-' || h.id || '-' || i, 'RTX 3090', i / 4
+         FROM hosts h, generate_series(0, 7) i",
+        "INSERT INTO host_cores (host_id, core, numa_node)
+         SELECT h.id, c, c / 32 FROM hosts h, generate_series(0, 63) c",
+        "INSERT INTO users (id, unix_name, uid)
+         SELECT 'bench' || n, 'bench' || n, 30000 + n FROM generate_series(0, 99) n",
+    ] {
+        sqlx::query(sql).execute(db).await?;
+    }
+    sqlx::query("ANALYZE").execute(db).await?;
+    Ok(())
+}
+
+/// A vessel row (`requested`) for a reservation or a place in line.
+async fn vessel(conn: &mut sqlx::PgConnection, n: usize, state: &str) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO vessels (id, name, owner_id, queue, image, gpus, cpus, memory_bytes, state,
+                              expires_at, line_seq, queued_at, wait_until)
+         VALUES ($1, 'b' || $2, 'bench' || ($2 % 100), '3090', 'x', 1, 4, 16::bigint << 30, $3,
+                 now() + interval '1 day', nextval('vessel_line_seq'), now(), now() + interval '1 day')",
+    )
+    .bind(id)
+    .bind(n as i64)
+    .bind(state)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Reserves 1,000 times through the statement alone; p50/p99.
+async fn statement(db: &PgPool, running: &mut Vec<Uuid>) -> Result<(Duration, Duration)> {
+    let mut times = Vec::new();
+    for i in 0..1000 {
+        let mut tx = db.begin().await?;
+        let id = vessel(&mut tx, i, "pending").await?;
+        let request = placement::Request {
+            vessel_id: id,
+            queue: "3090",
+            gpus: 1,
+            cpus: 4,
+            memory_bytes: 16 << 30,
+            on_host: None,
+            not_on_host: None,
+        };
+        let start = Instant::now();
+        let placed = placement::reserve(&mut tx, &request).await?;
+        times.push(start.elapsed());
+        if placed.is_none() {
+            bail!("placement {i} found no room");
+        }
+        tx.commit().await?;
+        running.push(id);
+    }
+    times.sort();
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
+}
+
+/// Takes every GPU left (8 per host), so the fleet is full.
+async fn fill(db: &PgPool, running: &mut Vec<Uuid>) -> Result<()> {
+    let mut n = running.len();
+    loop {
+        let mut tx = db.begin().await?;
+        let id = vessel(&mut tx, n, "pending").await?;
+        let request = placement::Request {
+            vessel_id: id,
+            queue: "3090",
+            gpus: 1,
+            cpus: 1,
+            memory_bytes: 1 << 30,
+            on_host: None,
+            not_on_host: None,
+        };
+        if placement::reserve(&mut tx, &request).await?.is_none() {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        tx.commit().await?;
+        running.push(id);
+        n += 1;
+    }
+}
+
+/// Tops the line up to `n` waiting requests.
+async fn line_of(db: &PgPool, n: usize) -> Result<()> {
+    let now: i64 = sqlx::query_scalar("SELECT count(*) FROM vessels WHERE state = 'pending'")
+        .fetch_one(db)
+        .await?;
+    let mut tx = db.begin().await?;
+    for i in now as usize..n {
+        vessel(&mut tx, 100_000 + i, "pending").await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Frees one running vessel's reservation, as a burial does.
+async fn release(db: &PgPool, running: &mut Vec<Uuid>) -> Result<()> {
+    let id = running.swap_remove(running.len() / 2);
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM reservations WHERE vessel_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE vessels SET state = 'buried' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Who the last pass placed (the one `provisioning` vessel not yet seen).
+async fn newly_placed(db: &PgPool, running: &mut Vec<Uuid>) -> Result<()> {
+    let placed: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM vessels WHERE state = 'provisioning' AND NOT (id = ANY($1))",
+    )
+    .bind(&running[..])
+    .fetch_all(db)
+    .await?;
+    running.extend(placed);
+    Ok(())
+}
+
+/// Release → head placed, through NOTIFY and a worker's pass.
+async fn release_to_placed(
+    db: &PgPool,
+    config: Arc<Config>,
+    running: &mut Vec<Uuid>,
+) -> Result<(Duration, Duration)> {
+    let (stopper, stop) = shutdown::channel();
+    let worker = LineWorker::new(db.clone(), config, Arc::new(SystemClock)).spawn(&stop);
+    let mut events = sqlx::postgres::PgListener::connect_with(db).await?;
+    events.listen("vessel_events").await?;
+    // Let the worker's first pass over everything finish.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while events.next_buffered().is_some() {}
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        line_of(db, 2000).await?;
+        let start = Instant::now();
+        release(db, running).await?;
+        let placed = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .context("no placement within 10 s of a release")??;
+        times.push(start.elapsed());
+        drop(placed);
+        while events.next_buffered().is_some() {}
+        newly_placed(db, running).await?;
+    }
+    stopper.stop();
+    let _ = worker.await;
+    times.sort();
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
+}
+
+/// One pass after one release, at each line length.
+async fn pass_costs(
+    db: &PgPool,
+    config: &Config,
+    running: &mut Vec<Uuid>,
+) -> Result<Vec<(usize, Duration, Duration)>> {
+    let mut out = Vec::new();
+    for n in [100usize, 1000, 10_000] {
+        sqlx::query("UPDATE vessels SET state = 'buried' WHERE state = 'pending'")
+            .execute(db)
+            .await?;
+        line_of(db, n).await?;
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            release(db, running).await?;
+            let start = Instant::now();
+            let mut tx = db.begin().await?;
+            let outcome =
+                vessel_orchestrator::line::pass(&mut tx, config, "3090", Utc::now(), None).await?;
+            tx.commit().await?;
+            times.push(start.elapsed());
+            if outcome.placed.len() != 1 {
+                bail!("a pass placed {} after one release", outcome.placed.len());
+            }
+            newly_placed(db, running).await?;
+            line_of(db, n).await?;
+        }
+        times.sort();
+        out.push((n, percentile(&times, 0.5), percentile(&times, 0.99)));
+    }
+    Ok(out)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() -> Result<()> {
+    let mut rig = Rig::start_with(
+        &[],
+        Options {
+            workers: 0,
+            ..Options::default()
+        },
+    )
+    .await?;
+    // Only this bench's own worker and passes touch the line.
+    if let Some(app) = rig.app.take() {
+        app.stop().await;
+    }
+    let config = Arc::new(Config::from_toml_str(&rig.config_text)?);
+    declare_fleet(&rig.db).await?;
+    let mut running = Vec::new();
+
+    let (p50, p99) = statement(&rig.db, &mut running).await?;
+    println!("placement statement, 1,000 reservations into {HOSTS} hosts / 8,000 GPUs:");
+    println!(
+        "  reserve                  p50 {:7.2} ms   p99 {:7.2} ms",
+        ms(p50),
+        ms(p99)
+    );
+
+    fill(&rig.db, &mut running).await?;
+    let (p50, p99) = release_to_placed(&rig.db, config.clone(), &mut running).await?;
+    println!("release → head of a 2,000-request line placed (NOTIFY, pass, commit), 200 runs:");
+    println!(
+        "  release to placed        p50 {:7.2} ms   p99 {:7.2} ms",
+        ms(p50),
+        ms(p99)
+    );
+
+    println!("one pass after one release, by line length (20 runs each):");
+    for (n, p50, p99) in pass_costs(&rig.db, &config, &mut running).await? {
+        println!(
+            "  {n:>6} waiting           p50 {:7.2} ms   p99 {:7.2} ms",
+            ms(p50),
+            ms(p99)
+        );
+    }
+    Ok(())
+}
