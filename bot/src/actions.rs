@@ -292,6 +292,12 @@ fn create_failure(e: &ApiFailure, request: &CreateVessel) -> Message {
     if e.code() == Some(ErrorCode::NoCapacity) {
         return views::error(&e.to_string(), None);
     }
+    if e.code() == Some(ErrorCode::TooManyWaiting) {
+        return views::error(
+            &format!("{e} — see them with `/vessel queue`; cancel one to line up another."),
+            None,
+        );
+    }
     failure(e, CREATE_USAGE)
 }
 

@@ -43,10 +43,11 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn a_full_queue_keeps_your_place_in_one_dm_and_a_kill_places_the_head() -> anyhow::Result<()>
 {
     let s = SlackRig::start(&["UBOSS"]).await?;
+    // Before her first command: the unix name is taken on first sight.
+    s.slack.set_name("UCAROL", "carol");
     for user in ["UALICE", "UBOB", "UCAROL", "UDAN"] {
         s.add_key(user).await?;
     }
-    s.slack.set_name("UCAROL", "carol");
 
     // Alice takes every GPU of the 3090 queue.
     let (_, ack) = s
