@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::fake_slack::text_of;
-use crate::slack::{access_from_dm, button, SlackRig};
+use crate::rig::Options;
+use crate::slack::{access_from_dm, button, now, SlackRig};
 
 /// A button press on a message, as Slack sends it after any confirm dialog.
 fn press(s: &SlackRig, user: &str, action_id: &str, value: &Value) -> Value {
@@ -117,6 +118,34 @@ async fn a_full_queue_keeps_your_place_in_one_dm_and_a_kill_places_the_head() ->
         "{mine}"
     );
     button(&mine, "vessel.cancel");
+    // Her App Home lists it too, with its Cancel.
+    let opened = json!({
+        "type": "event_callback", "team_id": "T0LAB", "api_app_id": "A0VESSEL",
+        "event_id": "Ev0LINE1", "event_time": now(),
+        "event": { "type": "app_home_opened", "user": "UCAROL", "channel": "DUCAROL", "tab": "home",
+                   "event_ts": "1700000000.000001" },
+    });
+    let (status, _) = s
+        .post_signed(
+            "/slack/events",
+            "application/json",
+            opened.to_string(),
+            now(),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let home = s
+        .slack
+        .wait_for("views.publish", WAIT, |b| b["user_id"] == "UCAROL")
+        .await?;
+    let home = home.body["view"].to_string();
+    assert!(
+        home.contains("Waiting in line")
+            && home.contains("#2 of 2")
+            && home.contains("vessel.cancel"),
+        "{home}"
+    );
     let (_, status_msg) = s.slash("UBOSS", "/fleet", "status").await?;
     assert!(text_of(&status_msg).contains("2 waiting"), "{status_msg}");
     let (_, line) = s.slash("UBOSS", "/fleet", "queue").await?;
@@ -212,6 +241,66 @@ async fn a_full_queue_keeps_your_place_in_one_dm_and_a_kill_places_the_head() ->
         "{edits:?}"
     );
     let (_, mine) = s.slash("UCAROL", "/vessel", "queue").await?;
+    assert!(
+        text_of(&mine).contains("Nothing of yours is waiting"),
+        "{mine}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_waits_too_long_is_told_it_expired() -> anyhow::Result<()> {
+    // No conductor workers: Alice's vessel holds the GPUs while it stays
+    // provisioning, which is all this test needs.
+    let s = SlackRig::start_with(
+        &[],
+        Options {
+            workers: 0,
+            queue_3090: "max_wait = \"4s\"".into(),
+            ..Options::default()
+        },
+    )
+    .await?;
+    for user in ["UALICE", "UBOB"] {
+        s.add_key(user).await?;
+    }
+    let (_, ack) = s
+        .slash("UALICE", "/vessel", "create gpu=4 queue=3090 name=big")
+        .await?;
+    assert!(text_of(&ack).contains("Provisioning big"), "{ack}");
+    let (_, ack) = s
+        .slash("UBOB", "/vessel", "create gpu=1 queue=3090 name=patient")
+        .await?;
+    assert!(
+        text_of(&ack).contains("Queued patient, #1 in line for 3090"),
+        "{ack}"
+    );
+    s.slack
+        .wait_for("chat.postMessage", WAIT, |b| {
+            b["channel"] == "DUBOB" && text_of(b).contains("patient is waiting")
+        })
+        .await?;
+
+    // The waiting DM says how it ended, and a new DM tells Bob (an edit
+    // does not notify).
+    s.slack
+        .wait_for("chat.update", WAIT, |b| {
+            b["channel"] == "DUBOB" && text_of(b).contains("patient expired after waiting")
+        })
+        .await?;
+    let told = s
+        .slack
+        .wait_for("chat.postMessage", WAIT, |b| {
+            b["channel"] == "DUBOB" && text_of(b).contains("and expired; nothing was started")
+        })
+        .await?;
+    assert!(
+        text_of(&told.body).contains("/vessel create queue=3090 gpu=1"),
+        "{}",
+        told.body
+    );
+    assert_eq!(posts_to(&s, "UBOB", "patient is waiting").len(), 1);
+    let (_, mine) = s.slash("UBOB", "/vessel", "queue").await?;
     assert!(
         text_of(&mine).contains("Nothing of yours is waiting"),
         "{mine}"

@@ -10,7 +10,9 @@ use vessel_bot::slack::signature::sign;
 use vessel_bot::startup::RunningBot;
 
 use crate::fake_slack::{text_of, FakeSlack};
-use crate::rig::{bot_auth_toml, cpu_host, docker, eventually, gpu_host, Rig, SERVICE_KEY_SECRET};
+use crate::rig::{
+    bot_auth_toml, cpu_host, docker, eventually, gpu_host, Options, Rig, SERVICE_KEY_SECRET,
+};
 
 const SIGNING: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
@@ -33,7 +35,14 @@ pub(crate) fn now() -> i64 {
 
 impl SlackRig {
     pub(crate) async fn start(admins: &[&str]) -> anyhow::Result<SlackRig> {
-        let rig = Rig::start(&[gpu_host("gpu-1", 4, "3090"), cpu_host("cpu-1")]).await?;
+        SlackRig::start_with(admins, Options::default()).await
+    }
+
+    /// With the orchestrator's rig options (workers, the 3090 queue's line
+    /// settings).
+    pub(crate) async fn start_with(admins: &[&str], options: Options) -> anyhow::Result<SlackRig> {
+        let rig =
+            Rig::start_with(&[gpu_host("gpu-1", 4, "3090"), cpu_host("cpu-1")], options).await?;
         let slack = FakeSlack::start().await?;
         let mut s = SlackRig {
             rig,
