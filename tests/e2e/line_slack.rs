@@ -156,6 +156,22 @@ async fn a_full_queue_keeps_your_place_in_one_dm_and_a_kill_places_the_head() ->
     );
     let (_, refused) = s.slash("UCAROL", "/fleet", "queue").await?;
     assert!(text_of(&refused).contains("Sorry"), "{refused}");
+    // Admins set a person's limits in a queue; `none` is the queue's own.
+    let (_, limited) = s
+        .slash(
+            "UBOSS",
+            "/fleet",
+            "limit <@UDAN|dan> queue=3090 gpus=2 vessels=none",
+        )
+        .await?;
+    assert!(
+        text_of(&limited).contains("at most 2 GPUs, no limit on vessels (an admin's override)"),
+        "{limited}"
+    );
+    let (_, refused) = s
+        .slash("UDAN", "/fleet", "limit <@UDAN|dan> queue=3090 gpus=64")
+        .await?;
+    assert!(text_of(&refused).contains("Sorry"), "{refused}");
 
     // The admin moves Carol's small request to the front: her DM is edited
     // to say so, not posted again.
