@@ -58,7 +58,7 @@ async fn vessel(conn: &mut sqlx::PgConnection, n: usize, state: &str) -> Result<
     sqlx::query(
         "INSERT INTO vessels (id, name, owner_id, queue, image, gpus, cpus, memory_bytes, state,
                               expires_at, line_seq, queued_at, wait_until)
-         VALUES ($1, 'b' || $2, 'bench' || ($2 % 100), '3090', 'x', 1, 4, 16::bigint << 30, $3,
+         VALUES ($1, 'b' || replace($1::text, '-', ''), 'bench' || ($2 % 100), '3090', 'x', 1, 4, 16::bigint << 30, $3,
                  now() + interval '1 day', nextval('vessel_line_seq'), now(), now() + interval '1 day')",
     )
     .bind(id)

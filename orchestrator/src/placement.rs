@@ -107,8 +107,10 @@ core_claim AS (
     SELECT p.host_id, p.core, r.vessel_id FROM picked_cores p, reservation r
     RETURNING core
 )
+-- A lifetime counts from placement: the time spent in line is added back.
 UPDATE vessels v SET
     state = 'provisioning', host_id = r.host_id, address = r.address, updated_at = now(),
+    expires_at = v.expires_at + greatest(now() - coalesce(v.queued_at, now()), interval '0'),
     gpu_uuids = ARRAY(SELECT uuid FROM picked_gpus ORDER BY idx),
     cores = ARRAY(SELECT core FROM picked_cores ORDER BY core)
 FROM reservation r

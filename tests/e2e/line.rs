@@ -123,6 +123,11 @@ async fn three_wait_in_order_and_a_kill_places_the_head_which_runs() -> Result<(
     assert_eq!(running["state"], "running", "{running}");
     let who = rig.ssh(&running["ssh"], "id -un")?;
     assert_eq!(who.trim(), "bob");
+    // Its lifetime counts from placement, not from joining the line.
+    let at = |v: &Value| -> Result<chrono::DateTime<chrono::Utc>> {
+        Ok(v["expires_at"].as_str().context("expires_at")?.parse()?)
+    };
+    assert!(at(&running)? > at(b)?, "{running} {b}");
     // Those behind moved up, and were told.
     let (carol, c) = &line[1];
     let (dave, d) = &line[2];

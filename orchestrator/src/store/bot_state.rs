@@ -57,7 +57,7 @@ pub async fn put(db: &PgPool, key: &str, value: &serde_json::Value) -> Result<()
 pub async fn prune_message_refs(db: &PgPool, secs: f64) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query!(
         "DELETE FROM bot_state b USING vessels v
-             WHERE b.key = 'slack-message:' || v.id::text
+             WHERE b.key IN ('slack-message:' || v.id::text, 'line:' || v.id::text)
                AND v.ended_at < now() - make_interval(secs => $1)",
         secs
     )

@@ -347,12 +347,12 @@ pub async fn lines(db: &PgPool) -> Result<Vec<QueueLine>, sqlx::Error> {
 
 /// How many requests `owner` has waiting, in every queue.
 pub async fn pending_of(conn: &mut PgConnection, owner: &str) -> Result<i64, sqlx::Error> {
-    Ok(sqlx::query_scalar!(
+    sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM vessels WHERE owner_id = $1 AND state = 'pending'"#,
         owner
     )
     .fetch_one(conn)
-    .await?)
+    .await
 }
 
 /// Seconds each request placed from the line waited, for the histogram.
@@ -361,14 +361,14 @@ pub async fn waited(
     ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<Vec<f64>, sqlx::Error> {
-    Ok(sqlx::query_scalar!(
+    sqlx::query_scalar!(
         r#"SELECT extract(epoch FROM $2 - queued_at)::float8 AS "secs!"
            FROM vessels WHERE id = ANY($1) AND queued_at IS NOT NULL"#,
         ids,
         now
     )
     .fetch_all(conn)
-    .await?)
+    .await
 }
 
 pub async fn listener(db: &PgPool) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
