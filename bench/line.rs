@@ -216,8 +216,8 @@ async fn pass_costs(
                 vessel_orchestrator::line::pass(&mut tx, config, "3090", Utc::now(), None).await?;
             tx.commit().await?;
             times.push(start.elapsed());
-            if outcome.placed.len() != 1 {
-                bail!("a pass placed {} after one release", outcome.placed.len());
+            if outcome.placed.is_empty() {
+                bail!("a pass placed nothing after a release");
             }
             newly_placed(db, running).await?;
             line_of(db, n).await?;

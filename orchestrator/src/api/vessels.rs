@@ -681,9 +681,10 @@ pub async fn extend(
         .unwrap_or(by);
     let now = state.clock.now();
     let wanted = later(row.expires_at.max(now), by, "by")?;
-    // The queue's limit is on the whole life, from creation: extending again
-    // and again cannot make a vessel permanent.
-    let cap = later(row.created_at, max, "by")?;
+    // The queue's limit is on the whole life, from when it started (time
+    // spent waiting in line does not count): extending again and again
+    // cannot make a vessel permanent.
+    let cap = later(row.started_at.unwrap_or(row.created_at), max, "by")?;
     if wanted > cap {
         return Err(ApiError::invalid(
             "by",

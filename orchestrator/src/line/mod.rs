@@ -82,7 +82,13 @@ pub async fn pass(
     if waiting.is_empty() {
         return Ok(outcome);
     }
-    let mut usage: HashMap<_, _> = line::usage(conn, queue).await?.into_iter().collect();
+    let mut owners: Vec<String> = waiting.iter().map(|w| w.waiter.owner_id.clone()).collect();
+    owners.sort();
+    owners.dedup();
+    let mut usage: HashMap<_, _> = line::usage(conn, queue, &owners)
+        .await?
+        .into_iter()
+        .collect();
     let limits: HashMap<String, Limit> = line::overrides(conn, queue)
         .await?
         .into_iter()
@@ -242,9 +248,11 @@ async fn tell_places(
         let id = w.waiter.id;
         let position = n as i32 + 1;
         let holds = hold.filter(|(holder, _)| *holder == id).map(|(_, h)| h);
-        if w.position == Some(position)
-            && w.reason.as_deref() == Some(reason)
+        // `line_position` is the place last told, not the live one (reads
+        // compute that from the order).
+        if w.reason.as_deref() == Some(reason)
             && w.waiter.held_host == holds
+            && !policy::worth_telling(w.position, position)
         {
             continue;
         }

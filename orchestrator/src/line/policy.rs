@@ -59,7 +59,7 @@ impl HostCap {
 }
 
 /// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ask {
     pub gpus: i64,
     pub cpus: i64,
@@ -202,6 +202,11 @@ pub fn plan(
 ) -> Plan {
     let mut hold = current_hold(hosts, waiters);
     let mut verdicts = Vec::with_capacity(waiters.len());
+    // A long line on a full fleet is mostly requests that fit nowhere: the
+    // most any usable host has free rejects them without a scan, and their
+    // reasons repeat, so both are kept until a placement changes the hosts.
+    let mut room = Room::of(hosts);
+    let mut reasons: HashMap<(Ask, Option<i64>), String> = HashMap::new();
     for w in waiters {
         let used = usage.get(&w.owner_id).copied().unwrap_or_default();
         if let Some(reason) = rules.over_limit(&w.owner_id, used, &w.ask) {
@@ -209,25 +214,36 @@ pub fn plan(
             continue;
         }
         let excluded = hold.filter(|(holder, _)| *holder != w.id).map(|(_, h)| h);
-        if let Some(host) = best_fit(hosts, &w.ask, excluded) {
+        let fit = if room.may_fit(&w.ask) {
+            best_fit(hosts, &w.ask, excluded)
+        } else {
+            None
+        };
+        if let Some(host) = fit {
             let h = &mut hosts[host];
             h.free_gpus -= w.ask.gpus;
             h.free_cores -= w.ask.cpus;
             h.free_memory -= w.ask.memory;
+            let placed_on = h.id;
+            room = Room::of(hosts);
+            reasons.clear();
             let u = usage.entry(w.owner_id.clone()).or_default();
             u.gpus += w.ask.gpus;
             u.vessels += 1;
             if hold.is_some_and(|(holder, _)| holder == w.id) {
                 hold = None;
             }
-            verdicts.push((w.id, Verdict::Place { host: h.id }));
+            verdicts.push((w.id, Verdict::Place { host: placed_on }));
             continue;
         }
         let waited = (now - w.queued_at).to_std().unwrap_or_default();
         if hold.is_none() && waited >= rules.hold_after {
             hold = pick_hold(hosts, &w.ask).map(|host| (w.id, host));
         }
-        let mut reason = why_waiting(rules.queue, hosts, &w.ask, excluded);
+        let mut reason = reasons
+            .entry((w.ask, excluded))
+            .or_insert_with(|| why_waiting(rules.queue, hosts, &w.ask, excluded))
+            .clone();
         if let Some((holder, host)) = hold {
             if holder == w.id {
                 reason = format!("{reason}; {} is held for it", host_name(hosts, host));
@@ -236,6 +252,44 @@ pub fn plan(
         verdicts.push((w.id, Verdict::Wait { reason }));
     }
     Plan { verdicts, hold }
+}
+
+/// The most any usable host has free, per dimension: a request over any
+/// of them fits nowhere.
+struct Room {
+    gpus: i64,
+    cores: i64,
+    memory: i64,
+}
+
+impl Room {
+    fn of(hosts: &[HostCap]) -> Room {
+        let usable = || hosts.iter().filter(|h| h.usable());
+        Room {
+            gpus: usable().map(|h| h.free_gpus).max().unwrap_or(-1),
+            cores: usable().map(|h| h.free_cores).max().unwrap_or(-1),
+            memory: usable().map(|h| h.free_memory).max().unwrap_or(-1),
+        }
+    }
+
+    fn may_fit(&self, ask: &Ask) -> bool {
+        ask.gpus <= self.gpus && ask.cpus <= self.cores && ask.memory <= self.memory
+    }
+}
+
+/// Places near the head are told at every move.
+pub const TELL_EVERY_MOVE: i32 = 20;
+
+/// Whether a request last told it was at `told` should hear it is now at
+/// `now`: always near the head, and further back each time its place has
+/// halved (#2000 hears of 1000, 500, 250, …). A line of thousands then costs
+/// a placement about twenty messages, not thousands of DM edits.
+pub fn worth_telling(told: Option<i32>, now: i32) -> bool {
+    match told {
+        None => true,
+        Some(told) if told == now => false,
+        Some(told) => now <= TELL_EVERY_MOVE || now > told || now <= told / 2,
+    }
 }
 
 /// The standing hold, if its host can still ever take its request.
@@ -585,6 +639,21 @@ mod tests {
         assert_eq!(
             why_waiting("3090", &[tight], &a, None),
             "no host has 2 GPUs, 4 cores and 16G free together in 3090"
+        );
+    }
+
+    #[test]
+    fn far_back_places_are_told_when_they_halve() {
+        assert!(worth_telling(None, 2000));
+        assert!(!worth_telling(Some(2000), 1999));
+        assert!(worth_telling(Some(2000), 1000));
+        assert!(!worth_telling(Some(1000), 501));
+        assert!(worth_telling(Some(30), 20), "near the head, every move");
+        assert!(worth_telling(Some(5), 4));
+        assert!(!worth_telling(Some(4), 4));
+        assert!(
+            worth_telling(Some(40), 41),
+            "moved back: an admin moved someone ahead"
         );
     }
 

@@ -98,17 +98,19 @@ pub async fn waiting(conn: &mut PgConnection, queue: &str) -> Result<Vec<Waiting
         .collect())
 }
 
-/// What each owner holds in the queue: placed vessels, by their
+/// What each of `owners` holds in the queue: placed vessels, by their
 /// reservations.
 pub async fn usage(
     conn: &mut PgConnection,
     queue: &str,
+    owners: &[String],
 ) -> Result<Vec<(String, Usage)>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"SELECT v.owner_id, coalesce(sum(r.gpus), 0)::bigint AS "gpus!", count(*) AS "vessels!"
            FROM reservations r JOIN vessels v ON v.id = r.vessel_id
-           WHERE v.queue = $1 GROUP BY v.owner_id"#,
-        queue
+           WHERE v.queue = $1 AND v.owner_id = ANY($2) GROUP BY v.owner_id"#,
+        queue,
+        owners
     )
     .fetch_all(conn)
     .await?;
