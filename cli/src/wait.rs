@@ -15,7 +15,22 @@ use crate::error::{from_client, CliError};
 use crate::render;
 
 /// How often the vessel is read while following it.
-const EVERY: Duration = Duration::from_millis(1000);
+const EVERY: Duration = Duration::from_millis(500);
+
+/// "placed on gpu-1 (GPUs …)": said once, when a host is first seen, even
+/// if the vessel was already running by the next look.
+pub fn placement(v: &VesselView) -> Option<String> {
+    let host = v.host.as_deref()?;
+    Some(format!(
+        "{}: placed on {host}{}",
+        v.name,
+        if v.gpu_uuids.is_empty() {
+            String::new()
+        } else {
+            format!(" (GPUs {})", v.gpu_uuids.join(", "))
+        }
+    ))
+}
 
 /// Where a followed request stands.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,18 +50,11 @@ pub fn progress(v: &VesselView) -> Progress {
             Some(p) => format!("{}: waiting in line for {}: {}", v.name, v.queue, render::place(p)),
             None => format!("{}: waiting in line for {}", v.name, v.queue),
         }),
-        VesselState::Provisioning => Progress::Going(match &v.host {
-            Some(h) => format!(
-                "{}: placed on {h}{} → starting (container, sshd, host key)",
-                v.name,
-                if v.gpu_uuids.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (GPUs {})", v.gpu_uuids.join(", "))
-                }
-            ),
-            None => format!("{}: starting", v.name),
-        }),
+        VesselState::Provisioning => Progress::Going(format!(
+            "{}: starting on {} (container, sshd, host key)",
+            v.name,
+            v.host.as_deref().unwrap_or("its host")
+        )),
         VesselState::Running if v.ssh.is_some() => Progress::Ready,
         VesselState::Running => Progress::Going(format!("{}: running; waiting for its SSH access", v.name)),
         VesselState::Failed | VesselState::Lost => Progress::Ended {
@@ -107,7 +115,17 @@ pub async fn follow(ctx: &mut Ctx, mut v: VesselView) -> Result<VesselView, CliE
         last: String::new(),
     };
     let id = v.id.to_string();
+    let mut placed = false;
     loop {
+        if !placed && v.state.is_live() {
+            if let Some(line) = placement(&v) {
+                // Its own line even on a terminal: where it went stays on
+                // screen.
+                screen.show(&line);
+                screen.done();
+                placed = true;
+            }
+        }
         match progress(&v) {
             Progress::Ready => {
                 screen.show(&format!(
@@ -218,7 +236,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let placed = vessel("provisioning", serde_json::json!({ "host": "gpu-1", "gpu_uuids": ["GPU-1"] }));
-        assert!(matches!(progress(&placed), Progress::Going(l) if l.contains("placed on gpu-1 (GPUs GPU-1) → starting")));
+        assert_eq!(placement(&placed).unwrap(), "train: placed on gpu-1 (GPUs GPU-1)");
+        assert!(placement(&waiting).is_none());
+        assert!(matches!(progress(&placed), Progress::Going(l) if l.contains("starting on gpu-1")));
         let failed = vessel("failed", serde_json::json!({ "reason": "image missing" }));
         assert_eq!(
             progress(&failed),
