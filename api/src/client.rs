@@ -188,12 +188,7 @@ impl Client {
             url: url.to_string(),
             source,
         };
-        let resp = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(transport)?;
+        let resp = self.http.get(url.clone()).send().await.map_err(transport)?;
         let status = resp.status();
         let text = resp.text().await.map_err(transport)?;
         if status == reqwest::StatusCode::NOT_FOUND {

@@ -36,8 +36,10 @@ pub enum Command {
     /// Who you are to the orchestrator: subject, unix name, uid, keys.
     Whoami,
     /// Request a vessel: `vessel create gpu=2 queue=3090 [name=…] [image=…] [for=2d]`.
-    #[command(after_help = "Options are key=value words, the same as Slack's /vessel create:\n  \
-        gpu=N queue=Q cpu=N mem=64G image=I name=N for=2d")]
+    #[command(
+        after_help = "Options are key=value words, the same as Slack's /vessel create:\n  \
+        gpu=N queue=Q cpu=N mem=64G image=I name=N for=2d"
+    )]
     Create(Create),
     /// Your vessels.
     #[command(visible_alias = "list")]

@@ -18,7 +18,8 @@ use crate::{paths, render, sshconf, wait};
 /// The quick start's orchestrator.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8700";
 
-pub const CREATE_USAGE: &str = "vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--wait]";
+pub const CREATE_USAGE: &str =
+    "vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--wait]";
 
 /// The create words as the bot reads them: the one shared grammar, its
 /// messages word for word.
@@ -196,7 +197,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 Err(e) => return Err(ctx.about(&name, "cannot extend", e).await),
             };
             ctx.show(&v, |v| {
-                format!("{} now expires {}\n", v.name, v.expires_at.with_timezone(&chrono::Local).format("%a %d %b %H:%M"))
+                format!(
+                    "{} now expires {}\n",
+                    v.name,
+                    v.expires_at
+                        .with_timezone(&chrono::Local)
+                        .format("%a %d %b %H:%M")
+                )
             });
             Ok(())
         }
@@ -245,7 +252,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(|e| from_client("cannot read the fleet", e))?;
             match f.view {
                 None => ctx.show(&fleet, render::fleet),
-                Some(args::FleetView::Queue) => ctx.show(&fleet.queues, |_| render::fleet_queues(&fleet)),
+                Some(args::FleetView::Queue) => {
+                    ctx.show(&fleet.queues, |_| render::fleet_queues(&fleet))
+                }
             }
             Ok(())
         }
@@ -265,7 +274,12 @@ async fn set_host(ctx: &mut Ctx, host: &str, drain: bool) -> Result<(), CliError
             _ => from_client(format!("cannot change host {host}"), e),
         })?;
     ctx.show(&change, |c| {
-        format!("{} is {} (was {}).\n", c.host, c.state.as_str(), c.was.as_str())
+        format!(
+            "{} is {} (was {}).\n",
+            c.host,
+            c.state.as_str(),
+            c.was.as_str()
+        )
     });
     Ok(())
 }
@@ -371,7 +385,11 @@ async fn config_ssh(
     let names: Vec<&str> = entries.iter().map(|e| e.alias.as_str()).collect();
     println!(
         "{} {} ({})",
-        if outcome.file_changed { "Updated" } else { "Unchanged:" },
+        if outcome.file_changed {
+            "Updated"
+        } else {
+            "Unchanged:"
+        },
         layout.file.display(),
         if names.is_empty() {
             "no running vessels".to_string()
@@ -444,9 +462,9 @@ async fn keys(ctx: &mut Ctx, k: args::Keys) -> Result<(), CliError> {
                 .remove_key(&token, &fingerprint)
                 .await
                 .map_err(|e| match e.code() {
-                    Some(ErrorCode::NotFound) => CliError::NotFound(format!(
-                        "no key {fingerprint}: see `vessel keys ls`"
-                    )),
+                    Some(ErrorCode::NotFound) => {
+                        CliError::NotFound(format!("no key {fingerprint}: see `vessel keys ls`"))
+                    }
                     _ => from_client("the key was not removed", e),
                 })?;
             if !ctx.json {
@@ -492,12 +510,15 @@ async fn do_login(cli: &Cli, login: &args::Login) -> Result<(), CliError> {
         None => sso_login(&server, &client, login.no_browser).await?,
     };
     // Proves the token before keeping it.
-    let me = client.me(&creds.access_token).await.map_err(|e| match e.code() {
-        Some(ErrorCode::Unauthorized) => CliError::Refused(format!(
-            "the orchestrator at {server} refused the token: {e}"
-        )),
-        _ => from_client(format!("cannot sign in to {server}"), e),
-    })?;
+    let me = client
+        .me(&creds.access_token)
+        .await
+        .map_err(|e| match e.code() {
+            Some(ErrorCode::Unauthorized) => CliError::Refused(format!(
+                "the orchestrator at {server} refused the token: {e}"
+            )),
+            _ => from_client(format!("cannot sign in to {server}"), e),
+        })?;
     let path = creds.save()?;
     eprintln!(
         "Signed in to {server} as {} (unix name {}). Kept in {}.",
@@ -519,7 +540,10 @@ fn read_token(file: &Path) -> Result<String, CliError> {
         s
     } else {
         std::fs::read_to_string(file).map_err(|e| {
-            CliError::user(format!("cannot read the token file {}: {e}", file.display()))
+            CliError::user(format!(
+                "cannot read the token file {}: {e}",
+                file.display()
+            ))
         })?
     };
     let token = text.trim().to_string();
@@ -532,7 +556,11 @@ fn read_token(file: &Path) -> Result<String, CliError> {
     Ok(token)
 }
 
-async fn sso_login(server: &str, client: &Client, no_browser: bool) -> Result<Credentials, CliError> {
+async fn sso_login(
+    server: &str,
+    client: &Client,
+    no_browser: bool,
+) -> Result<Credentials, CliError> {
     let config = client
         .sign_in_config()
         .await

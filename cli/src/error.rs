@@ -98,9 +98,7 @@ fn exit_of(e: &ClientError) -> Exit {
 /// anything else keeps the orchestrator's own sentence.
 pub fn from_client(what: impl Into<String>, e: ClientError) -> CliError {
     match e.code() {
-        Some(ErrorCode::Unauthorized) => CliError::SessionEnded {
-            why: e.to_string(),
-        },
+        Some(ErrorCode::Unauthorized) => CliError::SessionEnded { why: e.to_string() },
         _ => CliError::Orchestrator {
             what: what.into(),
             source: e,

@@ -144,12 +144,15 @@ impl Provider {
         doc: &Discovery,
         config: &SignInConfig,
     ) -> Result<DeviceCode, CliError> {
-        let url = doc.device_authorization_endpoint.as_deref().ok_or_else(|| {
-            CliError::Remote(format!(
-                "the identity provider {} offers no device authorization endpoint",
-                doc.issuer
-            ))
-        })?;
+        let url = doc
+            .device_authorization_endpoint
+            .as_deref()
+            .ok_or_else(|| {
+                CliError::Remote(format!(
+                    "the identity provider {} offers no device authorization endpoint",
+                    doc.issuer
+                ))
+            })?;
         let form = [
             ("client_id", config.client_id.as_str()),
             ("scope", config.scope.as_str()),
@@ -289,17 +292,27 @@ mod tests {
     fn polling_follows_pending_and_slow_down() {
         let mut interval = Duration::from_secs(2);
         let pending = r#"{"error":"authorization_pending"}"#;
-        assert!(matches!(judge_poll(400, pending, &mut interval), Poll::Again(d) if d.as_secs() == 2));
+        assert!(
+            matches!(judge_poll(400, pending, &mut interval), Poll::Again(d) if d.as_secs() == 2)
+        );
         let slow = r#"{"error":"slow_down"}"#;
         assert!(matches!(judge_poll(400, slow, &mut interval), Poll::Again(d) if d.as_secs() == 7));
         // The slower pace holds for the polls after it.
-        assert!(matches!(judge_poll(400, pending, &mut interval), Poll::Again(d) if d.as_secs() == 7));
-        let done = r#"{"access_token":"a.b.c","refresh_token":"r","expires_in":60,"token_type":"bearer"}"#;
-        assert!(matches!(judge_poll(200, done, &mut interval), Poll::Done(t) if t.refresh_token.as_deref() == Some("r")));
+        assert!(
+            matches!(judge_poll(400, pending, &mut interval), Poll::Again(d) if d.as_secs() == 7)
+        );
+        let done =
+            r#"{"access_token":"a.b.c","refresh_token":"r","expires_in":60,"token_type":"bearer"}"#;
+        assert!(
+            matches!(judge_poll(200, done, &mut interval), Poll::Done(t) if t.refresh_token.as_deref() == Some("r"))
+        );
         for (body, says) in [
             (r#"{"error":"access_denied"}"#, "declined"),
             (r#"{"error":"expired_token"}"#, "expired"),
-            (r#"{"error":"invalid_client","error_description":"who?"}"#, "who?"),
+            (
+                r#"{"error":"invalid_client","error_description":"who?"}"#,
+                "who?",
+            ),
             ("<html>", "answered 400"),
         ] {
             match judge_poll(400, body, &mut interval) {
@@ -311,7 +324,9 @@ mod tests {
 
     #[test]
     fn a_tokens_debug_form_holds_no_token() {
-        let t: Tokens = serde_json::from_str(r#"{"access_token":"secret-a","refresh_token":"secret-r"}"#).unwrap();
+        let t: Tokens =
+            serde_json::from_str(r#"{"access_token":"secret-a","refresh_token":"secret-r"}"#)
+                .unwrap();
         assert!(!format!("{t:?}").contains("secret"));
     }
 
@@ -319,7 +334,11 @@ mod tests {
     fn the_expiry_is_read_from_the_payload() {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let token = format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64(r#"{"exp":1700000000}"#));
+        let token = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"exp":1700000000}"#)
+        );
         assert_eq!(jwt_expiry(&token), Some(1_700_000_000));
         assert_eq!(jwt_expiry("not a token"), None);
     }

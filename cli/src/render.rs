@@ -82,7 +82,9 @@ pub fn vessels(list: &[VesselView]) -> String {
         })
         .collect();
     table(
-        &["NAME", "STATE", "QUEUE", "GPUS", "CPUS", "MEM", "HOST", "EXPIRES"],
+        &[
+            "NAME", "STATE", "QUEUE", "GPUS", "CPUS", "MEM", "HOST", "EXPIRES",
+        ],
         &rows,
     )
 }
@@ -190,7 +192,9 @@ pub fn fleet(f: &FleetStatus) -> String {
         })
         .collect();
     table(
-        &["HOST", "QUEUE", "STATE", "GPUS", "CORES", "MEMORY", "VESSELS"],
+        &[
+            "HOST", "QUEUE", "STATE", "GPUS", "CORES", "MEMORY", "VESSELS",
+        ],
         &rows,
     )
 }
@@ -223,7 +227,11 @@ pub fn keys(keys: &[KeyView]) -> String {
         .iter()
         .map(|k| {
             let comment = k.public_key.split_whitespace().nth(2).unwrap_or("");
-            vec![k.fingerprint.clone(), comment.to_string(), when(k.created_at)]
+            vec![
+                k.fingerprint.clone(),
+                comment.to_string(),
+                when(k.created_at),
+            ]
         })
         .collect();
     table(&["FINGERPRINT", "COMMENT", "ADDED"], &rows)

@@ -61,8 +61,8 @@ pub fn credentials_path() -> Result<PathBuf, CliError> {
 
 impl Credentials {
     pub fn from_tokens(server: String, tokens: &Tokens, sso: Option<SsoSession>) -> Self {
-        let expires_at = oidc::jwt_expiry(&tokens.access_token)
-            .or_else(|| tokens.expires_in.map(|s| now() + s));
+        let expires_at =
+            oidc::jwt_expiry(&tokens.access_token).or_else(|| tokens.expires_in.map(|s| now() + s));
         Credentials {
             server,
             access_token: tokens.access_token.clone(),

@@ -44,7 +44,10 @@ async fn reachable(ctx: &mut Ctx, name: &str) -> Result<sshconf::Entry, CliError
     }
     Err(CliError::Refused(match (v.state, &v.line) {
         (VesselState::Pending, Some(p)) => {
-            format!("{name} is waiting in line ({}); no SSH yet", render::place(p))
+            format!(
+                "{name} is waiting in line ({}); no SSH yet",
+                render::place(p)
+            )
         }
         (VesselState::Running, _) => format!(
             "{name} runs, but its SSH access is shown only to its owner ({})",
@@ -86,7 +89,9 @@ pub async fn ssh(
     }
     // ssh takes over this process: its terminal, its exit code.
     let err = cmd.exec();
-    Err(CliError::user(format!("cannot run ssh: {err} (install OpenSSH's client)")))
+    Err(CliError::user(format!(
+        "cannot run ssh: {err} (install OpenSSH's client)"
+    )))
 }
 
 pub async fn code(ctx: &mut Ctx, name: &str, identity: Option<PathBuf>) -> Result<(), CliError> {

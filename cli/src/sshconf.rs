@@ -220,8 +220,10 @@ pub fn apply(
             let mut backup = layout.user_config.clone().into_os_string();
             backup.push(".vessel-backup");
             let backup = PathBuf::from(backup);
-            std::fs::copy(&layout.user_config, &backup)
-                .map_err(CliError::io(format!("cannot back up {}", layout.user_config.display())))?;
+            std::fs::copy(&layout.user_config, &backup).map_err(CliError::io(format!(
+                "cannot back up {}",
+                layout.user_config.display()
+            )))?;
             outcome.backup = Some(backup);
         }
         // Keep the user's own permissions on their file.
@@ -290,7 +292,10 @@ mod tests {
         let target = ssh.join("config.d/vessel");
         let config = "# my hosts\nHost lab\n    HostName lab.example.org\n\n# end\n";
         let once = with_include(config, &target, &ssh, home).unwrap();
-        assert_eq!(once, format!("Include /home/a/.ssh/config.d/vessel\n{config}"));
+        assert_eq!(
+            once,
+            format!("Include /home/a/.ssh/config.d/vessel\n{config}")
+        );
         assert_eq!(with_include(&once, &target, &ssh, home), None);
         for present in [
             "Include ~/.ssh/config.d/vessel\n",

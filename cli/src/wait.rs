@@ -40,14 +40,22 @@ pub enum Progress {
     Ready,
     /// It ended without running: why, and whether the orchestrator failed
     /// it (else it was refused: expired, cancelled).
-    Ended { why: String, failed: bool },
+    Ended {
+        why: String,
+        failed: bool,
+    },
 }
 
 pub fn progress(v: &VesselView) -> Progress {
     match v.state {
         VesselState::Requested => Progress::Going(format!("{}: requested", v.name)),
         VesselState::Pending => Progress::Going(match &v.line {
-            Some(p) => format!("{}: waiting in line for {}: {}", v.name, v.queue, render::place(p)),
+            Some(p) => format!(
+                "{}: waiting in line for {}: {}",
+                v.name,
+                v.queue,
+                render::place(p)
+            ),
             None => format!("{}: waiting in line for {}", v.name, v.queue),
         }),
         VesselState::Provisioning => Progress::Going(format!(
@@ -56,7 +64,9 @@ pub fn progress(v: &VesselView) -> Progress {
             v.host.as_deref().unwrap_or("its host")
         )),
         VesselState::Running if v.ssh.is_some() => Progress::Ready,
-        VesselState::Running => Progress::Going(format!("{}: running; waiting for its SSH access", v.name)),
+        VesselState::Running => {
+            Progress::Going(format!("{}: running; waiting for its SSH access", v.name))
+        }
         VesselState::Failed | VesselState::Lost => Progress::Ended {
             why: format!(
                 "{} {}: {}",
@@ -232,19 +242,37 @@ mod tests {
                 "since": "2026-11-29T10:00:00Z", "gives_up_at": "2026-11-30T10:00:00Z" } }),
         );
         match progress(&waiting) {
-            Progress::Going(l) => assert!(l.contains("position 2 of 3 — no host has 1 free GPU"), "{l}"),
+            Progress::Going(l) => assert!(
+                l.contains("position 2 of 3 — no host has 1 free GPU"),
+                "{l}"
+            ),
             other => panic!("{other:?}"),
         }
-        let placed = vessel("provisioning", serde_json::json!({ "host": "gpu-1", "gpu_uuids": ["GPU-1"] }));
-        assert_eq!(placement(&placed).unwrap(), "train: placed on gpu-1 (GPUs GPU-1)");
+        let placed = vessel(
+            "provisioning",
+            serde_json::json!({ "host": "gpu-1", "gpu_uuids": ["GPU-1"] }),
+        );
+        assert_eq!(
+            placement(&placed).unwrap(),
+            "train: placed on gpu-1 (GPUs GPU-1)"
+        );
         assert!(placement(&waiting).is_none());
         assert!(matches!(progress(&placed), Progress::Going(l) if l.contains("starting on gpu-1")));
         let failed = vessel("failed", serde_json::json!({ "reason": "image missing" }));
         assert_eq!(
             progress(&failed),
-            Progress::Ended { why: "train failed: image missing".into(), failed: true }
+            Progress::Ended {
+                why: "train failed: image missing".into(),
+                failed: true
+            }
         );
-        assert!(matches!(progress(&vessel("expired", serde_json::json!({}))), Progress::Ended { failed: false, .. }));
-        assert!(matches!(progress(&vessel("running", serde_json::json!({}))), Progress::Going(_)));
+        assert!(matches!(
+            progress(&vessel("expired", serde_json::json!({}))),
+            Progress::Ended { failed: false, .. }
+        ));
+        assert!(matches!(
+            progress(&vessel("running", serde_json::json!({}))),
+            Progress::Going(_)
+        ));
     }
 }

@@ -715,7 +715,10 @@ impl Config {
             ));
         }
         if !cli.scopes.iter().any(|s| s == "openid")
-            || cli.scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace))
+            || cli
+                .scopes
+                .iter()
+                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
         {
             return Err(invalid(
                 "cli.scopes",
@@ -1071,13 +1074,28 @@ MCowBQYDK2VwAyEAV7hCdPe+3zliZ9BQx4XoFmzxqGAqArfQV0DHAPmsbuc=
         let oidc = "[[auth.oidc]]\nissuer = \"https://id.lab/\"\naudience = \"vessel\"\n\
                     jwks_url = \"https://id.lab/jwks\"\nallowed_clients = [\"vessel-cli\"]\n";
         let with = |cli: &str| format!("{MINIMAL}\n{oidc}[cli]\n{cli}");
-        let ok = Config::from_toml_str(&with("issuer = \"https://id.lab/\"\nclient_id = \"vessel-cli\"")).unwrap();
+        let ok = Config::from_toml_str(&with(
+            "issuer = \"https://id.lab/\"\nclient_id = \"vessel-cli\"",
+        ))
+        .unwrap();
         assert_eq!(ok.cli.unwrap().scopes, ["openid"]);
         for (cli, key) in [
-            ("issuer = \"https://other/\"\nclient_id = \"vessel-cli\"", "cli.issuer:"),
-            ("issuer = \"https://id.lab/\"\nclient_id = \"someone-else\"", "cli.client_id:"),
-            ("issuer = \"https://id.lab/\"\nclient_id = \"vessel cli\"", "cli.client_id:"),
-            ("issuer = \"https://id.lab/\"\nclient_id = \"vessel-cli\"\nscopes = [\"email\"]", "cli.scopes:"),
+            (
+                "issuer = \"https://other/\"\nclient_id = \"vessel-cli\"",
+                "cli.issuer:",
+            ),
+            (
+                "issuer = \"https://id.lab/\"\nclient_id = \"someone-else\"",
+                "cli.client_id:",
+            ),
+            (
+                "issuer = \"https://id.lab/\"\nclient_id = \"vessel cli\"",
+                "cli.client_id:",
+            ),
+            (
+                "issuer = \"https://id.lab/\"\nclient_id = \"vessel-cli\"\nscopes = [\"email\"]",
+                "cli.scopes:",
+            ),
         ] {
             let err = Config::from_toml_str(&with(cli)).unwrap_err().to_string();
             assert!(err.starts_with(key), "{cli}: {err}");

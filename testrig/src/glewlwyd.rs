@@ -247,10 +247,7 @@ impl Glewlwyd {
             .send()
             .await?;
         anyhow::ensure!(grant.status() == 200, "granting: {}", grant.status());
-        let url = format!(
-            "{}/api/oidc/device?code={user_code}&g_continue",
-            self.base
-        );
+        let url = format!("{}/api/oidc/device?code={user_code}&g_continue", self.base);
         let resp = self.http.get(url).header("cookie", &cookie).send().await?;
         let location = resp
             .headers()
@@ -300,19 +297,23 @@ impl Glewlwyd {
     /// Waits until the discovery document answers (the plugin is loaded).
     pub async fn ready(&self) -> Result<()> {
         let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        eventually("glewlwyd's discovery document", Duration::from_secs(15), || {
-            let url = url.clone();
-            async move {
-                let ok = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .map(|r| r.status() == 200)
-                    .unwrap_or(false);
-                Ok(ok.then_some(()))
-            }
-        })
+        eventually(
+            "glewlwyd's discovery document",
+            Duration::from_secs(15),
+            || {
+                let url = url.clone();
+                async move {
+                    let ok = self
+                        .http
+                        .get(&url)
+                        .send()
+                        .await
+                        .map(|r| r.status() == 200)
+                        .unwrap_or(false);
+                    Ok(ok.then_some(()))
+                }
+            },
+        )
         .await
     }
 
@@ -324,7 +325,11 @@ impl Glewlwyd {
             .json(&json!({ "username": username, "password": password }))
             .send()
             .await?;
-        anyhow::ensure!(resp.status() == 200, "signing in {username}: {}", resp.status());
+        anyhow::ensure!(
+            resp.status() == 200,
+            "signing in {username}: {}",
+            resp.status()
+        );
         let cookie = resp
             .headers()
             .get("set-cookie")
@@ -375,7 +380,11 @@ fn init_database(db: &PathBuf) -> Result<()> {
         .context("cannot run sqlite3 (scripts/ensure-rig.sh installs it)")?;
     {
         use std::io::Write;
-        child.stdin.take().context("stdin")?.write_all(sql.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(sql.as_bytes())?;
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {

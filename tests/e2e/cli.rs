@@ -30,8 +30,14 @@ impl Desk {
         std::fs::create_dir_all(&ssh)?;
         std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))?;
         std::fs::copy(&rig.user_key, ssh.join("id_ed25519"))?;
-        std::fs::copy(rig.user_key.with_extension("pub"), ssh.join("id_ed25519.pub"))?;
-        std::fs::set_permissions(ssh.join("id_ed25519"), std::fs::Permissions::from_mode(0o600))?;
+        std::fs::copy(
+            rig.user_key.with_extension("pub"),
+            ssh.join("id_ed25519.pub"),
+        )?;
+        std::fs::set_permissions(
+            ssh.join("id_ed25519"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
         Ok(Desk { home })
     }
 
@@ -123,7 +129,13 @@ fn idp_dir() -> Result<PathBuf> {
 /// `vessel login` by the device grant: reads the code the CLI prints,
 /// enters it as `user` would in the browser, and waits for the CLI to
 /// finish. Returns what it printed.
-async fn sign_in(desk: &Desk, rig: &Rig, idp: &Glewlwyd, user: &str, password: &str) -> Result<String> {
+async fn sign_in(
+    desk: &Desk,
+    rig: &Rig,
+    idp: &Glewlwyd,
+    user: &str,
+    password: &str,
+) -> Result<String> {
     let mut child = desk
         .command(&["login", "--server", &rig.url(""), "--no-browser"])?
         .stderr(Stdio::piped())
@@ -166,7 +178,10 @@ fn tokens_of(stored: &Value) -> Vec<String> {
 
 fn assert_no_token(tokens: &[String], output: &str, what: &str) {
     for t in tokens {
-        assert!(!output.contains(t.as_str()), "{what} printed a token:\n{output}");
+        assert!(
+            !output.contains(t.as_str()),
+            "{what} printed a token:\n{output}"
+        );
     }
 }
 
@@ -203,11 +218,20 @@ async fn a_researcher_signs_in_waits_in_line_and_logs_in_with_the_pinned_key() -
     let bob = rig.researcher("bob");
     rig.add_key(&bob).await?;
     let first = rig
-        .launch(&bob, json!({ "queue": "3090", "gpus": 1, "cpus": 1, "memory": "256M" }))
+        .launch(
+            &bob,
+            json!({ "queue": "3090", "gpus": 1, "cpus": 1, "memory": "256M" }),
+        )
         .await?;
     let mut create = desk
         .command(&[
-            "create", "gpu=1", "queue=3090", "cpu=1", "mem=256M", "name=train", "--wait",
+            "create",
+            "gpu=1",
+            "queue=3090",
+            "cpu=1",
+            "mem=256M",
+            "name=train",
+            "--wait",
         ])?
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -229,7 +253,10 @@ async fn a_researcher_signs_in_waits_in_line_and_logs_in_with_the_pinned_key() -
         anyhow::bail!("ended")
     })
     .await;
-    assert!(matches!(waiting, Ok(Ok(()))), "no place in line shown: {seen:#?}");
+    assert!(
+        matches!(waiting, Ok(Ok(()))),
+        "no place in line shown: {seen:#?}"
+    );
 
     rig.kill(&bob, first["id"].as_str().unwrap()).await?;
     let status = tokio::time::timeout(Duration::from_secs(90), async {
@@ -266,7 +293,10 @@ async fn a_researcher_signs_in_waits_in_line_and_logs_in_with_the_pinned_key() -
         .await?;
     desk.ok(&["config-ssh"]).await?;
     let file = std::fs::read_to_string(desk.home.join(".ssh/config.d/vessel"))?;
-    assert!(!file.contains("Host train"), "an ended vessel's block stayed:\n{file}");
+    assert!(
+        !file.contains("Host train"),
+        "an ended vessel's block stayed:\n{file}"
+    );
 
     let stored = desk.stored()?;
     for args in [&["ls"][..], &["whoami"], &["show", "train"]] {
@@ -303,9 +333,11 @@ async fn an_expired_access_token_is_renewed_and_a_revoked_sign_in_asks_to_log_in
     sign_in(&desk, &rig, &idp, "dana", "dana-pw").await?;
     let before = desk.stored()?;
     let expiry = before["expires_at"].as_u64().context("an expiry")?;
-    eventually("the first access token to expire", Duration::from_secs(30), || async {
-        Ok((now() > expiry).then_some(()))
-    })
+    eventually(
+        "the first access token to expire",
+        Duration::from_secs(30),
+        || async { Ok((now() > expiry).then_some(())) },
+    )
     .await?;
     desk.ok(&["whoami"]).await?;
     let after = desk.stored()?;
@@ -353,7 +385,8 @@ async fn config_ssh_adds_one_include_line_changes_nothing_twice_and_drops_ended_
     std::fs::set_permissions(&user_config, std::fs::Permissions::from_mode(0o644))?;
 
     desk.ok(&["keys", "add"]).await?;
-    desk.ok(&["create", "queue=cpu", "name=nb", "--wait"]).await?;
+    desk.ok(&["create", "queue=cpu", "name=nb", "--wait"])
+        .await?;
     desk.ok(&["config-ssh"]).await?;
     let vessel_file = desk.home.join(".ssh/config.d/vessel");
     let after_first = std::fs::read_to_string(&user_config)?;
@@ -372,7 +405,10 @@ async fn config_ssh_adds_one_include_line_changes_nothing_twice_and_drops_ended_
 
     // Twice: nothing changes, not even a timestamp.
     let stamp = |p: &Path| -> Result<(String, SystemTime)> {
-        Ok((std::fs::read_to_string(p)?, std::fs::metadata(p)?.modified()?))
+        Ok((
+            std::fs::read_to_string(p)?,
+            std::fs::metadata(p)?.modified()?,
+        ))
     };
     let known = desk.home.join(".ssh/config.d/vessel.known_hosts");
     let files = [user_config.clone(), vessel_file.clone(), known.clone()];
@@ -442,7 +478,10 @@ async fn the_cli_reads_create_as_the_bot_does() -> Result<()> {
                 let said = String::from_utf8_lossy(&out.stderr);
                 assert!(said.contains(&b.message), "{input}: {said}");
             }
-            (bot, cli) => panic!("{input}: the bot says {bot:?}, the CLI {:?}", cli.map_err(|e| e.to_string())),
+            (bot, cli) => panic!(
+                "{input}: the bot says {bot:?}, the CLI {:?}",
+                cli.map_err(|e| e.to_string())
+            ),
         }
     }
 
@@ -468,7 +507,10 @@ async fn the_cli_reads_create_as_the_bot_does() -> Result<()> {
     ]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{said}");
-    assert!(said.contains("http://127.0.0.1:9/v1/me") && said.contains("refused"), "{said}");
+    assert!(
+        said.contains("http://127.0.0.1:9/v1/me") && said.contains("refused"),
+        "{said}"
+    );
     let _ = std::fs::remove_dir_all(&home);
     Ok(())
 }
