@@ -125,6 +125,10 @@ pub async fn follow(ctx: &mut Ctx, mut v: VesselView) -> Result<VesselView, CliE
         last: String::new(),
     };
     let id = v.id.to_string();
+    // Registered before the first line is shown, so a Ctrl-C at any point
+    // reaches the question rather than ending the process.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(CliError::io("cannot watch for Ctrl-C"))?;
     let mut placed = false;
     loop {
         if !placed && v.state.is_live() {
@@ -158,7 +162,7 @@ pub async fn follow(ctx: &mut Ctx, mut v: VesselView) -> Result<VesselView, CliE
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 screen.done();
                 return interrupted(ctx, &v).await;
             }

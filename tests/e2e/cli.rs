@@ -283,6 +283,51 @@ async fn a_researcher_signs_in_waits_in_line_and_logs_in_with_the_pinned_key() -
     assert_eq!(desk.plain_ssh("train", "id -un")?.trim(), "alice");
     desk.ok(&["ssh", "train", "--", "true"]).await?;
 
+    // Ctrl-C while waiting, with no terminal to ask on: the request stays
+    // in line and the CLI says how to cancel it; `kill` cancels it.
+    let mut later = desk
+        .command(&[
+            "create",
+            "gpu=1",
+            "queue=3090",
+            "cpu=1",
+            "mem=256M",
+            "name=later",
+            "--wait",
+        ])?
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(later.stderr.take().context("stderr")?).lines();
+    let mut said = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            said.push(line.clone());
+            if line.contains("later: waiting in line") {
+                return anyhow::Ok(());
+            }
+        }
+        anyhow::bail!("ended: {said:?}")
+    })
+    .await??;
+    run("kill", &["-INT", &later.id().context("pid")?.to_string()])?;
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await? {
+            said.push(line);
+        }
+        anyhow::Ok(later.wait().await?)
+    })
+    .await??;
+    assert_eq!(status.code(), Some(2), "{said:#?}");
+    assert!(
+        said.iter().any(|l| l.contains("it is still requested")),
+        "{said:#?}"
+    );
+    let still: Value = serde_json::from_str(&desk.ok(&["show", "later", "--json"]).await?)?;
+    assert_eq!(still["state"], "pending", "{still}");
+    let cancelled = desk.ok(&["kill", "later"]).await?;
+    assert!(cancelled.contains("later is cancelled"), "{cancelled}");
+
     let listed: Value = serde_json::from_str(&desk.ok(&["ls", "--json"]).await?)?;
     assert_eq!(listed["vessels"][0]["name"], "train", "{listed}");
     let killed = desk.ok(&["kill", "train"]).await?;
