@@ -339,15 +339,16 @@ async fn create(ctx: &mut Ctx, c: &args::Create) -> Result<(), CliError> {
         ctx.show(&ran, |_| String::new());
         return Ok(());
     }
-    let layout = sshconf::Layout::new(None)?;
     let identity = crate::ssh::identity(None)?;
     if let Some(entry) = sshconf::Entry::of(&ran) {
+        // Its own known-hosts file, so the block works pasted anywhere.
+        let known = crate::ssh::pin(&entry)?;
         println!(
-            "\n# SSH config for {name} (host key pinned; `vessel config-ssh` keeps it in {file}):\n{block}\n# known_hosts:\n{known}\n\nLog in: vessel ssh {name}    VS Code: vessel code {name}",
+            "\n# SSH config for {name} (host key pinned; `vessel config-ssh` keeps every running vessel's in ~/.ssh/config.d/vessel):\n{block}\n# known_hosts ({known}):\n{line}\n\nLog in: vessel ssh {name}    VS Code: vessel code {name}",
             name = ran.name,
-            file = layout.file.display(),
-            block = sshconf::block(&entry, &layout.known_hosts, identity.as_deref()).trim_end(),
-            known = entry.known_hosts,
+            block = sshconf::block(&entry, &known, identity.as_deref()).trim_end(),
+            known = known.display(),
+            line = entry.known_hosts,
         );
     }
     Ok(())

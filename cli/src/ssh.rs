@@ -36,6 +36,17 @@ pub fn identity(given: Option<PathBuf>) -> Result<Option<PathBuf>, CliError> {
     Ok(default.is_file().then_some(default))
 }
 
+/// Writes the vessel's known-hosts line to a file of its own and returns
+/// it. One file per vessel, rewritten each time: a vessel's address may
+/// have been another's, so no old line may vouch for it.
+pub fn pin(entry: &sshconf::Entry) -> Result<PathBuf, CliError> {
+    let dir = paths::config_dir()?.join("known_hosts.d");
+    paths::private_dir(&dir)?;
+    let known = dir.join(&entry.alias);
+    paths::write_private(&known, format!("{}\n", entry.known_hosts).as_bytes(), 0o600)?;
+    Ok(known)
+}
+
 /// The running vessel's entry, or why there is none.
 async fn reachable(ctx: &mut Ctx, name: &str) -> Result<sshconf::Entry, CliError> {
     let v = ctx.vessel(name).await?;
@@ -65,12 +76,7 @@ pub async fn ssh(
 ) -> Result<(), CliError> {
     let entry = reachable(ctx, name).await?;
     let identity = self::identity(identity)?;
-    // One file per vessel, rewritten each time: a vessel's address may
-    // have been another's, so no old line may vouch for it.
-    let dir = paths::config_dir()?.join("known_hosts.d");
-    paths::private_dir(&dir)?;
-    let known = dir.join(&entry.alias);
-    paths::write_private(&known, format!("{}\n", entry.known_hosts).as_bytes(), 0o600)?;
+    let known = pin(&entry)?;
     let mut cmd = std::process::Command::new("ssh");
     for (k, v) in sshconf::host_options(&known, identity.as_deref()) {
         cmd.arg("-o").arg(format!("{k}={v}"));

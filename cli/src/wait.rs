@@ -208,7 +208,7 @@ async fn interrupted(ctx: &mut Ctx, v: &VesselView) -> Result<VesselView, CliErr
         .await
         .map_err(|e| from_client(format!("cannot cancel {}", v.name), e))?;
     Err(CliError::Refused(format!(
-        "{} is {}: cancelled at your request",
+        "{} is {}, at your request",
         killed.name,
         if killed.state == VesselState::Buried {
             "cancelled"
