@@ -74,7 +74,7 @@ pub enum Command {
     Keys(Keys),
     /// The waiting line of every queue.
     Queue,
-    /// The fleet: hosts, GPUs, queues (admins: `fleet queue`).
+    /// The fleet: hosts and GPUs; `fleet queue` per-queue totals; `fleet front VESSEL` (admins).
     Fleet(Fleet),
     /// Take no new vessels on a host (admins).
     Drain { host: String },
@@ -167,4 +167,6 @@ pub struct Fleet {
 pub enum FleetView {
     /// Per-queue totals: free and used GPUs, cores, memory, waiting.
     Queue,
+    /// Move a waiting request to the front of its queue's line (admins).
+    Front { vessel: String },
 }

@@ -245,16 +245,26 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Fleet(f) => {
             let token = ctx.token().await?;
+            if let Some(args::FleetView::Front { vessel }) = &f.view {
+                let v = match ctx.client.to_front(&token, vessel).await {
+                    Ok(v) => v,
+                    Err(e) => return Err(ctx.about(vessel, "cannot move it", e).await),
+                };
+                ctx.show(&v, |v| match &v.line {
+                    Some(p) => format!("{} is now {}\n", v.name, render::place(p)),
+                    None => format!("{} is {}\n", v.name, v.state),
+                });
+                return Ok(());
+            }
             let fleet = ctx
                 .client
                 .fleet(&token)
                 .await
                 .map_err(|e| from_client("cannot read the fleet", e))?;
-            match f.view {
-                None => ctx.show(&fleet, render::fleet),
-                Some(args::FleetView::Queue) => {
-                    ctx.show(&fleet.queues, |_| render::fleet_queues(&fleet))
-                }
+            if f.view.is_some() {
+                ctx.show(&fleet.queues, |_| render::fleet_queues(&fleet));
+            } else {
+                ctx.show(&fleet, render::fleet);
             }
             Ok(())
         }

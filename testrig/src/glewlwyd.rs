@@ -29,6 +29,8 @@ const CONFIG_TEMPLATE: &str = "/etc/glewlwyd/glewlwyd.conf";
 
 pub struct Glewlwyd {
     child: Child,
+    /// Its database, key and log; removed with it.
+    dir: PathBuf,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     /// The OIDC issuer (`{base}/api/oidc`).
@@ -41,6 +43,11 @@ impl Drop for Glewlwyd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The directory it was given, if nothing else is in it.
+        if let Some(parent) = self.dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
 
@@ -60,11 +67,12 @@ impl Glewlwyd {
         let dir = dir.join("glewlwyd");
         std::fs::create_dir_all(&dir)?;
         let db = dir.join("glewlwyd.sqlite");
-        init_database(&db)?;
         // Another process may take the port between our probe and the
-        // bind: try a few.
+        // bind: try a few (a failed attempt takes its directory along).
         let mut last = None;
         for _ in 0..3 {
+            std::fs::create_dir_all(&dir)?;
+            init_database(&db)?;
             match Glewlwyd::launch(&dir, &db).await {
                 Ok(mut idp) => {
                     idp.configure(&dir, access_token_secs).await?;
@@ -116,6 +124,7 @@ impl Glewlwyd {
             .build()?;
         let mut idp = Glewlwyd {
             child,
+            dir: dir.to_path_buf(),
             issuer: format!("{base}/api/oidc"),
             base,
             http,

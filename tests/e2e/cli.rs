@@ -463,6 +463,20 @@ async fn config_ssh_adds_one_include_line_changes_nothing_twice_and_drops_ended_
     let after: Vec<_> = files.iter().map(|f| stamp(f)).collect::<Result<_>>()?;
     assert_eq!(before, after, "a second run changed a file");
 
+    // Every read answers, in JSON where asked; an admin's verb is refused
+    // (exit 2) to a researcher.
+    let fleet: Value = serde_json::from_str(&desk.ok(&["fleet", "--json"]).await?)?;
+    assert_eq!(fleet["hosts"][0]["name"], "cpu-1", "{fleet}");
+    let line: Value = serde_json::from_str(&desk.ok(&["queue", "--json"]).await?)?;
+    assert!(line["queues"].is_object(), "{line}");
+    assert!(desk.ok(&["fleet", "queue"]).await?.contains("cpu"));
+    let keys: Value = serde_json::from_str(&desk.ok(&["keys", "ls", "--json"]).await?)?;
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1), "{keys}");
+    for admin_only in [&["drain", "cpu-1"][..], &["fleet", "front", "nb"]] {
+        let out = desk.run(admin_only).await?;
+        assert_eq!(out.status.code(), Some(2), "{admin_only:?}: {out:?}");
+    }
+
     // An unknown vessel: its name and what exists, exit 3.
     let out = desk.run(&["show", "nope"]).await?;
     let said = String::from_utf8_lossy(&out.stderr);
