@@ -26,7 +26,10 @@ fi
 # (OAuth 2 / OpenID Connect with the device grant), on SQLite.
 if ! command -v glewlwyd >/dev/null 2>&1 || ! command -v sqlite3 >/dev/null 2>&1; then
   echo "glewlwyd, sqlite3: installing"
+  apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q glewlwyd sqlite3 >/dev/null
+  # Tests start their own, each on its own port and database.
+  service glewlwyd stop >/dev/null 2>&1 || true
 fi
 scripts/build-images.sh
 
