@@ -6,6 +6,13 @@ use vessel_cli::args::Cli;
 use vessel_cli::error::{chain, CliError, Exit};
 
 fn main() {
+    // Rust ignores SIGPIPE, which turns a closed pipe into a panic in
+    // `println!`; a command-line tool should just stop.
+    // SAFETY: called first, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
