@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the system and its tests need on this machine, idempotently and
 # fail-fast: the Docker engine, Postgres, Prometheus (the tests start their
-# own), the SSH client (the tests make keys and log in), and the images.
+# own), the SSH client (the tests make keys and log in), Glewlwyd (the
+# identity provider of the sign-in tests), and the images.
 # A second run only checks (about a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,15 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
   echo "openssl: installing"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >/dev/null
+fi
+# The sign-in tests run a real identity provider: Debian's Glewlwyd
+# (OAuth 2 / OpenID Connect with the device grant), on SQLite.
+if ! command -v glewlwyd >/dev/null 2>&1 || ! command -v sqlite3 >/dev/null 2>&1; then
+  echo "glewlwyd, sqlite3: installing"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q glewlwyd sqlite3 >/dev/null
+  # Tests start their own, each on its own port and database.
+  service glewlwyd stop >/dev/null 2>&1 || true
 fi
 scripts/build-images.sh
 

@@ -98,6 +98,9 @@ hosts_file = "hosts.toml"
 service_public_key = { file = "$STATE/keys/service.pub" }
 # The console's user is this fleet's admin (vessel-bot console --admin).
 admins = ["console:$ME"]
+# The demo's CLI signs in with a printed token (no identity provider):
+# let it last a working day.
+max_token_ttl = "12h"
 [conductor]
 workers = 4
 [queues.3090]
@@ -120,7 +123,7 @@ private_key = { file = "$STATE/keys/service.key" }
 TOML
 
 echo "== orchestrator"
-cargo build -q -p vessel-orchestrator -p vessel-bot
+cargo build -q -p vessel-orchestrator -p vessel-bot -p vessel-cli
 BIN=$ROOT/target/debug/vessel-orchestrator
 if [ -f "$STATE/orchestrator.pid" ] && kill -0 "$(cat "$STATE/orchestrator.pid")" 2>/dev/null; then
   kill "$(cat "$STATE/orchestrator.pid")"; sleep 1
@@ -161,6 +164,19 @@ The API: export TOKEN=\$($BIN --config $STATE/vessel.toml token console:$ME --ke
   curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels
   curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/fleet
   curl -X DELETE -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels/demo
+MSG
+
+# The CLI's way in for the demo: a token file, private to you.
+(umask 077; "$BIN" --config "$STATE/vessel.toml" token "console:$ME" --key "$STATE/keys/service.key" > "$STATE/cli.token")
+cat <<MSG
+The CLI, next to the console (the same requests from your shell; single
+sign-on replaces the token file where an identity provider is configured):
+
+  alias vessel=$ROOT/target/debug/vessel
+  vessel login --server http://127.0.0.1:$PORT --token-file $STATE/cli.token
+  vessel keys add $USER_KEY.pub    (already registered; the CLI learns which key to log in with)
+  vessel ls · vessel create gpu=1 queue=3090 --wait · vessel ssh demo · vessel config-ssh
+
 MSG
 
 CONSOLE="$ROOT/target/debug/vessel-bot --config $STATE/vessel-bot.toml console --as $ME"

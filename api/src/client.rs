@@ -15,6 +15,7 @@ use crate::error::{ErrorBody, ErrorCode};
 use crate::events::EventBatch;
 use crate::fleet::{FleetStatus, HostChange};
 use crate::line::{Limits, Line, SetLimits};
+use crate::signin::SignInConfig;
 use crate::units::Span;
 use crate::users::{AddKey, KeyAdded, KeyList, Me, SetUser, UserView};
 use crate::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView};
@@ -177,6 +178,38 @@ impl Client {
             status: status.as_u16(),
             body,
         })
+    }
+
+    /// Where to sign in (public: no token). None when the orchestrator has
+    /// no single sign-on for the CLI.
+    pub async fn sign_in_config(&self) -> Result<Option<SignInConfig>, ClientError> {
+        let url = self.url(&["v1", "auth", "config"], None);
+        let transport = |source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        };
+        let resp = self.http.get(url.clone()).send().await.map_err(transport)?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(transport)?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                body: serde_json::from_str(&text).unwrap_or_else(|_| ErrorBody {
+                    error: ErrorCode::Internal,
+                    message: format!("the orchestrator answered {status}"),
+                    field: None,
+                }),
+            });
+        }
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|source| ClientError::Decode {
+                url: url.to_string(),
+                source,
+            })
     }
 
     pub async fn me(&self, token: &str) -> Result<Me, ClientError> {

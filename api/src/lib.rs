@@ -15,6 +15,7 @@ pub mod grammar;
 pub mod line;
 pub mod names;
 pub mod perm;
+pub mod signin;
 pub mod units;
 pub mod users;
 pub mod vessels;

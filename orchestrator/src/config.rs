@@ -68,6 +68,27 @@ pub struct Config {
     pub reconciler: ReconcilerConfig,
     #[serde(default)]
     pub line: LineConfig,
+    /// Single sign-on for the `vessel` CLI, published unauthenticated at
+    /// `GET /v1/auth/config`.
+    pub cli: Option<CliConfig>,
+}
+
+/// Where the `vessel` CLI signs people in: one of the `[[auth.oidc]]`
+/// issuers, by the device grant, as a client registered there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliConfig {
+    /// Exactly one `auth.oidc[*].issuer`: its tokens are the ones accepted.
+    pub issuer: String,
+    /// The CLI's (public) client id at the issuer.
+    pub client_id: String,
+    /// What the CLI asks for; `openid` at least.
+    #[serde(default = "default_cli_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_cli_scopes() -> Vec<String> {
+    vec!["openid".into()]
 }
 
 /// The waiting line, fleet-wide; per-queue rules are in `[queues.*]`.
@@ -650,7 +671,61 @@ impl Config {
             self.validate_host(&key, host)?;
         }
         self.validate_pools()?;
+        self.validate_cli()?;
         self.validate_listen()
+    }
+
+    /// The CLI must be sent to an issuer whose tokens this orchestrator
+    /// takes, as a client it accepts: else every login ends in a 401.
+    fn validate_cli(&self) -> Result<(), ConfigError> {
+        let Some(cli) = &self.cli else {
+            return Ok(());
+        };
+        let Some(oidc) = self.auth.oidc.iter().find(|o| o.issuer == cli.issuer) else {
+            return Err(invalid(
+                "cli.issuer",
+                format!(
+                    "`{}` is none of the [[auth.oidc]] issuers; the CLI's tokens would be refused",
+                    cli.issuer
+                ),
+            ));
+        };
+        if !(cli.issuer.starts_with("https://") || cli.issuer.starts_with("http://127.")) {
+            return Err(invalid(
+                "cli.issuer",
+                "must be https (plain http only on loopback)",
+            ));
+        }
+        let id_ok = !cli.client_id.is_empty()
+            && cli.client_id.len() <= 255
+            && cli.client_id.chars().all(|c| c.is_ascii_graphic());
+        if !id_ok {
+            return Err(invalid(
+                "cli.client_id",
+                "must be the client id registered at the issuer (printable, no spaces)",
+            ));
+        }
+        if !oidc.allowed_clients.is_empty() && !oidc.allowed_clients.contains(&cli.client_id) {
+            return Err(invalid(
+                "cli.client_id",
+                format!(
+                    "`{}` is not in the issuer's allowed_clients; the CLI's tokens would be refused",
+                    cli.client_id
+                ),
+            ));
+        }
+        if !cli.scopes.iter().any(|s| s == "openid")
+            || cli
+                .scopes
+                .iter()
+                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "cli.scopes",
+                "a list of scope names that includes `openid`",
+            ));
+        }
+        Ok(())
     }
 
     /// Plain HTTP only on loopback unless the operator says TLS ends in
@@ -992,6 +1067,39 @@ MCowBQYDK2VwAyEAV7hCdPe+3zliZ9BQx4XoFmzxqGAqArfQV0DHAPmsbuc=
         );
         let err = Config::from_toml_str(&robot_admin).unwrap_err().to_string();
         assert!(err.starts_with("auth.machines.prometheus:"), "{err}");
+    }
+
+    #[test]
+    fn the_cli_table_must_name_a_trusted_issuer_and_an_accepted_client() {
+        let oidc = "[[auth.oidc]]\nissuer = \"https://id.lab/\"\naudience = \"vessel\"\n\
+                    jwks_url = \"https://id.lab/jwks\"\nallowed_clients = [\"vessel-cli\"]\n";
+        let with = |cli: &str| format!("{MINIMAL}\n{oidc}[cli]\n{cli}");
+        let ok = Config::from_toml_str(&with(
+            "issuer = \"https://id.lab/\"\nclient_id = \"vessel-cli\"",
+        ))
+        .unwrap();
+        assert_eq!(ok.cli.unwrap().scopes, ["openid"]);
+        for (cli, key) in [
+            (
+                "issuer = \"https://other/\"\nclient_id = \"vessel-cli\"",
+                "cli.issuer:",
+            ),
+            (
+                "issuer = \"https://id.lab/\"\nclient_id = \"someone-else\"",
+                "cli.client_id:",
+            ),
+            (
+                "issuer = \"https://id.lab/\"\nclient_id = \"vessel cli\"",
+                "cli.client_id:",
+            ),
+            (
+                "issuer = \"https://id.lab/\"\nclient_id = \"vessel-cli\"\nscopes = [\"email\"]",
+                "cli.scopes:",
+            ),
+        ] {
+            let err = Config::from_toml_str(&with(cli)).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{cli}: {err}");
+        }
     }
 
     /// A `[[hosts]]` table with a direct network; `network` is the rest of

@@ -6,10 +6,12 @@
 //! A dev-only crate so the end-to-end tests (`tests/e2e`) and the benches
 //! (`bench/`) share one rig instead of including its source by path. The
 //! fakes of the outside services live next to it: [`fake_slack`],
-//! [`fake_tailnet`] and the metrics side in [`prometheus`].
+//! [`fake_tailnet`] and the metrics side in [`prometheus`]; the identity
+//! provider is a real one, [`glewlwyd`].
 
 pub mod fake_slack;
 pub mod fake_tailnet;
+pub mod glewlwyd;
 pub mod prometheus;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use vessel_orchestrator::api::auth::perm::*;
-use vessel_orchestrator::api::ROUTES;
+use vessel_orchestrator::api::{PUBLIC, ROUTES};
 
 use crate::rig::{gpu_host, Options, Rig};
 
@@ -79,7 +79,11 @@ async fn every_route_answers_every_role_as_the_table_says() -> anyhow::Result<()
         }
     }
     assert_eq!(checked, ROUTES.len() * roles.len());
-    // Health is the one open door.
+    // The open doors: health, and where to sign in (404 here: the rig
+    // configures no single sign-on; never 401).
+    assert_eq!(PUBLIC, ["/health", "/v1/auth/config"]);
     assert_eq!(http.get(rig.url("/health")).send().await?.status(), 200);
+    let sign_in = http.get(rig.url("/v1/auth/config")).send().await?;
+    assert_eq!(sign_in.status(), 404, "{:?}", sign_in.text().await);
     Ok(())
 }

@@ -269,14 +269,7 @@ impl OidcIssuer {
         }
         // Only the configured claim: `scope` lists what a client asked for,
         // which a user can choose, so it is never a permission.
-        let perms: Vec<String> = c[&self.config.permissions_claim]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let perms = permissions_in(&c[&self.config.permissions_claim]);
         Ok(Claims {
             sub: c["sub"].as_str().unwrap_or_default().to_string(),
             iss: self.config.issuer.clone(),
@@ -324,6 +317,24 @@ impl OidcIssuer {
             .error_for_status()?
             .json::<JwkSet>()
             .await
+    }
+}
+
+/// The permissions a claim lists: a JSON array (Auth0, Keycloak mappers),
+/// or one string of names separated by commas or spaces (Glewlwyd joins a
+/// multi-valued user property with commas).
+fn permissions_in(claim: &serde_json::Value) -> Vec<String> {
+    match claim {
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect(),
+        serde_json::Value::String(s) => s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -450,5 +461,28 @@ impl FromRequestParts<AppState> for Caller {
             Some(c) => Ok(c.clone()),
             None => Caller::authenticate(&parts.headers, state).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_permissions_claim_is_an_array_or_a_list_in_a_string() {
+        let want = ["vessels:create", "fleet:read"];
+        assert_eq!(
+            permissions_in(&serde_json::json!(["vessels:create", "fleet:read"])),
+            want
+        );
+        assert_eq!(
+            permissions_in(&serde_json::json!("vessels:create,fleet:read")),
+            want
+        );
+        assert_eq!(
+            permissions_in(&serde_json::json!("vessels:create fleet:read")),
+            want
+        );
+        assert!(permissions_in(&serde_json::json!(7)).is_empty());
     }
 }

@@ -1,5 +1,5 @@
-//! The orchestrator's HTTP API (axum, JSON). Every route but `/health`
-//! requires a bearer token, and one table (`ROUTES`) says which permissions
+//! The orchestrator's HTTP API (axum, JSON). Every route but the `PUBLIC`
+//! ones (`/health`, where to sign in) requires a bearer token, and one table (`ROUTES`) says which permissions
 //! open each route; a middleware enforces it before any handler runs.
 //! Handlers add what depends on the target (your own vessel, or any with
 //! `vessels:manage:any`).
@@ -13,6 +13,7 @@ mod fleet;
 mod hosts;
 mod keys;
 mod line;
+mod sign_in;
 mod users;
 mod vessels;
 
@@ -45,6 +46,10 @@ const fn route(method: &'static str, path: &'static str, perms: &'static [&'stat
         perms,
     }
 }
+
+/// The routes anyone may call without a token: health, and where to sign
+/// in (a client needs it before it has a token).
+pub const PUBLIC: &[&str] = &["/health", "/v1/auth/config"];
 
 /// Every authenticated route. Adding a route to the router without a row
 /// here answers 500 (and the route × role test fails), never "open".
@@ -96,7 +101,7 @@ async fn authorize(
     let Some(path) = matched.map(|m| m.as_str().to_owned()) else {
         return next.run(req).await;
     };
-    if path == "/health" {
+    if PUBLIC.contains(&path.as_str()) {
         return next.run(req).await;
     }
     let caller = match auth::Caller::authenticate(req.headers(), &state).await {
@@ -148,6 +153,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/v1/auth/config", get(sign_in::config))
         .route("/metrics", get(crate::metrics::render))
         .route("/v1/me", get(keys::me))
         .route("/v1/me/keys", get(keys::list).post(keys::add))

@@ -1,0 +1,17 @@
+//! `vessel`, the researcher's terminal: a client of the orchestrator's API
+//! (the `vessel-api` contract) with single sign-on by the device grant,
+//! the bot's create grammar, progress while a request waits, and SSH with
+//! pinned host keys (`ssh`, `code`, `config-ssh`).
+
+pub mod args;
+pub mod commands;
+pub mod error;
+pub mod oidc;
+pub mod paths;
+pub mod render;
+pub mod session;
+pub mod ssh;
+pub mod sshconf;
+pub mod wait;
+
+pub use commands::create_request;
