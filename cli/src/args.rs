@@ -107,6 +107,10 @@ pub struct Create {
     /// the SSH config. Ctrl-C asks whether to cancel.
     #[arg(long)]
     pub wait: bool,
+    /// Do not join the line when nothing fits now: refuse at once (exit 2),
+    /// as scripts want.
+    #[arg(long, conflicts_with = "wait")]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -169,4 +173,23 @@ pub enum FleetView {
     Queue,
     /// Move a waiting request to the front of its queue's line (admins).
     Front { vessel: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn create_takes_its_words_and_either_wait_flag() {
+        let cli = Cli::try_parse_from(["vessel", "create", "gpu=2", "queue=3090", "--no-wait"])
+            .expect("parses");
+        let Command::Create(c) = cli.command else {
+            panic!("not a create")
+        };
+        assert_eq!(c.words, ["gpu=2", "queue=3090"]);
+        assert!(c.no_wait && !c.wait);
+        assert!(Cli::try_parse_from(["vessel", "create", "--wait", "--no-wait"]).is_err());
+    }
 }

@@ -19,7 +19,7 @@ use crate::{paths, render, sshconf, wait};
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8700";
 
 pub const CREATE_USAGE: &str =
-    "vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--wait]";
+    "vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--wait | --no-wait]";
 
 /// The create words as the bot reads them: the one shared grammar, its
 /// messages word for word.
@@ -295,7 +295,10 @@ async fn set_host(ctx: &mut Ctx, host: &str, drain: bool) -> Result<(), CliError
 }
 
 async fn create(ctx: &mut Ctx, c: &args::Create) -> Result<(), CliError> {
-    let request = create_request(&c.words)?;
+    let mut request = create_request(&c.words)?;
+    if c.no_wait {
+        request.wait = Some(false);
+    }
     if request.queue.is_none() {
         let token = ctx.token().await?;
         let queues = ctx
