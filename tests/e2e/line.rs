@@ -482,6 +482,15 @@ async fn two_replicas_racing_passes_never_place_twice() -> Result<()> {
     .fetch_one(&rig.db)
     .await?;
     assert_eq!((claims, reservations, events, audits), (4, 4, 4, 4));
+    // The counters the line reads agree with the claims.
+    let (used_gpus, usage_gpus, usage_vessels): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT sum(used_gpus) FROM hosts)::bigint,
+                (SELECT sum(gpus) FROM queue_usage)::bigint,
+                (SELECT sum(vessels) FROM queue_usage)::bigint",
+    )
+    .fetch_one(&rig.db)
+    .await?;
+    assert_eq!((used_gpus, usage_gpus, usage_vessels), (4, 4, 4));
     let positions: Vec<i32> =
         eventually("the places renumbered", Duration::from_secs(10), || async {
             let p: Vec<i32> = sqlx::query_scalar(

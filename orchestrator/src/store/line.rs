@@ -99,16 +99,15 @@ pub async fn waiting(conn: &mut PgConnection, queue: &str) -> Result<Vec<Waiting
 }
 
 /// What each of `owners` holds in the queue: placed vessels, by their
-/// reservations.
+/// reservations (counted by a trigger into `queue_usage`).
 pub async fn usage(
     conn: &mut PgConnection,
     queue: &str,
     owners: &[String],
 ) -> Result<Vec<(String, Usage)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT v.owner_id, coalesce(sum(r.gpus), 0)::bigint AS "gpus!", count(*) AS "vessels!"
-           FROM reservations r JOIN vessels v ON v.id = r.vessel_id
-           WHERE v.queue = $1 AND v.owner_id = ANY($2) GROUP BY v.owner_id"#,
+        r#"SELECT owner_id, gpus::bigint AS "gpus!", vessels::bigint AS "vessels!"
+           FROM queue_usage WHERE queue = $1 AND owner_id = ANY($2)"#,
         queue,
         owners
     )
