@@ -9,7 +9,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use hyper::body::Bytes;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::spec::{self, VesselSpec};
 use super::{init, isolation, ready, Conductor};
@@ -72,27 +72,48 @@ impl Conductor {
     /// step is idempotent: a retry removes what an earlier attempt left.
     pub(crate) async fn provision(&self, v: &VesselRow) -> Result<(), ProvisionError> {
         let (host, spec) = self.placed_on(v)?;
-        let link = self.connect(host, spec).await?;
+        let link = self
+            .connect(host, spec)
+            .instrument(info_span!("connect", %host))
+            .await?;
         let docker = &link.docker;
-        let jupyter_port = inspect_image(docker, host, &v.image).await?;
-        self.ensure_network(host, spec, docker).await?;
+        let jupyter_port = inspect_image(docker, host, &v.image)
+            .instrument(info_span!("inspect_image"))
+            .await?;
+        self.ensure_network(host, spec, docker)
+            .instrument(info_span!("ensure_network"))
+            .await?;
         let name = spec::container_name(&v.id.to_string());
         remove_if_present(docker, &name)
+            .instrument(info_span!("remove_earlier"))
             .await
             .map_err(|e| docker_error(host, "remove an earlier attempt's container", e))?;
 
-        let keys = self.authorized_keys(v).await?;
-        let host_key = HostKey::generate(&format!("vessel-{}", v.name))
-            .map_err(|e| ProvisionError::Permanent(format!("cannot make a host key: {e}")))?;
-        vessels::set_access(&self.db, v.id, &host_key.public_openssh, jupyter_port).await?;
-        let join = self.mint_tailnet_key(v, host, spec).await?;
+        let keys = self
+            .authorized_keys(v)
+            .instrument(info_span!("authorized_keys"))
+            .await?;
+        let host_key = info_span!("host_key").in_scope(|| {
+            HostKey::generate(&format!("vessel-{}", v.name))
+                .map_err(|e| ProvisionError::Permanent(format!("cannot make a host key: {e}")))
+        })?;
+        vessels::set_access(&self.db, v.id, &host_key.public_openssh, jupyter_port)
+            .instrument(info_span!("set_access"))
+            .await?;
+        let join = self
+            .mint_tailnet_key(v, host, spec)
+            .instrument(info_span!("mint_tailnet_key"))
+            .await?;
 
-        self.create_container(docker, host, spec, v, &name).await?;
+        self.create_container(docker, host, spec, v, &name)
+            .instrument(info_span!("create_container"))
+            .await?;
         let archive = init_archive(v, &keys, &host_key, join.as_ref())?;
         upload_and_start(docker, host, &name, archive).await?;
         let address = match &join {
             Some(join) => {
                 self.wait_for_device(v, docker, &name, &join.hostname, &join.key)
+                    .instrument(info_span!("wait_for_device"))
                     .await?
             }
             None => v.address.clone().ok_or_else(|| {
@@ -106,6 +127,7 @@ impl Conductor {
             &host_key.public_openssh,
             self.config.conductor.ready_timeout.duration(),
         )
+        .instrument(info_span!("wait_for_sshd", %address))
         .await
     }
 
@@ -467,10 +489,12 @@ async fn upload_and_start(
     let body = http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(archive)));
     docker
         .upload_to_container(name, Some(options), body)
+        .instrument(info_span!("upload_init"))
         .await
         .map_err(|e| docker_error(host, "upload the init", e))?;
     docker
         .start_container(name, None)
+        .instrument(info_span!("start_container"))
         .await
         .map_err(|e| docker_error(host, "start the container", e))
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
 use futures::StreamExt;
+use tracing::Instrument;
 
 use super::provision::ProvisionError;
 use crate::hosts::ssh::{verify_host_key, SshError};
@@ -31,7 +32,10 @@ pub async fn wait_for_sshd(
     let deadline = Instant::now() + timeout;
     let mut next_inspect = Instant::now() + Duration::from_millis(300);
     loop {
-        let last = match verify_host_key(address, 22, expected.clone(), ATTEMPT).await {
+        let handshake = verify_host_key(address, 22, expected.clone(), ATTEMPT)
+            .instrument(tracing::info_span!("ssh_handshake"))
+            .await;
+        let last = match handshake {
             Ok(()) => return Ok(()),
             Err(SshError::HostKeyMismatch { presented, .. }) => {
                 return Err(ProvisionError::Permanent(format!(
@@ -45,7 +49,9 @@ pub async fn wait_for_sshd(
         let now = Instant::now();
         if now >= next_inspect {
             next_inspect = now + Duration::from_millis(500);
-            ensure_running(docker, container).await?;
+            ensure_running(docker, container)
+                .instrument(tracing::info_span!("ensure_running"))
+                .await?;
         }
         if now >= deadline {
             return Err(ProvisionError::Permanent(format!(
