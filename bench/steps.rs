@@ -73,20 +73,22 @@ impl Visit for Fields {
     }
 }
 
-/// `/v1.47/containers/vessel-…/start?x=y` → `containers/{vessel}/start`.
+/// `/v1.41/containers/vessel-…/start?x=y` → `containers/{container}/start`.
 fn docker_path(path: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
-    path.split('/')
+    let mut out: Vec<&str> = Vec::new();
+    for segment in path
+        .split('/')
         .filter(|s| !s.is_empty() && !s.starts_with("v1."))
-        .map(|s| {
-            if s.starts_with("vessel-") {
-                "{vessel}"
-            } else {
-                s
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    {
+        let named = match out.last() {
+            Some(&"containers") if segment.starts_with("vessel-") => "{container}",
+            Some(&"networks") if segment.starts_with("vessel-") => "{network}",
+            _ => segment,
+        };
+        out.push(named);
+    }
+    out.join("/")
 }
 
 impl<S> Layer<S> for StepLayer
@@ -142,8 +144,8 @@ where
 }
 
 /// One line of the breakdown: when a step first started after the create
-/// was sent, how long all its occurrences took together, and how many
-/// there were, per vessel.
+/// was sent, how long all its occurrences took together (steps that ran
+/// side by side overlap), and how many there were, per vessel.
 #[derive(Default)]
 pub struct Step {
     starts: Vec<Duration>,
@@ -155,6 +157,7 @@ pub struct Step {
 #[derive(Default)]
 pub struct Breakdown {
     steps: BTreeMap<String, Step>,
+    runs: usize,
 }
 
 fn median<T: Ord + Copy + Default>(values: &[T]) -> T {
@@ -171,6 +174,7 @@ impl Breakdown {
     /// Adds one vessel's spans, and the bench's own marks (a label and the
     /// interval it covers), measured from `sent`, when the create went out.
     pub fn add(&mut self, sent: Instant, records: &[Record], marks: &[(&str, Instant, Instant)]) {
+        self.runs += 1;
         let mut per: BTreeMap<&str, (Duration, Duration, usize)> = BTreeMap::new();
         let spans = records
             .iter()
@@ -202,17 +206,23 @@ impl Breakdown {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "  {:<40} {:>5} {:>10} {:>10}",
-            "step (p50 per vessel)", "n", "starts at", "takes"
+            "  {:<44} {:>3} {:>10} {:>10}  ran in",
+            "step (p50 over the runs it ran in)", "n", "starts at", "takes"
         );
         for (start, label, step) in rows {
+            let ran_in = if step.starts.len() < self.runs {
+                format!("{}/{} runs", step.starts.len(), self.runs)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {:<40} {:>5} {:>7.1} ms {:>7.1} ms",
+                "  {:<44} {:>3} {:>7.1} ms {:>7.1} ms  {}",
                 label,
                 median(&step.counts),
                 ms(start),
                 ms(median(&step.totals)),
+                ran_in,
             );
         }
         out
