@@ -117,7 +117,11 @@ impl Conductor {
         );
         created?;
         access?;
-        let mut output = start_with_init(docker, host, &name, payload).await?;
+        let output = start_with_init(docker, host, &name, payload).await?;
+        // Waiting for a tailnet device takes seconds, during which nobody
+        // reads the output: a reader that stops reading can stall the
+        // container's writes, so that path detaches and readiness polls.
+        let mut output = join.is_none().then_some(output);
         let address = match &join {
             Some(join) => {
                 self.wait_for_device(v, docker, &name, &join.hostname, &join.key)
@@ -134,7 +138,7 @@ impl Conductor {
             &address,
             &host_key.public_openssh,
             self.config.conductor.ready_timeout.duration(),
-            Some(&mut output),
+            output.as_mut(),
         )
         .instrument(info_span!("wait_for_sshd", %address))
         .await

@@ -24,6 +24,9 @@ const ATTEMPT: Duration = Duration::from_secs(2);
 /// a refused connection costs next to nothing, and the user is waiting.
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// The least time between two handshakes started by output: a container
+/// that writes without pause must not turn into a flood of connections.
+const MIN_GAP: Duration = Duration::from_millis(2);
 /// How often the container is inspected when its output cannot tell us
 /// that it exited.
 const INSPECT_EVERY: Duration = Duration::from_millis(500);
@@ -53,6 +56,7 @@ pub async fn wait_for_sshd(
     let mut next_inspect = Instant::now() + Duration::from_millis(300);
     let mut pause = FIRST_PAUSE;
     loop {
+        let attempted = Instant::now();
         let handshake = verify_host_key(address, 22, expected.clone(), ATTEMPT)
             .instrument(tracing::info_span!("ssh_handshake"))
             .await;
@@ -95,8 +99,9 @@ pub async fn wait_for_sshd(
             }
         };
         match said {
-            // Something was written: try again now.
-            Some(Some(Ok(_))) => {}
+            // Something was written: try again now, or as soon as the
+            // gap allows.
+            Some(Some(Ok(_))) => tokio::time::sleep_until((attempted + MIN_GAP).into()).await,
             // The stream ended: the container exited, or the connection
             // to the host dropped; an inspection tells which.
             Some(Some(Err(_)) | None) => {
