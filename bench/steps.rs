@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
-use tracing::Subscriber;
+use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -59,6 +59,7 @@ struct Fields {
     vessel: Option<String>,
     method: Option<String>,
     path: Option<String>,
+    output: Option<String>,
 }
 
 impl Visit for Fields {
@@ -68,6 +69,7 @@ impl Visit for Fields {
             "vessel" => self.vessel = Some(text),
             "method" => self.method = Some(text),
             "path" => self.path = Some(text),
+            "output" => self.output = Some(text),
             _ => {}
         }
     }
@@ -125,6 +127,28 @@ where
             start: Instant::now(),
             vessel,
             label,
+        });
+    }
+
+    /// What the container wrote while readiness listened, as a moment:
+    /// when the init said it was done, when sshd said it listens.
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let Some(output) = fields.output else { return };
+        let vessel = ctx.event_span(event).and_then(|span| {
+            span.extensions()
+                .get::<Timing>()
+                .and_then(|t| t.vessel.clone())
+        });
+        // The first words name the line; the rest (names, ids) differ per vessel.
+        let words: Vec<&str> = output.split_whitespace().take(3).collect();
+        let now = Instant::now();
+        self.0 .0.lock().expect("poisoned").push(Record {
+            vessel,
+            label: format!("  container said \"{}…\"", words.join(" ")),
+            start: now,
+            end: now,
         });
     }
 

@@ -101,7 +101,12 @@ pub async fn wait_for_sshd(
         match said {
             // Something was written: try again now, or as soon as the
             // gap allows.
-            Some(Some(Ok(_))) => tokio::time::sleep_until((attempted + MIN_GAP).into()).await,
+            Some(Some(Ok(chunk))) => {
+                let text = chunk.into_bytes();
+                let text = String::from_utf8_lossy(&text);
+                tracing::debug!(output = %text.trim_end(), "the container wrote");
+                tokio::time::sleep_until((attempted + MIN_GAP).into()).await
+            }
             // The stream ended: the container exited, or the connection
             // to the host dropped; an inspection tells which.
             Some(Some(Err(_)) | None) => {
