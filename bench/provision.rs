@@ -1,8 +1,9 @@
 //! Provisioning and placement figures (`cargo bench --bench provision`).
 //!
-//! 1. create → SSH login works, for 20 vessels one after another, next to a
-//!    bare `docker run` + sshd + login on the same engine, and the ratio;
-//!    then where the time goes, step by step, from the conductor's spans.
+//! 1. create → SSH login works, for 20 vessels one after another, each
+//!    next to a bare `docker run` + sshd + login on the same engine
+//!    (interleaved), and the ratio; then where the time goes, step by
+//!    step, from the conductor's spans.
 //! 2. The placement statement's p50/p99 with 1,000 hosts and 8,000 GPUs in
 //!    the database.
 
@@ -49,119 +50,119 @@ async fn until_login(start: Instant, args: &[String]) -> Result<Duration> {
     }
 }
 
-async fn baseline(rig: &Rig, breakdown: &mut Breakdown) -> Result<Vec<Duration>> {
+/// The bare run's container script, with the researcher's key.
+fn bare_script(rig: &Rig) -> Result<String> {
     let key = std::fs::read_to_string(rig.user_key.with_extension("pub"))?;
-    let script = format!(
+    Ok(format!(
         "useradd -M -u 20000 -s /bin/sh alice && usermod -p '*' alice && \
          mkdir -p /home/alice/.ssh && echo '{}' > /home/alice/.ssh/authorized_keys && \
          chown -R alice /home/alice && \
          ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && mkdir -p /run/sshd && \
          exec /usr/sbin/sshd -D -e -o HostKey=/etc/ssh/ssh_host_ed25519_key",
         key.trim()
-    );
-    let mut times = Vec::new();
-    for i in 0..RUNS {
-        let name = format!("vessel-{}-bare-{i}", rig.id);
-        let start = Instant::now();
-        docker(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            &rig.network,
-            "--label",
-            &format!("vessel.test={}", rig.id),
-            "--entrypoint",
-            "/bin/sh",
-            VESSEL_IMAGE,
-            "-c",
-            &script,
-        ])?;
-        let ran = Instant::now();
-        let address = address_on(&rig.network, &name)?;
-        let args: Vec<String> = [
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=2",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-            &rig.user_key.display().to_string(),
-            &format!("alice@{address}"),
-            "true",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let login = until_login(start, &args).await?;
-        times.push(login);
-        breakdown.add(
-            start,
-            &[],
-            &[
-                ("docker run -d (CLI)", start, ran),
-                ("ssh login polled (bench)", ran, start + login),
-            ],
-        );
-        docker(&["rm", "-f", &name])?;
-    }
-    Ok(times)
+    ))
 }
 
-async fn vessels(
+async fn bare_once(
     rig: &Rig,
+    script: &str,
+    i: usize,
+    breakdown: &mut Breakdown,
+) -> Result<Duration> {
+    let name = format!("vessel-{}-bare-{i}", rig.id);
+    let start = Instant::now();
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &rig.network,
+        "--label",
+        &format!("vessel.test={}", rig.id),
+        "--entrypoint",
+        "/bin/sh",
+        VESSEL_IMAGE,
+        "-c",
+        script,
+    ])?;
+    let ran = Instant::now();
+    let address = address_on(&rig.network, &name)?;
+    let args: Vec<String> = [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=2",
+        "-o",
+        "LogLevel=ERROR",
+        "-i",
+        &rig.user_key.display().to_string(),
+        &format!("alice@{address}"),
+        "true",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let login = until_login(start, &args).await?;
+    breakdown.add(
+        start,
+        &[],
+        &[
+            ("docker run -d (CLI)", start, ran),
+            ("ssh login polled (bench)", ran, start + login),
+        ],
+    );
+    docker(&["rm", "-f", &name])?;
+    Ok(login)
+}
+
+async fn vessel_once(
+    rig: &Rig,
+    alice: &str,
     recorder: &Recorder,
     breakdown: &mut Breakdown,
-) -> Result<Vec<Duration>> {
-    let alice = rig.researcher("alice");
-    rig.add_key(&alice).await?;
-    let mut times = Vec::new();
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let (status, v) = rig
-            .create(
-                &alice,
-                json!({ "queue": "3090", "gpus": 1, "cpus": 1, "memory": "1G" }),
-            )
-            .await?;
-        if status != 202 {
-            bail!("create: {status} {v}");
-        }
-        let created = Instant::now();
-        let id = v["id"].as_str().unwrap().to_string();
-        let vessel = loop {
-            let v = rig.show(&alice, &id).await?;
-            match v["state"].as_str() {
-                Some("running") => break v,
-                Some("failed") => bail!("failed: {v}"),
-                _ => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        };
-        let seen = Instant::now();
-        let args = rig.ssh_args(&vessel["ssh"], "true", 2)?;
-        let login = until_login(start, &args).await?;
-        times.push(login);
-        breakdown.add(
-            start,
-            &recorder.take(&id),
-            &[
-                ("api create (HTTP, bench)", start, created),
-                ("running seen (bench polls 5 ms)", start, seen),
-                ("ssh login (bench)", seen, start + login),
-            ],
-        );
-        // Waits until buried, as the bare runs remove their container
-        // before the next: the teardown's spans are dropped with it.
-        rig.kill(&alice, &id).await?;
-        recorder.take(&id);
+) -> Result<Duration> {
+    let start = Instant::now();
+    let (status, v) = rig
+        .create(
+            alice,
+            json!({ "queue": "3090", "gpus": 1, "cpus": 1, "memory": "1G" }),
+        )
+        .await?;
+    if status != 202 {
+        bail!("create: {status} {v}");
     }
-    Ok(times)
+    let created = Instant::now();
+    let id = v["id"].as_str().unwrap().to_string();
+    let vessel = loop {
+        let v = rig.show(alice, &id).await?;
+        match v["state"].as_str() {
+            Some("running") => break v,
+            Some("failed") => bail!("failed: {v}"),
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    };
+    let seen = Instant::now();
+    let args = rig.ssh_args(&vessel["ssh"], "true", 2)?;
+    let login = until_login(start, &args).await?;
+    breakdown.add(
+        start,
+        &recorder.take(&id),
+        &[
+            ("api create (HTTP, bench)", start, created),
+            ("running seen (bench polls 5 ms)", start, seen),
+            ("ssh login (bench)", seen, start + login),
+        ],
+    );
+    // Waits until buried, as the bare runs remove their container
+    // before the next: the teardown's spans are dropped with it.
+    rig.kill(alice, &id).await?;
+    recorder.take(&id);
+    Ok(login)
 }
 
 async fn placement_figures(db: &sqlx::PgPool) -> Result<(Duration, Duration, usize)> {
@@ -243,10 +244,24 @@ async fn main() -> Result<()> {
         .init();
     let rig = Rig::start(&[gpu_host("gpu-1", 4, "3090")]).await?;
 
+    let script = bare_script(&rig)?;
+    let alice = rig.researcher("alice");
+    rig.add_key(&alice).await?;
     let mut bare_steps = Breakdown::default();
     let mut vessel_steps = Breakdown::default();
-    let mut bare = baseline(&rig, &mut bare_steps).await?;
-    let mut ours = vessels(&rig, &recorder, &mut vessel_steps).await?;
+    let (mut bare, mut ours) = (Vec::new(), Vec::new());
+    // Interleaved, each going first in turn: on a shared machine, load
+    // that comes and goes then falls on both alike, and the ratio compares
+    // like with like (run one after the other, it swung by ±15%).
+    for i in 0..RUNS {
+        if i % 2 == 0 {
+            bare.push(bare_once(&rig, &script, i, &mut bare_steps).await?);
+            ours.push(vessel_once(&rig, &alice, &recorder, &mut vessel_steps).await?);
+        } else {
+            ours.push(vessel_once(&rig, &alice, &recorder, &mut vessel_steps).await?);
+            bare.push(bare_once(&rig, &script, i, &mut bare_steps).await?);
+        }
+    }
     bare.sort();
     ours.sort();
     let (b50, b95) = (percentile(&bare, 0.5), percentile(&bare, 0.95));
