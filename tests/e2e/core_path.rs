@@ -134,3 +134,37 @@ async fn a_cpu_vessel_sees_no_gpus_and_the_fleet_shows_both_hosts() -> anyhow::R
     .await?;
     Ok(())
 }
+
+/// The init reaches the container on its stdin, not in its config: nothing
+/// secret shows in `docker inspect`, and a container started again (by an
+/// admin, by hand) runs the init it already has instead of waiting for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_init_keeps_secrets_out_of_the_containers_config_and_survives_a_restart(
+) -> anyhow::Result<()> {
+    let rig = Rig::start(&[cpu_host("cpu-1")]).await?;
+    let alice = rig.researcher("alice");
+    rig.add_key(&alice).await?;
+    let vessel = rig.launch(&alice, json!({ "queue": "cpu" })).await?;
+    let id = vessel["id"].as_str().unwrap().to_string();
+    let container = format!("vessel-{id}");
+    let token: String = sqlx::query_scalar("SELECT jupyter_token FROM vessels WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&rig.db)
+        .await?;
+
+    let inspected = docker(&["inspect", &container])?;
+    assert!(
+        !inspected.contains("PRIVATE KEY") && !inspected.contains(&token),
+        "a secret is in the container's config: {inspected}"
+    );
+
+    docker(&["restart", "-t", "1", &container])?;
+    let access = vessel["ssh"].clone();
+    let out = eventually("a login after the restart", Duration::from_secs(30), || {
+        let out = rig.ssh(&access, "id -un").ok();
+        async move { Ok(out) }
+    })
+    .await?;
+    assert_eq!(out, "alice");
+    Ok(())
+}

@@ -1,13 +1,29 @@
-//! The init every vessel starts with, uploaded into the container before it
-//! starts: creates the user with their uid, installs their keys and the host
-//! key the orchestrator generated, starts Jupyter when the image has it, and
-//! runs sshd in the foreground.
+//! The init every vessel starts with, sent to the container's stdin as it
+//! starts (a tar, length first): creates the user with their uid, installs
+//! their keys and the host key the orchestrator generated, starts Jupyter
+//! when the image has it, and runs sshd in the foreground. Sent rather than
+//! uploaded: a Docker upload unpacks in a process of its own on the host
+//! and cannot overlap the start, and it cost more than the rest of the init
+//! put together. The secrets still never touch the container's config or
+//! environment.
 
 use std::io::Write;
 
 /// Where the init and its inputs live inside the container (root only).
 pub const DIR: &str = "/.vessel";
-pub const ENTRYPOINT: &str = "/.vessel/init";
+
+/// The container's entrypoint (`sh -c`): unpacks the init from stdin —
+/// exactly the announced length, so it never waits for more — and runs
+/// it. The init comes last in the tar, so an archive cut short by a lost
+/// connection leaves no init to run and the container exits. A container
+/// started again (by hand) runs the init it already has.
+pub const BOOTSTRAP: &str = r#"set -eu
+if [ ! -e /.vessel/init ]; then
+  IFS= read -r size
+  head -c "$size" | tar -x -f - -C /
+fi
+exec /bin/sh /.vessel/init
+"#;
 
 const INIT: &str = include_str!("init.sh");
 
@@ -25,10 +41,43 @@ pub struct InitInputs<'a> {
     pub tailscale: Option<(&'a str, &'a str)>,
 }
 
-/// The tar uploaded to `/` of the container. Every value in `env` is of a
-/// validated charset (names, numbers, UUIDs, hex), so single quotes suffice;
-/// a value that is not (a bug upstream) is refused here rather than sourced
-/// by the container's root.
+/// What the container reads on stdin: the archive's length on a line,
+/// then the archive (see `BOOTSTRAP`).
+pub fn payload(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
+    let tar = archive(inputs)?;
+    let mut out = format!("{}\n", tar.len()).into_bytes();
+    out.extend_from_slice(&tar);
+    Ok(out)
+}
+
+/// The sshd configuration: the vessel's own host key and the owner's keys,
+/// that user only, keys only.
+fn sshd_config(user: &str, gpus: &str, vessel_name: &str) -> String {
+    format!(
+        "Port 22
+HostKey /etc/vessel/ssh_host_ed25519_key
+AuthorizedKeysFile /etc/vessel/authorized_keys
+AllowUsers {user}
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PrintMotd no
+X11Forwarding no
+AllowTcpForwarding yes
+AllowStreamLocalForwarding no
+Subsystem sftp internal-sftp
+SetEnv NVIDIA_VISIBLE_DEVICES={gpus} VESSEL_NAME={vessel_name}
+"
+    )
+}
+
+/// The tar unpacked at `/` of the container: sshd's files where sshd reads
+/// them, already with their owners and modes (no copying by the init), and
+/// the init with its inputs in `DIR`, the init last. Every value in `env`
+/// and the sshd configuration is of a validated charset (names, numbers,
+/// UUIDs, hex), so single quotes suffice; a value that is not (a bug
+/// upstream) is refused here rather than sourced by the container's root.
 pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
     let mut vars = vec![
         ("VESSEL_NAME", inputs.vessel_name.to_string()),
@@ -57,44 +106,59 @@ pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
         }
         env.push_str(&format!("{name}='{value}'\n"));
     }
+    let sshd = sshd_config(inputs.user, inputs.gpus, inputs.vessel_name);
     let mut keys = inputs.authorized_keys.join("\n");
     keys.push('\n');
     let mut builder = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_gnu();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o700);
-    dir.set_size(0);
-    dir.set_uid(0);
-    dir.set_gid(0);
-    builder.append_data(&mut dir, ".vessel/", std::io::empty())?;
+    let dirs: [(&str, u32); 3] = [
+        ("etc/vessel/", 0o755),
+        // sshd's privilege-separation directory.
+        ("run/sshd/", 0o755),
+        (".vessel/", 0o700),
+    ];
+    for (path, mode) in dirs {
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(mode);
+        dir.set_size(0);
+        dir.set_uid(0);
+        dir.set_gid(0);
+        dir.set_mtime(0);
+        builder.append_data(&mut dir, path, std::io::empty())?;
+    }
     let files: [(&str, &[u8], u32); 5] = [
-        ("init", INIT.as_bytes(), 0o700),
-        ("env", env.as_bytes(), 0o600),
-        ("authorized_keys", keys.as_bytes(), 0o600),
+        ("etc/vessel/sshd_config", sshd.as_bytes(), 0o644),
+        // Read by sshd as the user: world-readable, as ~/.ssh would be.
+        ("etc/vessel/authorized_keys", keys.as_bytes(), 0o644),
         (
-            "ssh_host_ed25519_key",
+            "etc/vessel/ssh_host_ed25519_key",
             inputs.host_private_key.as_bytes(),
             0o600,
         ),
         (
-            "ssh_host_ed25519_key.pub",
+            "etc/vessel/ssh_host_ed25519_key.pub",
             inputs.host_public_key.as_bytes(),
             0o644,
         ),
+        (".vessel/env", env.as_bytes(), 0o600),
     ];
-    let files = files.into_iter().chain(
-        ts_key
-            .as_deref()
-            .map(|k| ("ts-authkey", k.as_bytes(), 0o600)),
-    );
-    for (name, data, mode) in files {
+    let files = files
+        .into_iter()
+        .chain(
+            ts_key
+                .as_deref()
+                .map(|k| (".vessel/ts-authkey", k.as_bytes(), 0o600)),
+        )
+        // Last: its presence means the archive arrived whole.
+        .chain([(".vessel/init", INIT.as_bytes(), 0o700)]);
+    for (path, data, mode) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(mode);
         header.set_uid(0);
         header.set_gid(0);
         header.set_mtime(0);
-        builder.append_data(&mut header, format!(".vessel/{name}"), data)?;
+        builder.append_data(&mut header, path, data)?;
     }
     let mut out = builder.into_inner()?;
     out.flush()?;
@@ -134,10 +198,36 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
-        assert!(names.contains(&".vessel/init".to_string()));
-        assert!(names.contains(&".vessel/ssh_host_ed25519_key".to_string()));
+        assert_eq!(names.last().map(String::as_str), Some(".vessel/init"));
+        assert!(names.contains(&"etc/vessel/ssh_host_ed25519_key".to_string()));
+        assert!(names.contains(&"etc/vessel/authorized_keys".to_string()));
         let text = String::from_utf8_lossy(&tar);
         assert!(text.contains("VESSEL_GPUS='GPU-a,GPU-b'"));
+        assert!(text.contains("AllowUsers alice\n"));
+        assert!(text.contains("SetEnv NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b VESSEL_NAME=train\n"));
+    }
+
+    #[test]
+    fn the_payload_announces_the_archives_exact_length() {
+        let keys = vec!["ssh-ed25519 AAAA alice".to_string()];
+        let payload = payload(&InitInputs {
+            vessel_name: "train",
+            user: "alice",
+            uid: 20001,
+            gpus: "none",
+            authorized_keys: &keys,
+            host_private_key: "PRIVATE",
+            host_public_key: "ssh-ed25519 BBBB",
+            jupyter_token: "abc",
+            tailscale: None,
+        })
+        .unwrap();
+        let newline = payload.iter().position(|b| *b == b'\n').unwrap();
+        let size: usize = std::str::from_utf8(&payload[..newline])
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(size, payload.len() - newline - 1);
     }
 
     #[test]

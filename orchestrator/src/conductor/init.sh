@@ -1,6 +1,8 @@
 #!/bin/sh
 # vessel init: runs as root, once, when the container starts. Its inputs are
-# in /.vessel (root only), uploaded by the orchestrator before the start.
+# in /.vessel (root only) and sshd's files in /etc/vessel, unpacked from what
+# the orchestrator sent on stdin. Every command here is a process started
+# while the user waits for their vessel: shell built-ins where they do.
 set -eu
 . /.vessel/env
 log() { echo "vessel-init: $*"; }
@@ -11,50 +13,43 @@ if ! getent passwd "$VESSEL_USER" >/dev/null; then
     exit 64
   fi
   getent group "$VESSEL_UID" >/dev/null || groupadd -g "$VESSEL_UID" "$VESSEL_USER"
-  useradd -u "$VESSEL_UID" -g "$VESSEL_UID" -M -d "/home/$VESSEL_USER" -s /bin/bash "$VESSEL_USER"
+  # A locked password ('!') makes sshd refuse key logins without PAM; '*'
+  # is "no password" without the lock. No subordinate ids: nothing in a
+  # vessel can use them (no-new-privileges disarms newuidmap), and writing
+  # /etc/subuid and /etc/subgid doubled useradd's time.
+  useradd -u "$VESSEL_UID" -g "$VESSEL_UID" -M -d "/home/$VESSEL_USER" -s /bin/bash -p '*' \
+    -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$VESSEL_USER"
+else
+  usermod -p '*' "$VESSEL_USER"
 fi
-# A locked password ('!') makes sshd refuse key logins without PAM; '*' is
-# "no password" without the lock.
-usermod -p '*' "$VESSEL_USER"
+
+# True when the directory holds nothing, dot files included.
+is_empty() {
+  for f in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+    if [ -e "$f" ] || [ -L "$f" ]; then return 1; fi
+  done
+  return 0
+}
 
 home="/home/$VESSEL_USER"
-mkdir -p "$home"
+# The bind mount makes it; an image run by hand may not.
+[ -d "$home" ] || mkdir -p "$home"
 # Docker creates a missing bind source as root, empty: hand it to its owner
 # once. A home that holds files of another uid is someone else's (a renamed
 # or departed user's, a uid changed by an admin): taking it over would hand
 # their files to this user, so the vessel fails instead, saying why.
 owner=$(stat -c %u "$home")
 if [ "$owner" != "$VESSEL_UID" ]; then
-  if [ -n "$(ls -A "$home")" ]; then
+  if ! is_empty "$home"; then
     log "refusing $home: it holds files and belongs to uid $owner, not to $VESSEL_USER (uid $VESSEL_UID); if it is theirs, an admin hands it over on the host (chown -R $VESSEL_UID:$VESSEL_UID)"
     exit 66
   fi
-  chown "$VESSEL_UID:$VESSEL_UID" "$home"
-  chmod 750 "$home"
+  install -d -o "$VESSEL_UID" -g "$VESSEL_UID" -m 750 "$home"
 fi
 
-install -d -m 755 /etc/vessel
-install -m 644 /.vessel/authorized_keys /etc/vessel/authorized_keys
-install -m 600 /.vessel/ssh_host_ed25519_key /etc/vessel/ssh_host_ed25519_key
-install -m 644 /.vessel/ssh_host_ed25519_key.pub /etc/vessel/ssh_host_ed25519_key.pub
-cat > /etc/vessel/sshd_config <<SSHD
-Port 22
-HostKey /etc/vessel/ssh_host_ed25519_key
-AuthorizedKeysFile /etc/vessel/authorized_keys
-AllowUsers $VESSEL_USER
-PermitRootLogin no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PrintMotd no
-X11Forwarding no
-AllowTcpForwarding yes
-AllowStreamLocalForwarding no
-Subsystem sftp internal-sftp
-SetEnv NVIDIA_VISIBLE_DEVICES=$VESSEL_GPUS VESSEL_NAME=$VESSEL_NAME
-SSHD
-mkdir -p /run/sshd
-chmod 755 /run/sshd
+# sshd's files came in the archive with their modes; a container started
+# again by hand may have lost its /run.
+[ -d /run/sshd ] || mkdir -m 755 /run/sshd
 
 if command -v jupyter >/dev/null 2>&1; then
   log "starting jupyter on :8888"

@@ -236,7 +236,10 @@ impl Conductor {
     /// state is re-read after each step: a kill may arrive mid-provision.
     async fn reconcile(&self, id: Uuid, attempts: i32) -> Result<Outcome, sqlx::Error> {
         loop {
-            let Some(vessel) = vessels::get(&mut *self.db.acquire().await?, id).await? else {
+            let loaded = async { vessels::get(&mut *self.db.acquire().await?, id).await }
+                .instrument(tracing::info_span!("load_vessel"))
+                .await?;
+            let Some(vessel) = loaded else {
                 return Ok(Outcome::Done);
             };
             let step = match vessel.state() {
@@ -257,18 +260,27 @@ impl Conductor {
         attempts: i32,
     ) -> Result<Option<Outcome>, sqlx::Error> {
         let started = std::time::Instant::now();
-        match self.provision(vessel).await {
+        let provisioned = self
+            .provision(vessel)
+            .instrument(tracing::info_span!("provision"))
+            .await;
+        match provisioned {
             Ok(()) => {
-                let mut tx = self.db.begin().await?;
-                let moved = vessels::transition(
-                    &mut tx,
-                    vessel.id,
-                    &[VesselState::Provisioning],
-                    VesselState::Running,
-                    None,
-                )
+                let moved = async {
+                    let mut tx = self.db.begin().await?;
+                    let moved = vessels::transition(
+                        &mut tx,
+                        vessel.id,
+                        &[VesselState::Provisioning],
+                        VesselState::Running,
+                        None,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(moved)
+                }
+                .instrument(tracing::info_span!("mark_running"))
                 .await?;
-                tx.commit().await?;
                 if moved.is_none() {
                     return Ok(None);
                 }

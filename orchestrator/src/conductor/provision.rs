@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
+use bollard::container::AttachContainerResults;
 use bollard::errors::Error as DockerError;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectNetworkOptions, RemoveContainerOptions, UploadToContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, InspectNetworkOptions, RemoveContainerOptions,
 };
 use bollard::Docker;
-use hyper::body::Bytes;
-use tracing::{debug, info, warn};
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::spec::{self, VesselSpec};
 use super::{init, isolation, ready, Conductor};
@@ -70,29 +71,61 @@ struct TailnetJoin {
 impl Conductor {
     /// Makes the vessel's container and waits until its sshd answers. Every
     /// step is idempotent: a retry removes what an earlier attempt left.
+    /// Steps that need nothing from each other run together: each is a
+    /// round trip to the host or the database, and the user waits for
+    /// the longest chain, not the sum.
     pub(crate) async fn provision(&self, v: &VesselRow) -> Result<(), ProvisionError> {
         let (host, spec) = self.placed_on(v)?;
-        let link = self.connect(host, spec).await?;
+        let link = self
+            .connect(host, spec)
+            .instrument(info_span!("connect", %host))
+            .await?;
         let docker = &link.docker;
-        let jupyter_port = inspect_image(docker, host, &v.image).await?;
-        self.ensure_network(host, spec, docker).await?;
         let name = spec::container_name(&v.id.to_string());
-        remove_if_present(docker, &name)
-            .await
-            .map_err(|e| docker_error(host, "remove an earlier attempt's container", e))?;
+        let (image, network, removed, keys) = tokio::join!(
+            inspect_image(docker, host, &v.image).instrument(info_span!("inspect_image")),
+            self.ensure_network(host, spec, docker)
+                .instrument(info_span!("ensure_network")),
+            remove_if_present(docker, &name).instrument(info_span!("remove_earlier")),
+            self.authorized_keys(v)
+                .instrument(info_span!("authorized_keys")),
+        );
+        // Reported in this order whatever finished first, so a vessel that
+        // fails two ways always says the same.
+        let jupyter_port = image?;
+        network?;
+        removed.map_err(|e| docker_error(host, "remove an earlier attempt's container", e))?;
+        let keys = keys?;
 
-        let keys = self.authorized_keys(v).await?;
-        let host_key = HostKey::generate(&format!("vessel-{}", v.name))
-            .map_err(|e| ProvisionError::Permanent(format!("cannot make a host key: {e}")))?;
-        vessels::set_access(&self.db, v.id, &host_key.public_openssh, jupyter_port).await?;
-        let join = self.mint_tailnet_key(v, host, spec).await?;
+        let host_key = info_span!("host_key").in_scope(|| {
+            HostKey::generate(&format!("vessel-{}", v.name))
+                .map_err(|e| ProvisionError::Permanent(format!("cannot make a host key: {e}")))
+        })?;
+        let join = self
+            .mint_tailnet_key(v, host, spec)
+            .instrument(info_span!("mint_tailnet_key"))
+            .await?;
+        let payload = init_payload(v, &keys, &host_key, join.as_ref())?;
 
-        self.create_container(docker, host, spec, v, &name).await?;
-        let archive = init_archive(v, &keys, &host_key, join.as_ref())?;
-        upload_and_start(docker, host, &name, archive).await?;
+        // The row learns the host key while the host makes the container:
+        // both are needed before the vessel is ready, neither needs the other.
+        let (access, created) = tokio::join!(
+            vessels::set_access(&self.db, v.id, &host_key.public_openssh, jupyter_port)
+                .instrument(info_span!("set_access")),
+            self.create_container(docker, host, spec, v, &name)
+                .instrument(info_span!("create_container")),
+        );
+        created?;
+        access?;
+        let output = start_with_init(docker, host, &name, payload).await?;
+        // Waiting for a tailnet device takes seconds, during which nobody
+        // reads the output: a reader that stops reading can stall the
+        // container's writes, so that path detaches and readiness polls.
+        let mut output = join.is_none().then_some(output);
         let address = match &join {
             Some(join) => {
                 self.wait_for_device(v, docker, &name, &join.hostname, &join.key)
+                    .instrument(info_span!("wait_for_device"))
                     .await?
             }
             None => v.address.clone().ok_or_else(|| {
@@ -105,7 +138,9 @@ impl Conductor {
             &address,
             &host_key.public_openssh,
             self.config.conductor.ready_timeout.duration(),
+            output.as_mut(),
         )
+        .instrument(info_span!("wait_for_sshd", %address))
         .await
     }
 
@@ -427,8 +462,8 @@ async fn inspect_image(
     Ok(jupyter_port)
 }
 
-/// The files the container's init reads: user, keys, host key, tailnet.
-fn init_archive(
+/// What the container's init reads on stdin: user, keys, host key, tailnet.
+fn init_payload(
     v: &VesselRow,
     keys: &[String],
     host_key: &HostKey,
@@ -439,7 +474,7 @@ fn init_archive(
     } else {
         v.gpu_uuids.join(",")
     };
-    init::archive(&init::InitInputs {
+    init::payload(&init::InitInputs {
         vessel_name: &v.name,
         user: &v.owner_unix,
         uid: v.owner_uid,
@@ -453,24 +488,38 @@ fn init_archive(
     .map_err(|e| ProvisionError::Permanent(format!("cannot pack the init: {e}")))
 }
 
-/// Uploads the init before the first start, so it is there when it runs.
-async fn upload_and_start(
+/// Attaches to the container, then starts it and sends the init to its
+/// stdin at once (the init waits for it); stdin closes after. Returns the
+/// container's output from its first line: readiness listens to it.
+async fn start_with_init(
     docker: &Docker,
     host: &str,
     name: &str,
-    archive: Vec<u8>,
-) -> Result<(), ProvisionError> {
-    let options = UploadToContainerOptions {
-        path: "/".into(),
+    payload: Vec<u8>,
+) -> Result<ready::Output, ProvisionError> {
+    let options = AttachContainerOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        stream: true,
         ..Default::default()
     };
-    let body = http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(archive)));
-    docker
-        .upload_to_container(name, Some(options), body)
+    let AttachContainerResults { output, mut input } = docker
+        .attach_container(name, Some(options))
+        .instrument(info_span!("attach"))
         .await
-        .map_err(|e| docker_error(host, "upload the init", e))?;
-    docker
+        .map_err(|e| docker_error(host, "attach to the container", e))?;
+    let send = async {
+        input.write_all(&payload).await?;
+        // End of stdin: the container's stdin closes (StdinOnce).
+        input.shutdown().await
+    }
+    .instrument(info_span!("send_init"));
+    let start = docker
         .start_container(name, None)
-        .await
-        .map_err(|e| docker_error(host, "start the container", e))
+        .instrument(info_span!("start_container"));
+    let (sent, started) = tokio::join!(send, start);
+    started.map_err(|e| docker_error(host, "start the container", e))?;
+    sent.map_err(|e| ProvisionError::Transient(format!("host {host}: cannot send the init: {e}")))?;
+    Ok(output)
 }

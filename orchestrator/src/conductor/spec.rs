@@ -101,8 +101,16 @@ pub fn container_body(host: &HostSpec, v: &VesselSpec<'_>) -> ContainerCreateBod
     ContainerCreateBody {
         image: Some(v.image.to_string()),
         hostname: Some(v.name.to_string()),
-        entrypoint: Some(vec!["/bin/sh".into(), super::init::ENTRYPOINT.into()]),
+        entrypoint: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            super::init::BOOTSTRAP.into(),
+        ]),
         cmd: Some(vec![]),
+        // The init arrives on stdin as the container starts; stdin closes
+        // once it is sent, so nothing else can write there.
+        open_stdin: Some(true),
+        stdin_once: Some(true),
         user: Some("0".into()),
         env: Some(vec![format!("NVIDIA_VISIBLE_DEVICES={visible}")]),
         labels: Some(labels),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bollard::{BollardRequest, Docker};
 use hyper::header::{HeaderValue, HOST};
 use hyper_util::rt::TokioIo;
+use tracing::Instrument;
 
 use super::ssh::SshSession;
 
@@ -25,6 +26,7 @@ pub async fn docker_over_ssh(
             async move {
                 let stream = session
                     .open_socket(&socket)
+                    .instrument(tracing::debug_span!("docker_channel"))
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
                 let (mut sender, conn) =
@@ -47,8 +49,11 @@ pub async fn docker_over_ssh(
                 parts
                     .headers
                     .insert(HOST, HeaderValue::from_static("docker"));
+                let span =
+                    tracing::debug_span!("docker_request", method = %parts.method, path = %path);
                 Ok(sender
                     .send_request(BollardRequest::from_parts(parts, body))
+                    .instrument(span)
                     .await?)
             }
         },

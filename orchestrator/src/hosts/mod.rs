@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
+use tracing::Instrument;
 
 use crate::config::HostSpec;
 use ssh::{SshError, SshSession};
@@ -87,6 +88,7 @@ impl HostPool {
         *slot = None;
         let ssh = Arc::new(
             SshSession::connect(spec, self.timeout)
+                .instrument(tracing::info_span!("ssh_connect"))
                 .await
                 .map_err(|source| HostError::Ssh {
                     host: host.to_string(),
@@ -97,6 +99,7 @@ impl HostPool {
             self.timeout,
             docker::docker_over_ssh(ssh.clone(), spec.docker_socket.clone()),
         )
+        .instrument(tracing::info_span!("docker_negotiate"))
         .await
         .map_err(|_| HostError::Ssh {
             host: host.to_string(),
