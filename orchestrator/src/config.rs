@@ -71,6 +71,9 @@ pub struct Config {
     /// Single sign-on for the `vessel` CLI, published unauthenticated at
     /// `GET /v1/auth/config`.
     pub cli: Option<CliConfig>,
+    /// The web portal under `/`.
+    #[serde(default)]
+    pub portal: crate::portal::PortalConfig,
 }
 
 /// Where the `vessel` CLI signs people in: one of the `[[auth.oidc]]`
@@ -733,6 +736,17 @@ impl Config {
     /// keeps bearer tokens off a LAN in the clear; `allow_plaintext` is one
     /// explicit line for the proxy-in-front case.
     fn validate_listen(&self) -> Result<(), ConfigError> {
+        // The dev sign-in asks for no password: only where nobody else can
+        // reach it.
+        if self.portal.dev_sign_in && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "portal.dev_sign_in",
+                format!(
+                    "signs anyone in without a password, so only on a loopback `listen`, not {}",
+                    self.listen
+                ),
+            ));
+        }
         if let Some(tls) = &self.tls {
             tls.parts()?;
         } else if !self.listen.ip().is_loopback() && !self.allow_plaintext {
