@@ -736,6 +736,9 @@ impl Config {
     /// keeps bearer tokens off a LAN in the clear; `allow_plaintext` is one
     /// explicit line for the proxy-in-front case.
     fn validate_listen(&self) -> Result<(), ConfigError> {
+        self.portal
+            .validate(self.auth.oidc.iter().map(|o| o.issuer.as_str()))
+            .map_err(|(key, message)| invalid(key, message))?;
         // The dev sign-in asks for no password: only where nobody else can
         // reach it.
         if self.portal.dev_sign_in && !self.listen.ip().is_loopback() {

@@ -291,3 +291,67 @@ async fn portal_creates_shows_and_kills_a_vessel_with_field_errors_in_place() ->
     assert_eq!(admin.get("/admin").await?.status, 303);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_signs_in_by_the_code_flow_with_pkce_at_a_real_issuer() -> Result<()> {
+    use crate::rig::glewlwyd::{Glewlwyd, AUDIENCE, PORTAL_CLIENT_ID, SCOPE};
+    use vessel_orchestrator::api::auth::perm;
+
+    let dir = std::env::temp_dir().join(format!("vessel-idp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let idp = Glewlwyd::start(&dir, 300).await?;
+    idp.add_user("carol", "carol-pw", perm::RESEARCHER, "carol")
+        .await?;
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            workers: 0,
+            extra_config: format!(
+                "{}[portal.oidc]\nissuer = \"{}\"\nclient_id = \"{PORTAL_CLIENT_ID}\"\n\
+                 audience = \"{AUDIENCE}\"\nscopes = [\"openid\", \"{SCOPE}\"]\n",
+                idp.orchestrator_config(),
+                idp.issuer
+            ),
+            ..Options::default()
+        },
+    )
+    .await?;
+    idp.ready().await?;
+    idp.add_portal_client(&rig.url("/sign-in/callback")).await?;
+
+    let mut carol = Browser::new(&rig);
+    let sign_in = carol.get("/sign-in").await?;
+    assert!(sign_in.body.contains("/sign-in/oidc"), "{}", sign_in.body);
+    assert!(
+        !sign_in.body.contains("/sign-in/dev"),
+        "no dev sign-in unless configured"
+    );
+    let start = carol.get("/sign-in/oidc").await?;
+    let to_issuer = start.location.context("sent to the issuer")?;
+    assert!(
+        to_issuer.contains("code_challenge_method=S256"),
+        "{to_issuer}"
+    );
+    assert!(carol.cookies.contains_key("vessel_oidc"));
+    let back = idp.authorize("carol", "carol-pw", &to_issuer).await?;
+    let path = back
+        .strip_prefix(&rig.url(""))
+        .context("the issuer sends the browser back to the portal")?
+        .to_string();
+    // Another browser cannot use the code: the flow is bound to carol's.
+    let mut mallory = Browser::new(&rig);
+    assert_eq!(mallory.get(&path).await?.status, 401);
+    let done = carol.get(&path).await?;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let home = carol.get("/").await?;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("carol"), "signed in as carol");
+    // Her token's permissions, not more: no admin page.
+    assert_eq!(carol.get("/admin").await?.status, 403);
+    // The code is spent: the callback again signs nobody in.
+    let mut replay = Browser::new(&rig);
+    replay.cookies = carol.cookies.clone();
+    replay.cookies.remove("vessel_session");
+    assert_eq!(replay.get(&path).await?.status, 401);
+    Ok(())
+}

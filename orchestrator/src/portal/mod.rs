@@ -5,6 +5,7 @@
 //! `Caller` built from the session, so what the API refuses, the portal
 //! refuses with the same words.
 
+mod oidc;
 mod pages;
 mod session;
 mod view;
@@ -30,6 +31,58 @@ pub struct PortalConfig {
     /// How long a session lives after sign-in.
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
+    /// Single sign-on: the authorization code flow with PKCE.
+    pub oidc: Option<PortalOidc>,
+}
+
+/// `[portal.oidc]`: the portal as a client of one `[[auth.oidc]]` issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalOidc {
+    /// Exactly one `auth.oidc[*].issuer`: its tokens are the ones verified.
+    pub issuer: String,
+    /// The portal's client id there (list it in that issuer's
+    /// `allowed_clients`).
+    pub client_id: String,
+    /// For a confidential client; a public one relies on PKCE alone.
+    pub client_secret: Option<crate::config::Secret>,
+    /// What the access token is made out to (`audience` / `resource`): the
+    /// issuer's `audience` in `[[auth.oidc]]`.
+    pub audience: String,
+    /// `https://vessel.lab/sign-in/callback`; by default this request's own
+    /// host and scheme.
+    pub redirect_url: Option<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into()]
+}
+
+impl PortalConfig {
+    /// Checks what the config parser cannot: the issuer is one the API
+    /// trusts. Errors are (key, message).
+    pub fn validate<'a>(
+        &self,
+        mut issuers: impl Iterator<Item = &'a str>,
+    ) -> Result<(), (&'static str, String)> {
+        if let Some(o) = &self.oidc {
+            if !issuers.any(|i| i == o.issuer) {
+                return Err((
+                    "portal.oidc.issuer",
+                    format!("`{}` is not one of the [[auth.oidc]] issuers", o.issuer),
+                ));
+            }
+            if !o.scopes.iter().any(|s| s == "openid") {
+                return Err(("portal.oidc.scopes", "must include `openid`".into()));
+            }
+        }
+        if self.session_hours == 0 {
+            return Err(("portal.session_hours", "must be at least 1".into()));
+        }
+        Ok(())
+    }
 }
 
 fn default_session_hours() -> u64 {
@@ -41,6 +94,7 @@ impl Default for PortalConfig {
         PortalConfig {
             dev_sign_in: false,
             session_hours: default_session_hours(),
+            oidc: None,
         }
     }
 }
@@ -64,6 +118,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/line/{id}/cancel", post(pages::line_cancel))
         .route("/sign-in", get(pages::sign_in_page))
         .route("/sign-in/dev", post(pages::dev_sign_in))
+        .route("/sign-in/oidc", get(oidc::start))
+        .route("/sign-in/callback", get(oidc::callback))
         .route("/sign-out", post(pages::sign_out))
         .route("/portal.css", get(view::css))
         .route("/portal.js", get(view::js))

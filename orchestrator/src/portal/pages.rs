@@ -45,15 +45,21 @@ fn allowed(caller: &Caller, method: &str, path: &str) -> Result<(), ApiError> {
 }
 
 fn nav(s: &Signed) -> Nav<'_> {
+    // The unix name where the token has one: an issuer's `sub` is often
+    // an opaque id nobody recognises.
+    let caller = &s.session.caller;
     Nav {
-        subject: &s.session.caller.subject,
+        subject: caller
+            .unix_name
+            .as_ref()
+            .map_or(caller.subject.as_str(), |u| u.as_str()),
         admin: s.session.caller.can(perm::FLEET_MANAGE),
         csrf: &s.session.csrf,
     }
 }
 
 /// An API refusal as a page, with the API's status and words.
-fn refusal(s: Option<&Signed>, e: ApiError) -> Response {
+pub(super) fn refusal(s: Option<&Signed>, e: ApiError) -> Response {
     let status = StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::BAD_REQUEST);
     let text = e.to_string();
     let n = s.map(nav);
@@ -560,6 +566,9 @@ pub async fn sign_in_page(
 ) -> Response {
     let pre = session::token();
     let body = html! {
+        @if let Some(o) = &state.config.portal.oidc {
+            p.card { a.button href="/sign-in/oidc" { "Sign in with " (o.issuer) } }
+        }
         @if state.config.portal.dev_sign_in {
             form.card method="post" action="/sign-in/dev" {
                 p.muted { "Dev sign-in (loopback only): any subject, no password. For the local quick start." }
@@ -568,8 +577,9 @@ pub async fn sign_in_page(
                 input id="f-subject" name="subject" required autocomplete="username";
                 p { button type="submit" { "Sign in" } }
             }
-        } @else {
-            p.card { "Single sign-on is not set up on this orchestrator's portal yet." }
+        }
+        @if state.config.portal.oidc.is_none() && !state.config.portal.dev_sign_in {
+            p.card { "No sign-in is set up for the portal: see `[portal]` in the orchestrator's config." }
         }
     };
     let cookie = sessions.cookie(PRE_COOKIE, &pre, std::time::Duration::from_secs(600));

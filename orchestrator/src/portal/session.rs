@@ -27,8 +27,16 @@ pub struct Session {
     expires: Instant,
 }
 
+/// A sign-in under way at the issuer: its PKCE verifier and redirect URI.
+struct Flow {
+    verifier: String,
+    redirect: String,
+    expires: Instant,
+}
+
 pub struct Sessions {
     by_id: Mutex<HashMap<String, Session>>,
+    flows: Mutex<HashMap<String, Flow>>,
     ttl: Duration,
     secure: bool,
 }
@@ -63,6 +71,7 @@ impl Sessions {
     pub fn new(ttl: Duration, secure: bool) -> Self {
         Sessions {
             by_id: Mutex::new(HashMap::new()),
+            flows: Mutex::new(HashMap::new()),
             ttl,
             secure,
         }
@@ -105,6 +114,28 @@ impl Sessions {
             }
             None => None,
         }
+    }
+
+    /// Remembers a sign-in started at the issuer for ten minutes.
+    pub fn begin_flow(&self, state: &str, verifier: String, redirect: String) {
+        let mut flows = self.flows.lock().expect("flows lock");
+        let now = Instant::now();
+        flows.retain(|_, f| f.expires > now);
+        flows.insert(
+            state.to_string(),
+            Flow {
+                verifier,
+                redirect,
+                expires: now + Duration::from_secs(600),
+            },
+        );
+    }
+
+    /// The verifier and redirect of a live flow, once: a replayed callback
+    /// finds nothing.
+    pub fn take_flow(&self, state: &str) -> Option<(String, String)> {
+        let flow = self.flows.lock().expect("flows lock").remove(state)?;
+        (flow.expires > Instant::now()).then_some((flow.verifier, flow.redirect))
     }
 
     pub fn end(&self, id: &str) {
