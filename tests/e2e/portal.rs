@@ -355,3 +355,68 @@ async fn portal_signs_in_by_the_code_flow_with_pkce_at_a_real_issuer() -> Result
     assert_eq!(replay.get(&path).await?.status, 401);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_tells_an_open_page_when_what_it_shows_changes() -> Result<()> {
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            workers: 0,
+            extra_config: "[portal]\ndev_sign_in = true\n".into(),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let mut anon = Browser::new(&rig);
+    assert_eq!(
+        anon.get("/live").await?.status,
+        303,
+        "no stream without a session"
+    );
+    let alice_token = rig.researcher("alice");
+    rig.add_key(&alice_token).await?;
+    let mut alice = Browser::new(&rig);
+    alice.sign_in("alice").await?;
+    assert!(
+        alice.get("/").await?.body.contains("data-live"),
+        "the page listens"
+    );
+    let cookie = format!("vessel_session={}", alice.cookies["vessel_session"]);
+    let resp = alice
+        .http
+        .get(rig.url("/live"))
+        .header("cookie", cookie)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()?
+        .starts_with("text/event-stream"));
+    let mut body = resp;
+    // Nothing changes, nothing is said (a keep-alive comment at most).
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), async {
+        while let Some(chunk) = body.chunk().await? {
+            if String::from_utf8_lossy(&chunk).contains("event: changed") {
+                return Ok::<bool, anyhow::Error>(true);
+            }
+        }
+        Ok(false)
+    })
+    .await;
+    assert!(!matches!(quiet, Ok(Ok(true))), "changed without a change");
+    let (status, made) = rig
+        .create(&alice_token, json!({ "queue": "3090", "gpus": 1 }))
+        .await?;
+    assert_eq!(status, 202, "{made}");
+    let told = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(chunk) = body.chunk().await? {
+            if String::from_utf8_lossy(&chunk).contains("event: changed") {
+                return Ok::<(), anyhow::Error>(());
+            }
+        }
+        bail!("the stream ended")
+    })
+    .await;
+    told.context("no `changed` within 20 s of a new vessel")??;
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! `Caller` built from the session, so what the API refuses, the portal
 //! refuses with the same words.
 
+mod live;
 mod oidc;
 mod pages;
 mod session;
@@ -121,6 +122,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/sign-in/oidc", get(oidc::start))
         .route("/sign-in/callback", get(oidc::callback))
         .route("/sign-out", post(pages::sign_out))
+        .route("/live", get(live::stream))
         .route("/portal.css", get(view::css))
         .route("/portal.js", get(view::js))
         .layer(axum::Extension(sessions))

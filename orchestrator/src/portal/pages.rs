@@ -18,7 +18,7 @@ use vessel_api::grammar;
 use vessel_api::vessels::{CreateVessel, Extend, ListQuery, VesselView};
 
 use super::session::{self, Signed, COOKIE, PRE_COOKIE};
-use super::view::{csrf, page, state_badge, Nav};
+use super::view::{csrf, live_page, page, state_badge, Nav};
 use super::Sessions;
 use crate::api::auth::{perm, Caller};
 use crate::api::error::ApiError;
@@ -185,7 +185,7 @@ pub async fn my_vessels(State(state): State<AppState>, s: Signed) -> Response {
         }
         @for v in &shown { (vessel_card(v, &s.session.csrf, now)) }
     };
-    page("My vessels", Some(&nav(&s)), body).into_response()
+    live_page("My vessels", Some(&nav(&s)), body).into_response()
 }
 
 const FORM_FIELDS: &[(&str, &str, &str)] = &[
@@ -410,7 +410,7 @@ pub async fn fleet(State(state): State<AppState>, s: Signed) -> Response {
             }
         }
     };
-    page("Fleet", Some(&nav(&s)), body).into_response()
+    live_page("Fleet", Some(&nav(&s)), body).into_response()
 }
 
 pub async fn admin(State(state): State<AppState>, s: Signed) -> Response {
@@ -477,7 +477,7 @@ pub async fn admin(State(state): State<AppState>, s: Signed) -> Response {
             }
         }
     };
-    page("Admin", Some(&nav(&s)), body).into_response()
+    live_page("Admin", Some(&nav(&s)), body).into_response()
 }
 
 pub async fn host_action(

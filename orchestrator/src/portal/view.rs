@@ -14,6 +14,15 @@ pub struct Nav<'a> {
 }
 
 pub fn page(title: &str, nav: Option<&Nav>, body: Markup) -> Markup {
+    page_with(title, nav, false, body)
+}
+
+/// A page that follows changes live (the script listens on `/live`).
+pub fn live_page(title: &str, nav: Option<&Nav>, body: Markup) -> Markup {
+    page_with(title, nav, true, body)
+}
+
+fn page_with(title: &str, nav: Option<&Nav>, live: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -24,7 +33,7 @@ pub fn page(title: &str, nav: Option<&Nav>, body: Markup) -> Markup {
                 link rel="stylesheet" href="/portal.css";
                 script src="/portal.js" defer {}
             }
-            body {
+            body data-live[live] {
                 header {
                     a.brand href="/" { "Vessel" }
                     @if let Some(nav) = nav {
@@ -96,6 +105,24 @@ document.addEventListener('click', function (e) {
   if (!el || !navigator.clipboard) return;
   navigator.clipboard.writeText(el.textContent).then(function () { b.textContent = 'Copied'; });
 });
+// Live pages: on `changed`, fetch the page again and swap its main part,
+// unless the person is in the middle of a form there.
+(function () {
+  if (!document.body.hasAttribute('data-live') || !window.EventSource) return;
+  var es = new EventSource('/live');
+  es.addEventListener('changed', function () {
+    var a = document.activeElement;
+    if (a && a.form && a.form.querySelector('input[type=checkbox]:checked')) return;
+    fetch(location.href, { credentials: 'same-origin' }).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      if (!html) return;
+      var fresh = new DOMParser().parseFromString(html, 'text/html').querySelector('main');
+      var main = document.querySelector('main');
+      if (fresh && main) main.innerHTML = fresh.innerHTML;
+    });
+  });
+})();
 "#;
 
 pub async fn css() -> impl IntoResponse {
