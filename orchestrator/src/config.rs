@@ -1289,6 +1289,22 @@ docker_network = "vessels"
     }
 
     #[test]
+    fn the_portals_dev_sign_in_is_loopback_only_and_its_issuer_one_we_trust() {
+        let open = format!(
+            "listen = \"0.0.0.0:8700\"\nallow_plaintext = true\n{MINIMAL}\n[portal]\ndev_sign_in = true\n"
+        );
+        let err = Config::from_toml_str(&open).unwrap_err().to_string();
+        assert!(err.starts_with("portal.dev_sign_in:"), "{err}");
+        let local = format!("{MINIMAL}\n[portal]\ndev_sign_in = true\n");
+        assert!(Config::from_toml_str(&local).is_ok());
+        let stranger = format!(
+            "{MINIMAL}\n[portal.oidc]\nissuer = \"https://nobody.example/\"\nclient_id = \"p\"\naudience = \"a\"\n"
+        );
+        let err = Config::from_toml_str(&stranger).unwrap_err().to_string();
+        assert!(err.starts_with("portal.oidc.issuer:"), "{err}");
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let config = Config::from_toml_str(MINIMAL).unwrap();
         let printed = format!("{config:?}");
