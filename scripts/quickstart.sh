@@ -113,6 +113,10 @@ gpus = 0
 cpus = 1
 memory = "1G"
 image = "vessel/base:latest"
+# The web portal at http://127.0.0.1:$PORT/: a sign-in form that takes a
+# name without a password, allowed only because listen is loopback.
+[portal]
+dev_sign_in = true
 TOML
 
 cat > "$STATE/vessel-bot.toml" <<TOML

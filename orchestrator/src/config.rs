@@ -71,6 +71,9 @@ pub struct Config {
     /// Single sign-on for the `vessel` CLI, published unauthenticated at
     /// `GET /v1/auth/config`.
     pub cli: Option<CliConfig>,
+    /// The web portal under `/`.
+    #[serde(default)]
+    pub portal: crate::portal::PortalConfig,
 }
 
 /// Where the `vessel` CLI signs people in: one of the `[[auth.oidc]]`
@@ -733,6 +736,20 @@ impl Config {
     /// keeps bearer tokens off a LAN in the clear; `allow_plaintext` is one
     /// explicit line for the proxy-in-front case.
     fn validate_listen(&self) -> Result<(), ConfigError> {
+        self.portal
+            .validate(self.auth.oidc.iter().map(|o| o.issuer.as_str()))
+            .map_err(|(key, message)| invalid(key, message))?;
+        // The dev sign-in asks for no password: only where nobody else can
+        // reach it.
+        if self.portal.dev_sign_in && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "portal.dev_sign_in",
+                format!(
+                    "signs anyone in without a password, so only on a loopback `listen`, not {}",
+                    self.listen
+                ),
+            ));
+        }
         if let Some(tls) = &self.tls {
             tls.parts()?;
         } else if !self.listen.ip().is_loopback() && !self.allow_plaintext {
@@ -1269,6 +1286,22 @@ docker_network = "vessels"
         let text = format!("{MINIMAL}\n[tls]\ncert = \"not a certificate\"\nkey = \"nor a key\"\n");
         let err = Config::from_toml_str(&text).unwrap_err().to_string();
         assert!(err.starts_with("tls.cert:"), "{err}");
+    }
+
+    #[test]
+    fn the_portals_dev_sign_in_is_loopback_only_and_its_issuer_one_we_trust() {
+        let open = format!(
+            "listen = \"0.0.0.0:8700\"\nallow_plaintext = true\n{MINIMAL}\n[portal]\ndev_sign_in = true\n"
+        );
+        let err = Config::from_toml_str(&open).unwrap_err().to_string();
+        assert!(err.starts_with("portal.dev_sign_in:"), "{err}");
+        let local = format!("{MINIMAL}\n[portal]\ndev_sign_in = true\n");
+        assert!(Config::from_toml_str(&local).is_ok());
+        let stranger = format!(
+            "{MINIMAL}\n[portal.oidc]\nissuer = \"https://nobody.example/\"\nclient_id = \"p\"\naudience = \"a\"\n"
+        );
+        let err = Config::from_toml_str(&stranger).unwrap_err().to_string();
+        assert!(err.starts_with("portal.oidc.issuer:"), "{err}");
     }
 
     #[test]

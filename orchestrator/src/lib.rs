@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod line;
 pub mod metrics;
 pub mod placement;
+pub mod portal;
 pub mod reconciler;
 pub mod shutdown;
 pub mod sshkeys;

@@ -20,6 +20,8 @@ use crate::{eventually, run};
 /// The orchestrator's audience; the access token's `aud` through RFC 8707.
 pub const AUDIENCE: &str = "https://vessel.lab/api";
 pub const CLIENT_ID: &str = "vessel-cli";
+/// The web portal, a public client of the authorization code flow (PKCE).
+pub const PORTAL_CLIENT_ID: &str = "vessel-portal";
 /// The scope the CLI asks for besides `openid`.
 pub const SCOPE: &str = "vessel";
 const ADMIN_PASSWORD: &str = "password";
@@ -176,6 +178,8 @@ impl Glewlwyd {
                 "code-duration": 600,
                 "allow-non-oidc": true,
                 "auth-type-code-enabled": true,
+                // The portal's code flow proves itself with PKCE.
+                "pkce-allowed": true,
                 "auth-type-refresh-enabled": true,
                 "auth-type-device-enabled": true,
                 "device-authorization-expiration": 600,
@@ -218,10 +222,57 @@ impl Glewlwyd {
         format!(
             "[[auth.oidc]]\nissuer = \"{iss}\"\naudience = \"{AUDIENCE}\"\n\
              jwks_url = \"{iss}/jwks\"\nunix_name_claim = \"unix_name\"\n\
-             allowed_clients = [\"{CLIENT_ID}\"]\n\
+             allowed_clients = [\"{CLIENT_ID}\", \"{PORTAL_CLIENT_ID}\"]\n\
              [cli]\nissuer = \"{iss}\"\nclient_id = \"{CLIENT_ID}\"\nscopes = [\"openid\", \"{SCOPE}\"]\n",
             iss = self.issuer
         )
+    }
+
+    /// The portal as a public client that comes back to `redirect_uri`
+    /// (known once the orchestrator listens).
+    pub async fn add_portal_client(&self, redirect_uri: &str) -> Result<()> {
+        self.admin(
+            "POST",
+            "/api/client/",
+            json!({ "client_id": PORTAL_CLIENT_ID, "name": "Vessel portal", "confidential": false,
+                    "authorization_type": ["code"], "redirect_uri": [redirect_uri],
+                    "enabled": true }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// What the person does in the browser for the portal: signs in,
+    /// grants its scopes, and opens the authorization URL the portal sent
+    /// them to; returns where the issuer sends them back (the callback).
+    pub async fn authorize(&self, username: &str, password: &str, url: &str) -> Result<String> {
+        let cookie = self.sign_in(username, password).await?;
+        let grant = self
+            .http
+            .put(format!("{}/api/auth/grant/{PORTAL_CLIENT_ID}", self.base))
+            .header("cookie", &cookie)
+            .json(&json!({ "scope": format!("openid {SCOPE}") }))
+            .send()
+            .await?;
+        anyhow::ensure!(grant.status() == 200, "granting: {}", grant.status());
+        let resp = self
+            .http
+            .get(format!("{url}&g_continue"))
+            .header("cookie", &cookie)
+            .send()
+            .await?;
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        anyhow::ensure!(
+            resp.status() == 302 && location.contains("code="),
+            "authorizing: {} {location}",
+            resp.status()
+        );
+        Ok(location)
     }
 
     /// A person who may use the CLI, with the permissions their tokens

@@ -18,6 +18,7 @@ mod line;
 mod line_slack;
 mod oidc;
 mod pools;
+mod portal;
 mod probe;
 mod races;
 mod readiness;

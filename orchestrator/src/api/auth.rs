@@ -208,6 +208,12 @@ impl Verifier {
         })
     }
 
+    /// The most a person signed in as `subject` (not a service) may do:
+    /// the portal's dev sign-in, which has no token to narrow it.
+    pub(crate) fn role_of(&self, subject: &str) -> HashSet<String> {
+        self.roles.of(subject, false)
+    }
+
     /// Whether `ttl` is within what this orchestrator accepts for `subject`
     /// (the `token` subcommand refuses to print what would be refused).
     pub fn allows_ttl(&self, subject: &str, ttl: Duration) -> Result<(), Duration> {
@@ -393,6 +399,23 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller the portal made from a session: a verified token's, or the
+    /// dev sign-in's (loopback only).
+    pub(crate) fn from_session(
+        subject: String,
+        perms: HashSet<String>,
+        unix_name: Option<UnixName>,
+        uid: Option<i32>,
+    ) -> Caller {
+        Caller {
+            subject,
+            from_service: false,
+            perms,
+            unix_name,
+            uid,
+        }
+    }
+
     pub fn can(&self, perm: &str) -> bool {
         self.perms.contains(perm)
     }

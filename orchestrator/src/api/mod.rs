@@ -9,13 +9,13 @@ pub mod auth;
 mod bot_state;
 pub mod error;
 mod events;
-mod fleet;
-mod hosts;
+pub(crate) mod fleet;
+pub(crate) mod hosts;
 mod keys;
-mod line;
+pub(crate) mod line;
 mod sign_in;
 mod users;
-mod vessels;
+pub(crate) mod vessels;
 
 use std::sync::Arc;
 
@@ -186,6 +186,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             authorize,
         ))
+        // After the route layer: the portal's pages sign in by session
+        // cookie, not bearer token, and check the same ROUTES rows itself.
+        .merge(crate::portal::router(&state))
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(tower::limit::ConcurrencyLimitLayer::new(512))

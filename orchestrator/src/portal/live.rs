@@ -1,0 +1,98 @@
+//! Live updates over Server-Sent Events: while a page that shows changing
+//! state is open, the server looks at what that person may see (their
+//! vessels with line places, the fleet, the line for admins) once a second
+//! and sends `changed` when it differs; the page's script then fetches the
+//! page again and swaps its main part. No fragments to keep in step with
+//! the templates, and the pages stay the one rendering.
+
+use std::collections::hash_map::DefaultHasher;
+use std::convert::Infallible;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::stream::{self, Stream};
+use vessel_api::vessels::ListQuery;
+
+use super::session::{Sessions, Signed};
+use crate::api::auth::{perm, Caller};
+use crate::api::{fleet, line, vessels, AppState};
+
+const EVERY: Duration = Duration::from_secs(1);
+
+/// A digest of what the caller's pages show; errors count as a state too.
+async fn digest(state: &AppState, caller: &Caller) -> u64 {
+    let mut h = DefaultHasher::new();
+    if let Ok(Json(list)) = vessels::list(
+        State(state.clone()),
+        caller.clone(),
+        Query(ListQuery::default()),
+    )
+    .await
+    {
+        for v in list.vessels {
+            (v.id, v.state.as_str(), &v.host, v.expires_at).hash(&mut h);
+            if v.state.as_str() == "pending" {
+                if let Ok(Json(full)) =
+                    vessels::show(State(state.clone()), caller.clone(), Path(v.id.to_string()))
+                        .await
+                {
+                    full.line.map(|p| (p.position, p.of)).hash(&mut h);
+                }
+            }
+        }
+    }
+    if caller.can(perm::FLEET_READ) {
+        if let Ok(Json(f)) = fleet::status(State(state.clone())).await {
+            serde_json::to_string(&f).unwrap_or_default().hash(&mut h);
+        }
+    }
+    if caller.can(perm::FLEET_MANAGE) {
+        if let Ok(Json(l)) = line::show(State(state.clone())).await {
+            serde_json::to_string(&l).unwrap_or_default().hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    Extension(sessions): Extension<Arc<Sessions>>,
+    s: Signed,
+) -> Response {
+    let first = digest(&state, &s.session.caller).await;
+    let changes = changes(state, sessions, s, first);
+    Sse::new(changes)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// `changed` whenever the digest moves; ends when the session does, so a
+/// signed-out or expired browser stops being told anything.
+fn changes(
+    state: AppState,
+    sessions: Arc<Sessions>,
+    s: Signed,
+    first: u64,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(first, move |last| {
+        let state = state.clone();
+        let sessions = sessions.clone();
+        let id = s.id.clone();
+        let caller = s.session.caller.clone();
+        async move {
+            loop {
+                tokio::time::sleep(EVERY).await;
+                sessions.get(&id)?;
+                let now = digest(&state, &caller).await;
+                if now != last {
+                    return Some((Ok(Event::default().event("changed").data("")), now));
+                }
+            }
+        }
+    })
+}

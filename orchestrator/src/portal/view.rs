@@ -1,0 +1,137 @@
+//! The portal's frame: one layout for every page, its stylesheet and its
+//! small script (copy buttons), served from the binary so a page needs
+//! nothing from outside.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use maud::{html, Markup, DOCTYPE};
+
+/// Who is looking, for the navigation: admins see the Admin link.
+pub struct Nav<'a> {
+    pub subject: &'a str,
+    pub admin: bool,
+    pub csrf: &'a str,
+}
+
+pub fn page(title: &str, nav: Option<&Nav>, body: Markup) -> Markup {
+    page_with(title, nav, false, body)
+}
+
+/// A page that follows changes live (the script listens on `/live`).
+pub fn live_page(title: &str, nav: Option<&Nav>, body: Markup) -> Markup {
+    page_with(title, nav, true, body)
+}
+
+fn page_with(title: &str, nav: Option<&Nav>, live: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Vessel" }
+                link rel="stylesheet" href="/portal.css";
+                script src="/portal.js" defer {}
+            }
+            body data-live[live] {
+                header {
+                    a.brand href="/" { "Vessel" }
+                    @if let Some(nav) = nav {
+                        nav {
+                            a href="/" { "My vessels" }
+                            a href="/new" { "New vessel" }
+                            a href="/fleet" { "Fleet" }
+                            @if nav.admin { a href="/admin" { "Admin" } }
+                        }
+                        form.signout method="post" action="/sign-out" {
+                            input type="hidden" name="csrf" value=(nav.csrf);
+                            span.who { (nav.subject) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// A hidden CSRF field for a form.
+pub fn csrf(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
+/// A state label: a word and a colour, never colour alone.
+pub fn state_badge(state: &str) -> Markup {
+    html! { span class={ "badge s-" (state) } { (state) } }
+}
+
+const CSS: &str = r#"
+:root{--fg:#1b1f24;--muted:#5b6570;--bg:#f6f7f9;--card:#fff;--line:#d9dde3;--accent:#2457c5;
+--free:#2e9e5b;--used:#2457c5;--idle:#c98a0a;--drained:#7a7f87;--lost:#c23b3b}
+*{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,sans-serif;color:var(--fg);background:var(--bg)}
+header{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;padding:.6rem 1rem;background:#14213d;color:#fff}
+header a{color:#fff;text-decoration:none}header .brand{font-weight:700;font-size:1.1rem}
+nav{display:flex;gap:1rem;flex:1}nav a:focus,nav a:hover{text-decoration:underline}
+.signout{display:flex;gap:.5rem;align-items:center}.who{opacity:.8}
+main{max-width:72rem;margin:0 auto;padding:1rem}h1{font-size:1.4rem}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem;margin:0 0 1rem}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line)}
+button,.button{font:inherit;padding:.35rem .8rem;border-radius:6px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer}
+button.quiet{background:#fff;color:var(--accent)}button.danger{background:var(--lost);border-color:var(--lost)}
+button:focus-visible,a:focus-visible,input:focus-visible,select:focus-visible{outline:3px solid #f0b400;outline-offset:2px}
+label{display:block;font-weight:600;margin-top:.6rem}input,select{font:inherit;padding:.3rem;border:1px solid var(--line);border-radius:6px;width:100%;max-width:24rem}
+.field-error{color:var(--lost);font-weight:600;margin:.2rem 0}.error{border-left:4px solid var(--lost);padding:.5rem 1rem;background:#fdeeee}
+pre{background:#f0f2f5;padding:.5rem;overflow:auto;border-radius:6px}
+.badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.85rem;border:1px solid currentColor}
+.s-running{color:var(--used)}.s-pending,.s-provisioning{color:var(--idle)}.s-failed,.s-buried{color:var(--lost)}
+.grid{display:flex;flex-wrap:wrap;gap:3px}
+.gpu{width:4.2rem;min-height:2.6rem;border-radius:4px;padding:2px 4px;font-size:.72rem;color:#fff;overflow:hidden}
+.g-free{background:var(--free)}.g-used{background:var(--used)}.g-drained{background:var(--drained)}.g-lost{background:var(--lost)}
+.legend span{margin-right:1rem}.muted{color:var(--muted)}
+.inline{display:inline}
+@media (max-width:40rem){table,tbody,tr,td{display:block}th{display:none}td{border:0}tr{border-bottom:1px solid var(--line)}}
+"#;
+
+const JS: &str = r#"
+// Copy buttons: the text of the element named by data-copy.
+document.addEventListener('click', function (e) {
+  var b = e.target.closest('button[data-copy]');
+  if (!b) return;
+  var el = document.getElementById(b.dataset.copy);
+  if (!el || !navigator.clipboard) return;
+  navigator.clipboard.writeText(el.textContent).then(function () { b.textContent = 'Copied'; });
+});
+// Live pages: on `changed`, fetch the page again and swap its main part,
+// unless the person is in the middle of a form there.
+(function () {
+  if (!document.body.hasAttribute('data-live') || !window.EventSource) return;
+  var es = new EventSource('/live');
+  es.addEventListener('changed', function () {
+    var a = document.activeElement;
+    if (a && a.form && a.form.querySelector('input[type=checkbox]:checked')) return;
+    fetch(location.href, { credentials: 'same-origin' }).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      if (!html) return;
+      var fresh = new DOMParser().parseFromString(html, 'text/html').querySelector('main');
+      var main = document.querySelector('main');
+      if (fresh && main) main.innerHTML = fresh.innerHTML;
+    });
+  });
+})();
+"#;
+
+pub async fn css() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS)
+}
+
+pub async fn js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        JS,
+    )
+}
