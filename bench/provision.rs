@@ -4,8 +4,8 @@
 //!    next to a bare `docker run` + sshd + login on the same engine
 //!    (interleaved), and the ratio; then where the time goes, step by
 //!    step, from the conductor's spans.
-//! 2. The placement statement's p50/p99 with 1,000 hosts and 8,000 GPUs in
-//!    the database.
+//!
+//! The placement statement's figures are in `cargo bench --bench line`.
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,6 @@ use steps::{Breakdown, Recorder};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
-use uuid::Uuid;
-use vessel_orchestrator::placement;
 use vessel_testrig::{address_on, docker, gpu_host, run, Rig, VESSEL_IMAGE};
 
 const RUNS: usize = 20;
@@ -165,68 +163,6 @@ async fn vessel_once(
     Ok(login)
 }
 
-async fn placement_figures(db: &sqlx::PgPool) -> Result<(Duration, Duration, usize)> {
-    sqlx::query(
-        "INSERT INTO hosts (name, queue, cores, memory_bytes, online)
-         SELECT 'bench-' || n, 'bench', 64, 512::bigint << 30, true FROM generate_series(1, 1000) n",
-    )
-    .execute(db)
-    .await?;
-    sqlx::query(
-        "INSERT INTO gpus (host_id, idx, uuid, model, numa_node)
-         SELECT h.id, i, 'GPU-bench-' || h.id || '-' || i, 'RTX 3090', i / 4
-         FROM hosts h, generate_series(0, 7) i WHERE h.queue = 'bench'",
-    )
-    .execute(db)
-    .await?;
-    sqlx::query(
-        "INSERT INTO host_cores (host_id, core, numa_node)
-         SELECT h.id, c, c / 32 FROM hosts h, generate_series(0, 63) c WHERE h.queue = 'bench'",
-    )
-    .execute(db)
-    .await?;
-    sqlx::query("INSERT INTO users (id, unix_name, uid) VALUES ('bench', 'bench', 30000)")
-        .execute(db)
-        .await?;
-    sqlx::query("ANALYZE").execute(db).await?;
-
-    let mut times = Vec::new();
-    for i in 0..1000 {
-        let id = Uuid::new_v4();
-        let mut tx = db.begin().await?;
-        sqlx::query(
-            "INSERT INTO vessels (id, name, owner_id, queue, image, gpus, cpus, memory_bytes, state, expires_at)
-             VALUES ($1, $2, 'bench', 'bench', 'x', 1, 4, 16::bigint << 30, 'requested', now() + interval '1 day')",
-        )
-        .bind(id)
-        .bind(format!("b{i}"))
-        .execute(&mut *tx)
-        .await?;
-        let request = placement::Request {
-            vessel_id: id,
-            queue: "bench",
-            gpus: i % 4 + 1,
-            cpus: 4,
-            memory_bytes: 16 << 30,
-            on_host: None,
-            not_on_host: None,
-        };
-        let start = Instant::now();
-        let placed = placement::reserve(&mut tx, &request).await?;
-        times.push(start.elapsed());
-        if placed.is_none() {
-            bail!("placement {i} found no room");
-        }
-        tx.commit().await?;
-    }
-    times.sort();
-    Ok((
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        times.len(),
-    ))
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<()> {
     // `cargo bench` passes --bench; nothing else to parse.
@@ -291,12 +227,5 @@ async fn main() -> Result<()> {
     );
     print!("{}", vessel_steps.render());
 
-    let (p50, p99, n) = placement_figures(&rig.db).await?;
-    println!("placement, {n} reservations into 1,000 hosts / 8,000 GPUs:");
-    println!(
-        "  reserve statement        p50 {:7.2} ms   p99 {:7.2} ms",
-        ms(p50),
-        ms(p99)
-    );
     Ok(())
 }
