@@ -21,33 +21,19 @@ use vessel_orchestrator::config::Config;
 use vessel_orchestrator::line::LineWorker;
 use vessel_orchestrator::placement;
 use vessel_orchestrator::shutdown;
+use vessel_testrig::figures::{ms, percentile};
 use vessel_testrig::{Options, Rig};
 
 const HOSTS: i64 = 1000;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 async fn declare_fleet(db: &PgPool) -> Result<()> {
-    for sql in [
-        "INSERT INTO hosts (name, queue, cores, memory_bytes, online)
-         SELECT 'bench-' || n, '3090', 64, 512::bigint << 30, true FROM generate_series(1, 1000) n",
-        "INSERT INTO gpus (host_id, idx, uuid, model, numa_node)
-         SELECT h.id, i, 'GPU-bench-' || h.id || '-' || i, 'RTX 3090', i / 4
-         FROM hosts h, generate_series(0, 7) i",
-        "INSERT INTO host_cores (host_id, core, numa_node)
-         SELECT h.id, c, c / 32 FROM hosts h, generate_series(0, 63) c",
+    vessel_testrig::figures::declare_fleet(db).await?;
+    sqlx::query(
         "INSERT INTO users (id, unix_name, uid)
          SELECT 'bench' || n, 'bench' || n, 30000 + n FROM generate_series(0, 99) n",
-    ] {
-        sqlx::query(sql).execute(db).await?;
-    }
+    )
+    .execute(db)
+    .await?;
     sqlx::query("ANALYZE").execute(db).await?;
     Ok(())
 }

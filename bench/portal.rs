@@ -4,35 +4,17 @@
 //! admin's session, p50/p99 and its size. Goal: p99 under 20 ms, pages under
 //! 100 KB (the fleet grid at this size is the one expected to exceed it).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use sqlx::PgPool;
+use vessel_testrig::figures::{ms, percentile};
 use vessel_testrig::{Options, Rig};
 
 const ROUNDS: usize = 200;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 async fn declare_fleet(db: &PgPool) -> Result<()> {
-    for sql in [
-        "INSERT INTO hosts (name, queue, cores, memory_bytes, online)
-         SELECT 'bench-' || n, '3090', 64, 512::bigint << 30, true FROM generate_series(1, 1000) n",
-        "INSERT INTO gpus (host_id, idx, uuid, model, numa_node)
-         SELECT h.id, i, 'GPU-bench-' || h.id || '-' || i, 'RTX 3090', i / 4
-         FROM hosts h, generate_series(0, 7) i",
-        "INSERT INTO host_cores (host_id, core, numa_node)
-         SELECT h.id, c, c / 32 FROM hosts h, generate_series(0, 63) c",
-    ] {
-        sqlx::query(sql).execute(db).await?;
-    }
+    vessel_testrig::figures::declare_fleet(db).await?;
     sqlx::query("ANALYZE").execute(db).await?;
     Ok(())
 }

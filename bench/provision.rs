@@ -17,18 +17,10 @@ use steps::{Breakdown, Recorder};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
+use vessel_testrig::figures::{ms, percentile};
 use vessel_testrig::{address_on, docker, gpu_host, run, Rig, VESSEL_IMAGE};
 
 const RUNS: usize = 20;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 // The baseline does what the vessel init does, by hand: a user with a key,
 // one ed25519 host key, sshd. No upload, no reservation, no SSH hop.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vessel_testrig::figures::ms;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -188,10 +189,6 @@ fn median<T: Ord + Copy + Default>(values: &[T]) -> T {
     let mut v = values.to_vec();
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 impl Breakdown {

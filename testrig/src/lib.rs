@@ -11,6 +11,7 @@
 
 pub mod fake_slack;
 pub mod fake_tailnet;
+pub mod figures;
 pub mod glewlwyd;
 pub mod prometheus;
 
