@@ -82,18 +82,7 @@ pub async fn pass(
     if waiting.is_empty() {
         return Ok(outcome);
     }
-    let mut owners: Vec<String> = waiting.iter().map(|w| w.waiter.owner_id.clone()).collect();
-    owners.sort();
-    owners.dedup();
-    let mut usage: HashMap<_, _> = line::usage(conn, queue, &owners)
-        .await?
-        .into_iter()
-        .collect();
-    let limits: HashMap<String, Limit> = line::overrides(conn, queue)
-        .await?
-        .into_iter()
-        .map(|o| (o.user_id.clone(), limit_with(qc, Some(&o))))
-        .collect();
+    let (mut usage, limits) = usage_and_limits(conn, qc, queue, &waiting).await?;
     let rules = Rules {
         queue,
         hold_after: qc.hold_after.duration(),
@@ -128,24 +117,60 @@ pub async fn pass(
     }
     outcome.waiting = still.len();
     tell_places(conn, queue, &still, hold, fresh).await?;
+    count_from_line(conn, queue, &outcome, fresh, now).await?;
+    Ok(outcome)
+}
+
+/// What the line's owners hold in the queue, and their limits.
+async fn usage_and_limits(
+    conn: &mut PgConnection,
+    qc: &QueueConfig,
+    queue: &str,
+    waiting: &[line::Waiting],
+) -> Result<(HashMap<String, policy::Usage>, HashMap<String, Limit>), sqlx::Error> {
+    let mut owners: Vec<String> = waiting.iter().map(|w| w.waiter.owner_id.clone()).collect();
+    owners.sort();
+    owners.dedup();
+    let usage = line::usage(conn, queue, &owners)
+        .await?
+        .into_iter()
+        .collect();
+    let limits = line::overrides(conn, queue)
+        .await?
+        .into_iter()
+        .map(|o| (o.user_id.clone(), limit_with(qc, Some(&o))))
+        .collect();
+    Ok((usage, limits))
+}
+
+/// Time in line of what the pass placed from the line (not its own
+/// create's request), for the histogram and the log.
+async fn count_from_line(
+    conn: &mut PgConnection,
+    queue: &str,
+    outcome: &PassOutcome,
+    fresh: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     let from_line: Vec<Uuid> = outcome
         .placed
         .iter()
         .copied()
         .filter(|id| Some(*id) != fresh)
         .collect();
-    if !from_line.is_empty() {
-        for secs in line::waited(conn, &from_line, now).await? {
-            crate::metrics::placed_from_line(secs);
-        }
-        info!(
-            queue,
-            placed = from_line.len(),
-            waiting = outcome.waiting,
-            "placed from the line"
-        );
+    if from_line.is_empty() {
+        return Ok(());
     }
-    Ok(outcome)
+    for secs in line::waited(conn, &from_line, now).await? {
+        crate::metrics::placed_from_line(secs);
+    }
+    info!(
+        queue,
+        placed = from_line.len(),
+        waiting = outcome.waiting,
+        "placed from the line"
+    );
+    Ok(())
 }
 
 enum Placed {
