@@ -2,7 +2,8 @@
 # Everything the system and its tests need on this machine, idempotently and
 # fail-fast: the Docker engine, Postgres, Prometheus (the tests start their
 # own), the SSH client (the tests make keys and log in), Glewlwyd (the
-# identity provider of the sign-in tests), and the images.
+# identity provider of the sign-in tests), chromium (the portal's browser
+# tests), and the images.
 # A second run only checks (about a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,13 @@ if ! command -v glewlwyd >/dev/null 2>&1 || ! command -v sqlite3 >/dev/null 2>&1
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q glewlwyd sqlite3 >/dev/null
   # Tests start their own, each on its own port and database.
   service glewlwyd stop >/dev/null 2>&1 || true
+fi
+# The portal's tests drive a real browser: Debian's chromium, through
+# chromium-driver's WebDriver (started by each test on its own port).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "chromium, chromium-driver: installing"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-dejavu-core >/dev/null
 fi
 scripts/build-images.sh
 
