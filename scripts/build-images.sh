@@ -174,7 +174,8 @@ if [ "$SET" = vessels ]; then
   build base "$BASE_PACKAGES"
   build testhost "$TESTHOST_PACKAGES" 'CMD ["/usr/local/bin/testhost-entrypoint"]'
 else
-  build buildtools "$BUILDTOOLS_PACKAGES"
+  # The label marks what the service images' strip stage leaves behind.
+  build buildtools "$BUILDTOOLS_PACKAGES" 'LABEL org.vessel.stage=slim'
   build runtime "$RUNTIME_PACKAGES"
   # The entrypoint starts as root (to read the password secret and own the
   # data directory) and runs the server as `postgres`.

@@ -39,8 +39,8 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.service-lock"
 flock 9
 
-CONTEXT=
-trap '[ -z "$CONTEXT" ] || rm -rf "$CONTEXT"' EXIT
+SCRATCH=$(mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
 
 # service NAME BIN: vessel/NAME from $BIN_DIR/BIN.
 service() {
@@ -57,23 +57,34 @@ service() {
     return
   fi
   # The build context is the binary alone (not the repository).
-  CONTEXT=$(mktemp -d)
-  cp --reflink=auto "$BIN_DIR/$bin" "$CONTEXT/$bin"
+  local context=$SCRATCH/$name
+  mkdir "$context"
+  cp --reflink=auto "$BIN_DIR/$bin" "$context/$bin"
   # The classic builder: Debian's docker.io has no buildx, and the
-  # Dockerfile needs nothing BuildKit adds.
-  DOCKER_BUILDKIT=0 docker build -q -f "$DOCKERFILE" --build-arg BIN="$bin" \
+  # Dockerfile needs nothing BuildKit adds (its deprecation notice is
+  # dropped).
+  if ! DOCKER_BUILDKIT=0 docker build -q -f "$DOCKERFILE" --build-arg BIN="$bin" \
     --build-arg BUILDTOOLS="$BUILDTOOLS" --build-arg RUNTIME="$RUNTIME" \
-    --label org.vessel.binary="$bin" -t "$tag" "$CONTEXT" >/dev/null
-  rm -rf "$CONTEXT"
-  CONTEXT=
+    -t "$tag" "$context" >"$SCRATCH/$name.log" 2>&1; then
+    grep -v -e DEPRECATED -e 'BuildKit is currently' -e 'environment-variable' "$SCRATCH/$name.log" >&2
+    return 1
+  fi
   docker tag "$tag" "vessel/$name:latest"
-  # Older content tags go, and the `slim` stage the classic builder leaves
-  # behind as a dangling image (it holds the unstripped binary).
+  # Older content tags go.
   docker image ls --format '{{.Repository}}:{{.Tag}}' "vessel/$name" |
     grep -v -x -e "$tag" -e "vessel/$name:latest" | xargs -r docker rmi >/dev/null 2>&1 || true
-  docker image prune -f --filter label=org.vessel.stage=slim >/dev/null
   echo "images: built $tag in $((SECONDS - start))s ($(docker image inspect -f '{{.Size}}' "$tag" | numfmt --to=iec))"
 }
 
-service orchestrator vessel-orchestrator
-service bot vessel-bot
+# Both at once: most of the time is the daemon committing layers.
+service orchestrator vessel-orchestrator &
+orchestrator=$!
+service bot vessel-bot &
+bot=$!
+status=0
+wait "$orchestrator" || status=1
+wait "$bot" || status=1
+# The `slim` stages the classic builder leaves behind as dangling images
+# (each holds an unstripped binary).
+docker image prune -f --filter label=org.vessel.stage=slim >/dev/null
+exit "$status"
