@@ -2,6 +2,13 @@
 # Builds the images Vessel needs from Debian packages (no registry exists):
 #   vessel/base      what a vessel runs: sshd, python3, sudo, useradd
 #   vessel/testhost  a stand-in GPU server: sshd + a stand-in nvidia-smi
+# and, with the argument `control`, the control plane's bases
+# (manifests/compose.yaml; scripts/build-service-images.sh puts the binaries
+# on the first two):
+#   vessel/buildtools  binutils: the stage that strips the binaries
+#   vessel/runtime     what the orchestrator and bot run on: CA roots, curl
+#   vessel/postgres    Debian's PostgreSQL 15, initialised from secrets
+#   vessel/prometheus  Debian's Prometheus
 # Each is `debootstrap --variant=minbase` + the files under
 # manifests/images/<name>/, turned into an image by `docker import`, and
 # tagged vessel/<name>:<hash> and vessel/<name>:latest. The hash covers the
@@ -12,8 +19,12 @@
 # After building anything, scripts/check-images.sh tests the images.
 #
 # Env: VESSEL_DEBIAN_MIRROR, VESSEL_IMAGE_CACHE, VESSEL_SKIP_IMAGE_CHECK=1.
+#
+# usage: scripts/build-images.sh [control]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SET=${1:-vessels}
+case $SET in vessels | control) ;; *) echo "usage: $0 [control]" >&2; exit 2 ;; esac
 
 SUITE=bookworm
 MIRROR=${VESSEL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -21,6 +32,13 @@ CACHE=${VESSEL_IMAGE_CACHE:-/var/cache/vessel-images}
 
 BASE_PACKAGES=openssh-server,python3,sudo,passwd,procps,iproute2,ca-certificates,less
 TESTHOST_PACKAGES=openssh-server,procps,iproute2,ca-certificates,coreutils
+# The orchestrator speaks SSH itself (russh) and TLS with rustls, so its
+# runtime needs no ssh client and no OpenSSL: CA roots (the bot's Slack
+# client reads the system's) and curl for the health checks.
+RUNTIME_PACKAGES=ca-certificates,curl
+BUILDTOOLS_PACKAGES=binutils
+POSTGRES_PACKAGES=postgresql-15,postgresql-client-15
+PROMETHEUS_PACKAGES=prometheus,curl
 
 for tool in debootstrap:debootstrap sha256sum:coreutils flock:util-linux; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
@@ -109,9 +127,14 @@ import_rootfs() {
 
 # ---- End of the recipe.
 
-# build NAME PACKAGES [CHANGE...]: the files are manifests/images/NAME.
+# build NAME PACKAGES [CHANGE...]: the files are manifests/images/NAME (an
+# image without any gets an empty directory).
 build() {
   local name=$1 packages=$2 files=manifests/images/$1
+  if [ ! -d "$files" ]; then
+    files=$(mktemp -d)
+    SCRATCH+=("$files")
+  fi
   IMPORT_CHANGES=("${@:3}")
   local hash tag
   hash=$({
@@ -147,12 +170,28 @@ build() {
 
 NEW=0
 BUILT_TAGS=()
-build base "$BASE_PACKAGES"
-build testhost "$TESTHOST_PACKAGES" 'CMD ["/usr/local/bin/testhost-entrypoint"]'
+if [ "$SET" = vessels ]; then
+  build base "$BASE_PACKAGES"
+  build testhost "$TESTHOST_PACKAGES" 'CMD ["/usr/local/bin/testhost-entrypoint"]'
+else
+  # The label marks what the service images' strip stage leaves behind.
+  build buildtools "$BUILDTOOLS_PACKAGES" 'LABEL org.vessel.stage=slim'
+  build runtime "$RUNTIME_PACKAGES"
+  # The entrypoint starts as root (to read the password secret and own the
+  # data directory) and runs the server as `postgres`.
+  build postgres "$POSTGRES_PACKAGES" \
+    'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'ENV PGDATA=/var/lib/postgresql/data' \
+    'EXPOSE 5432' 'ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]'
+  build prometheus "$PROMETHEUS_PACKAGES" 'USER prometheus' 'EXPOSE 9090' \
+    'ENTRYPOINT ["/usr/bin/prometheus"]' \
+    'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/var/lib/prometheus/metrics2"]'
+fi
 
 # Pristine trees of package lists no longer built, and the tarballs of an
 # older version of this script, only take disk space.
-keep=$(for p in "$BASE_PACKAGES" "$TESTHOST_PACKAGES"; do echo "rootfs-$(rootfs_key "$p")"; done)
+keep=$(for p in "$BASE_PACKAGES" "$TESTHOST_PACKAGES" "$BUILDTOOLS_PACKAGES" "$RUNTIME_PACKAGES" \
+  "$POSTGRES_PACKAGES" "$PROMETHEUS_PACKAGES"; do echo "rootfs-$(rootfs_key "$p")"; done)
 for old in "$CACHE"/rootfs-* "$CACHE"/*.tgz; do
   [ -e "$old" ] || continue
   case $old in *.part) continue ;; esac
@@ -162,7 +201,9 @@ for old in "$CACHE"/rootfs-* "$CACHE"/*.tgz; do
   fi
 done
 
-if [ "$NEW" = 1 ] && [ "${VESSEL_SKIP_IMAGE_CHECK:-}" != 1 ]; then
+# The check is of the vessel images; the control plane's are tested by the
+# deploy test (tests/e2e/deploy.rs).
+if [ "$SET" = vessels ] && [ "$NEW" = 1 ] && [ "${VESSEL_SKIP_IMAGE_CHECK:-}" != 1 ]; then
   flock -u 9
   scripts/check-images.sh
 fi

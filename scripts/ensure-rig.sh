@@ -40,6 +40,8 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-dejavu-core >/dev/null
 fi
 scripts/build-images.sh
+# The control plane's bases (the deploy test runs the compose stack).
+scripts/build-images.sh control
 
 tags() { docker image inspect -f '{{join .RepoTags " "}}' "$1:latest" | tr ' ' '\n' | grep -v ':latest$' | head -n1; }
 echo "rig: ready in $((SECONDS - start))s: docker $(docker info -f '{{.ServerVersion}}/{{.Driver}}')," \

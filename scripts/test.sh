@@ -24,6 +24,8 @@ echo "== tests"
 export SQLX_OFFLINE=true
 # The binaries too: the console and restart tests run them as processes.
 cargo build --workspace --locked --bins
+# The deploy test's images, from these binaries (cached when unchanged).
+scripts/build-service-images.sh target/debug
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

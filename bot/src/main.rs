@@ -1,6 +1,8 @@
 //! `vessel-bot [--config PATH] serve` — the Slack bot (HTTP or Socket Mode).
 //! `vessel-bot [--config PATH] console --as NAME [--admin]` — the same
 //! commands in a terminal, no Slack needed.
+//! `vessel-bot [--config PATH] check-config` — checks the config, starts
+//! nothing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use vessel_bot::config::BotConfig;
 const USAGE: &str = "usage:
   vessel-bot [--config PATH] serve                       serve Slack (see [slack] in the config)
   vessel-bot [--config PATH] console --as NAME [--admin] a terminal with the same commands
+  vessel-bot [--config PATH] check-config                check the config (keys named), start nothing
 The config is PATH, else $VESSEL_BOT_CONFIG, else ./vessel-bot.toml; VESSEL_BOT_A__B=v overrides a.b.";
 
 #[tokio::main]
@@ -53,6 +56,14 @@ async fn main() -> anyhow::Result<()> {
             vessel_bot::startup::install_crypto();
             let bot = Arc::new(vessel_bot::actions::Bot::new(config)?);
             vessel_bot::console::run(bot, &user, admin).await
+        }
+        Some("check-config") => {
+            // Loading checked every key; building the bot parses the
+            // service key and the orchestrator's URL, and connects nowhere.
+            vessel_bot::startup::install_crypto();
+            vessel_bot::actions::Bot::new(config)?;
+            println!("{}: ok", path.display());
+            Ok(())
         }
         Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
         None => bail!("{USAGE}"),

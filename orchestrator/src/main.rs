@@ -1,4 +1,6 @@
 //! `vessel-orchestrator [--config PATH]` runs the service;
+//! `vessel-orchestrator [--config PATH] check-config` checks the config and
+//! its hosts file without starting anything (no database, no hosts);
 //! `vessel-orchestrator token SUBJECT --key FILE [PERM…]` prints a service
 //! token signed with the bot's private key (for operators, scripts, curl
 //! and the Prometheus scrape); the orchestrator itself holds no key that
@@ -14,6 +16,7 @@ use vessel_orchestrator::startup::Application;
 
 const USAGE: &str = "usage:
   vessel-orchestrator [--config PATH]                  run the orchestrator
+  vessel-orchestrator [--config PATH] check-config     check the config and hosts file, start nothing
   vessel-orchestrator [--config PATH] token SUBJECT --key FILE [--ttl SECS] [PERM...]
                                                        print a token for SUBJECT
 The config is PATH, else $VESSEL_CONFIG, else ./vessel.toml; VESSEL_A__B=v
@@ -49,8 +52,37 @@ async fn main() -> anyhow::Result<()> {
                 .context("cannot handle stop signals")
         }
         Some("token") => print_token(&config, &args[1..]),
+        Some("check-config") => check_config(&config, &path),
         Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
     }
+}
+
+/// `check-config`: what start-up would refuse before it touches the
+/// database or a host. Loading the config already checked every key (and
+/// named the bad one, making this exit non-zero); this adds what start-up
+/// reads from files besides: the TLS pair, the service key, the hosts'
+/// SSH private keys.
+fn check_config(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(tls) = &config.tls {
+        tls.parts()?;
+    }
+    auth::Verifier::new(&config.auth)?;
+    for (i, host) in config.hosts.iter().enumerate() {
+        russh::keys::load_secret_key(&host.ssh.key_path, None).map_err(|e| {
+            anyhow::anyhow!(
+                "hosts[{i}].ssh.key_path: {} is not an unencrypted OpenSSH private key: {e}",
+                host.ssh.key_path.display()
+            )
+        })?;
+    }
+    println!(
+        "{}: ok ({} hosts, {} queues, listening on {})",
+        path.display(),
+        config.hosts.len(),
+        config.queues.len(),
+        config.listen
+    );
+    Ok(())
 }
 
 /// `token SUBJECT --key FILE [--ttl SECS] [PERM…]`: refuses a lifetime the

@@ -202,6 +202,10 @@ pub struct Options {
     pub network_icc: bool,
     /// More `[queues.3090]` keys (the line's limits and timings).
     pub queue_3090: String,
+    /// Build the in-process orchestrator. Off for a test that runs the
+    /// orchestrator elsewhere (a container) against the rig's hosts: it
+    /// sets [`Rig::base_url`].
+    pub orchestrator: bool,
 }
 
 impl Default for Options {
@@ -214,6 +218,7 @@ impl Default for Options {
             clock: None,
             network_icc: false,
             queue_3090: String::new(),
+            orchestrator: true,
         }
     }
 }
@@ -228,6 +233,10 @@ pub struct Rig {
     pub db: sqlx::PgPool,
     pub user_key: PathBuf,
     pub config_text: String,
+    /// The `[[hosts]]` tables of `config_text`: a hosts file's contents.
+    pub hosts_toml: String,
+    /// Where the API is when the orchestrator is not the in-process one.
+    pub base_url: Option<String>,
 }
 
 fn check_images() -> Result<()> {
@@ -269,6 +278,8 @@ impl Rig {
             db: create_database(&id).await?,
             user_key,
             config_text: String::new(),
+            hosts_toml: String::new(),
+            base_url: None,
         };
 
         let mut host_tables = String::new();
@@ -430,7 +441,11 @@ images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
             probe = options.probe_interval,
             queue_3090 = options.queue_3090,
         );
+        rig.hosts_toml = host_tables;
         let config = Config::from_toml_str(&rig.config_text)?;
+        if !options.orchestrator {
+            return Ok(rig);
+        }
         rig.app = Some(match options.clock {
             Some(clock) => {
                 Application::build_with_clock(config, std::sync::Arc::new(clock)).await?
@@ -441,7 +456,10 @@ images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.app.as_ref().expect("started").url())
+        match &self.base_url {
+            Some(base) => format!("{base}{path}"),
+            None => format!("{}{path}", self.app.as_ref().expect("started").url()),
+        }
     }
 
     pub fn app(&self) -> &Application {
