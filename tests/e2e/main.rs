@@ -11,6 +11,7 @@ mod concurrency;
 mod console;
 mod core_path;
 mod failures;
+mod gpu_watchdog;
 mod hardening;
 mod homes;
 mod isolation;
