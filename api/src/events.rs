@@ -26,6 +26,9 @@ pub enum EventKind {
     HostUndrain,
     HostUnreachable,
     HostRecovered,
+    /// A host's GPU metrics stopped arriving: one message per incident to
+    /// each owner of a vessel there (`HostEvent::to`) and to the admins.
+    GpuMetricsStale,
     /// A kind this client does not know (a newer orchestrator): skipped.
     Other(String),
 }
@@ -41,6 +44,7 @@ impl EventKind {
             "host.undrain" => EventKind::HostUndrain,
             "host.unreachable" => EventKind::HostUnreachable,
             "host.recovered" => EventKind::HostRecovered,
+            "host.gpu_metrics_stale" => EventKind::GpuMetricsStale,
             other => match other.strip_prefix("vessel.").and_then(VesselState::parse) {
                 Some(state) => EventKind::Vessel(state),
                 None => EventKind::Other(other.to_string()),
@@ -55,6 +59,7 @@ impl EventKind {
                 | EventKind::HostUndrain
                 | EventKind::HostUnreachable
                 | EventKind::HostRecovered
+                | EventKind::GpuMetricsStale
         )
     }
 }
@@ -71,6 +76,7 @@ impl fmt::Display for EventKind {
             EventKind::HostUndrain => f.write_str("host.undrain"),
             EventKind::HostUnreachable => f.write_str("host.unreachable"),
             EventKind::HostRecovered => f.write_str("host.recovered"),
+            EventKind::GpuMetricsStale => f.write_str("host.gpu_metrics_stale"),
             EventKind::Other(s) => f.write_str(s),
         }
     }
@@ -116,6 +122,13 @@ pub struct HostEvent {
     /// Vessels it affected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vessels: Option<u32>,
+    /// Whom to tell (a subject) when it is one person's news; the admins
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// What to tell them, written by the orchestrator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +168,7 @@ mod tests {
             EventKind::VesselQueued,
             EventKind::Vessel(VesselState::Expired),
             EventKind::HostUnreachable,
+            EventKind::GpuMetricsStale,
             EventKind::Other("vessel.teleported".into()),
         ] {
             assert_eq!(EventKind::parse(&kind.to_string()), kind);

@@ -233,6 +233,23 @@ async fn handle<I: Inbox>(
     event: &Event,
 ) -> Result<(), DeliveryError> {
     match (&event.kind, &event.payload) {
+        // One message per person per incident: the orchestrator wrote one
+        // event for each, and the cursor drops repeats.
+        (EventKind::GpuMetricsStale, EventPayload::Host(host)) => {
+            let text = host.message.clone().unwrap_or_else(|| {
+                format!(
+                    ":warning: GPU metrics from `{}` stopped arriving.",
+                    host.host
+                )
+            });
+            match host.to.as_deref() {
+                Some(to) if inbox.wants(to) => {
+                    inbox.post(to, &Message::says(text)).await.map(|_| ())
+                }
+                Some(_) => Ok(()),
+                None => inbox.admin(&Message::says(text)).await,
+            }
+        }
         (kind, EventPayload::Host(host)) if kind.is_host() => {
             inbox.admin(&Message::says(host_text(kind, host))).await
         }

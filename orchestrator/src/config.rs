@@ -66,6 +66,9 @@ pub struct Config {
     pub work_hours: crate::work_hours::WorkHoursConfig,
     #[serde(default)]
     pub reconciler: ReconcilerConfig,
+    /// The GPU watchdog: hosts whose DCGM series go stale in Prometheus.
+    #[serde(default)]
+    pub watchdog: WatchdogConfig,
     #[serde(default)]
     pub line: LineConfig,
     /// Single sign-on for the `vessel` CLI, published unauthenticated at
@@ -155,8 +158,11 @@ impl TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UndertakerConfig {
-    /// How often it sweeps (UTC schedule; one replica at a time).
-    pub every: Span,
+    /// When it sweeps: a cron expression with seconds, in UTC (once per
+    /// tick across replicas). Default `0 */30 * * * *`.
+    pub schedule: Option<String>,
+    /// The older way to say it: an interval, turned into a schedule.
+    pub every: Option<Span>,
     /// The PromQL window: `avg_over_time(DCGM_FI_DEV_GPU_UTIL[window])`.
     pub window: Span,
     /// Prometheus, where the DCGM exporters are scraped. Without it GPU
@@ -180,7 +186,8 @@ impl Default for UndertakerConfig {
     fn default() -> Self {
         let h = |n: u64| Span(std::time::Duration::from_secs(n * 3600));
         UndertakerConfig {
-            every: Span(std::time::Duration::from_secs(1800)),
+            schedule: None,
+            every: None,
             window: Span(std::time::Duration::from_secs(1800)),
             prometheus_url: None,
             gpu_idle_below: 0.0,
@@ -197,7 +204,11 @@ impl Default for UndertakerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReconcilerConfig {
-    pub every: Span,
+    /// When it runs besides start-up: cron with seconds, UTC. Default
+    /// `0 */5 * * * *`.
+    pub schedule: Option<String>,
+    /// The older way to say it: an interval, turned into a schedule.
+    pub every: Option<Span>,
     /// Delivered events and the bot's message references of vessels that
     /// ended are kept this long, then deleted.
     pub retention: Span,
@@ -206,9 +217,150 @@ pub struct ReconcilerConfig {
 impl Default for ReconcilerConfig {
     fn default() -> Self {
         ReconcilerConfig {
-            every: Span(std::time::Duration::from_secs(300)),
+            schedule: None,
+            every: None,
             retention: Span(std::time::Duration::from_secs(30 * 86_400)),
         }
+    }
+}
+
+/// The GPU watchdog reads Prometheus at `undertaker.prometheus_url`; without
+/// it, it is off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchdogConfig {
+    /// When the DCGM series are checked: cron with seconds, UTC.
+    pub schedule: String,
+    /// How often Prometheus scrapes the DCGM exporters.
+    pub scrape_interval: Span,
+    /// A GPU without a sample for this long is stale (default: three
+    /// scrape intervals, so one slow scrape is not an incident).
+    pub stale_after: Option<Span>,
+    /// Only GPUs with a sample within this are watched: one gone longer
+    /// (removed from the host, say) stops counting as stale.
+    pub lookback: Span,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        WatchdogConfig {
+            schedule: "*/15 * * * * *".into(),
+            scrape_interval: Span::from_secs(15),
+            stale_after: None,
+            lookback: Span::from_secs(3600),
+        }
+    }
+}
+
+impl WatchdogConfig {
+    pub fn stale_after(&self) -> std::time::Duration {
+        self.stale_after
+            .map(|s| s.duration())
+            .unwrap_or(self.scrape_interval.duration() * 3)
+    }
+}
+
+/// A periodic job's schedule as configured: a cron expression, or an older
+/// interval key turned into one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSchedule {
+    /// The key it came from, for errors.
+    pub key: String,
+    pub cron: String,
+}
+
+fn job_schedule(
+    section: &str,
+    cron_key: &str,
+    cron: &Option<String>,
+    interval_key: &str,
+    interval: &Option<Span>,
+    default: &str,
+) -> Result<JobSchedule, ConfigError> {
+    let key = |k: &str| format!("{section}.{k}");
+    let schedule = match (cron, interval) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                key(interval_key),
+                format!("give `{cron_key}` (a cron expression) or `{interval_key}`, not both"),
+            ))
+        }
+        (Some(cron), None) => JobSchedule {
+            key: key(cron_key),
+            cron: cron.clone(),
+        },
+        (None, Some(every)) => JobSchedule {
+            key: key(interval_key),
+            cron: crate::schedule::cron_for_interval(every.duration()).ok_or_else(|| {
+                invalid(
+                    key(interval_key),
+                    format!(
+                        "{every} is not a whole divisor of a minute, an hour or a day; \
+                         give `{cron_key}` as a cron expression instead"
+                    ),
+                )
+            })?,
+        },
+        (None, None) => JobSchedule {
+            key: key(cron_key),
+            cron: default.into(),
+        },
+    };
+    crate::schedule::Cron::parse(&schedule.cron)
+        .map_err(|e| invalid(schedule.key.clone(), e.to_string()))?;
+    Ok(schedule)
+}
+
+impl UndertakerConfig {
+    pub fn schedule(&self) -> Result<JobSchedule, ConfigError> {
+        job_schedule(
+            "undertaker",
+            "schedule",
+            &self.schedule,
+            "every",
+            &self.every,
+            "0 */30 * * * *",
+        )
+    }
+}
+
+impl ReconcilerConfig {
+    pub fn schedule(&self) -> Result<JobSchedule, ConfigError> {
+        job_schedule(
+            "reconciler",
+            "schedule",
+            &self.schedule,
+            "every",
+            &self.every,
+            "0 */5 * * * *",
+        )
+    }
+}
+
+impl ConductorConfig {
+    /// The survey's schedule (every host probed).
+    pub fn probe_schedule(&self) -> Result<JobSchedule, ConfigError> {
+        job_schedule(
+            "conductor",
+            "probe_schedule",
+            &self.probe_schedule,
+            "probe_interval",
+            &self.probe_interval,
+            "0 * * * * *",
+        )
+    }
+}
+
+impl WatchdogConfig {
+    pub fn job_schedule(&self) -> Result<JobSchedule, ConfigError> {
+        job_schedule(
+            "watchdog",
+            "schedule",
+            &Some(self.schedule.clone()),
+            "",
+            &None,
+            "",
+        )
     }
 }
 
@@ -331,8 +483,11 @@ pub struct ConductorConfig {
     /// Connecting and authenticating to a host.
     pub ssh_timeout: Span,
     pub pids_limit: i64,
-    /// How often every host is probed again (cores, memory, GPUs, reachable).
-    pub probe_interval: Span,
+    /// When every host is probed again (cores, memory, GPUs, reachable):
+    /// cron with seconds, UTC. Default `0 * * * * *`.
+    pub probe_schedule: Option<String>,
+    /// The older way to say it: an interval, turned into a schedule.
+    pub probe_interval: Option<Span>,
 }
 
 impl Default for ConductorConfig {
@@ -345,7 +500,8 @@ impl Default for ConductorConfig {
             ready_timeout: Span(std::time::Duration::from_secs(60)),
             ssh_timeout: Span(std::time::Duration::from_secs(10)),
             pids_limit: 4096,
-            probe_interval: Span(std::time::Duration::from_secs(60)),
+            probe_schedule: None,
+            probe_interval: None,
         }
     }
 }
@@ -644,6 +800,7 @@ impl Config {
                 return Err(invalid("undertaker.prometheus_url", "not an http(s) URL"));
             }
         }
+        self.validate_schedules()?;
         if !valid_label(&self.fleet) {
             return Err(invalid("fleet", "letters, digits, `-` and `_` only"));
         }
@@ -676,6 +833,32 @@ impl Config {
         self.validate_pools()?;
         self.validate_cli()?;
         self.validate_listen()
+    }
+
+    /// Every periodic job's schedule parses; the watchdog's staleness is
+    /// longer than a scrape and shorter than its lookback.
+    fn validate_schedules(&self) -> Result<(), ConfigError> {
+        self.undertaker.schedule()?;
+        self.reconciler.schedule()?;
+        self.conductor.probe_schedule()?;
+        self.watchdog.job_schedule()?;
+        let w = &self.watchdog;
+        if w.stale_after() < w.scrape_interval.duration() {
+            return Err(invalid(
+                "watchdog.stale_after",
+                format!(
+                    "shorter than one scrape interval ({}): every scrape gap would be an incident",
+                    w.scrape_interval
+                ),
+            ));
+        }
+        if w.lookback.duration() <= w.stale_after() {
+            return Err(invalid(
+                "watchdog.lookback",
+                "must be longer than watchdog.stale_after",
+            ));
+        }
+        Ok(())
     }
 
     /// The CLI must be sent to an issuer whose tokens this orchestrator
@@ -1309,5 +1492,58 @@ docker_network = "vessels"
         let config = Config::from_toml_str(MINIMAL).unwrap();
         let printed = format!("{config:?}");
         assert!(!printed.contains("postgres://x"));
+    }
+
+    #[test]
+    fn schedules_default_to_the_old_intervals_and_bad_ones_name_their_key() {
+        let config = Config::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(config.undertaker.schedule().unwrap().cron, "0 */30 * * * *");
+        assert_eq!(config.reconciler.schedule().unwrap().cron, "0 */5 * * * *");
+        assert_eq!(
+            config.conductor.probe_schedule().unwrap().cron,
+            "0 * * * * *"
+        );
+        assert_eq!(
+            config.watchdog.stale_after(),
+            std::time::Duration::from_secs(45),
+            "three scrape intervals"
+        );
+        let with = |extra: &str| Config::from_toml_str(&format!("{MINIMAL}\n{extra}"));
+        // The older interval keys still work when they fit a schedule.
+        let old = with("[undertaker]\nevery = \"30m\"\n[reconciler]\nevery = \"5m\"").unwrap();
+        assert_eq!(old.undertaker.schedule().unwrap().cron, "0 */30 * * * *");
+        assert_eq!(old.reconciler.schedule().unwrap().key, "reconciler.every");
+        let cases = [
+            (
+                "[undertaker]\nschedule = \"*/30 * * * *\"",
+                "undertaker.schedule:",
+            ),
+            (
+                "[reconciler]\nschedule = \"0 */5 * * * mon-fry\"",
+                "reconciler.schedule:",
+            ),
+            (
+                "[conductor]\nprobe_schedule = \"0 61 * * * *\"",
+                "conductor.probe_schedule:",
+            ),
+            (
+                "[conductor]\nprobe_interval = \"7m\"",
+                "conductor.probe_interval:",
+            ),
+            (
+                "[undertaker]\nevery = \"30m\"\nschedule = \"0 */30 * * * *\"",
+                "undertaker.every:",
+            ),
+            ("[watchdog]\nschedule = \"soon\"", "watchdog.schedule:"),
+            (
+                "[watchdog]\nscrape_interval = \"15s\"\nstale_after = \"10s\"",
+                "watchdog.stale_after:",
+            ),
+            ("[watchdog]\nstale_after = \"2h\"", "watchdog.lookback:"),
+        ];
+        for (extra, key) in cases {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{extra}: {err}");
+        }
     }
 }

@@ -99,5 +99,38 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
             .map_or(0, |l| l.waiting);
         let _ = writeln!(out, "vessel_line_waiting{{queue=\"{queue}\"}} {n}");
     }
+    render_watchdog(&mut out);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// Host probes by result (survey and watchdog), and GPU incidents opened
+/// and closed by the GPU watchdog.
+static HOST_PROBES: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static GPU_INCIDENTS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+pub fn host_probed(ok: bool) {
+    HOST_PROBES[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+}
+
+/// A GPU incident opened (true) or closed (false).
+pub fn gpu_incident(opened: bool) {
+    GPU_INCIDENTS[usize::from(!opened)].fetch_add(1, Ordering::Relaxed);
+}
+
+fn render_watchdog(out: &mut String) {
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP vessel_host_probes_total Host probes over SSH, by result.\n# TYPE vessel_host_probes_total counter\n\
+         vessel_host_probes_total{{result=\"ok\"}} {}\nvessel_host_probes_total{{result=\"failed\"}} {}",
+        n(&HOST_PROBES[0]),
+        n(&HOST_PROBES[1])
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vessel_gpu_incidents_total GPU metric incidents (DCGM series stale), opened and closed.\n# TYPE vessel_gpu_incidents_total counter\n\
+         vessel_gpu_incidents_total{{event=\"opened\"}} {}\nvessel_gpu_incidents_total{{event=\"closed\"}} {}",
+        n(&GPU_INCIDENTS[0]),
+        n(&GPU_INCIDENTS[1])
+    );
 }

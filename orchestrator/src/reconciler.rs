@@ -148,7 +148,9 @@ impl Reconciler {
         let seen =
             bot_state::prune_once(&self.db, "slack-seen:", std::time::Duration::from_secs(600))
                 .await?;
-        Ok(events + refs + seen)
+        // A tick's row only guards that tick against a second replica.
+        let ticks = crate::store::ticks::prune(&self.db, 86_400.0).await?;
+        Ok(events + refs + seen + ticks)
     }
 
     pub async fn run_once(&self) -> Result<Report, sqlx::Error> {

@@ -1,5 +1,6 @@
 //! Builds the whole orchestrator from a config; `main` and the tests share it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,12 @@ use crate::api::{self, auth::Verifier, AppState};
 use crate::clock::{Clock, SystemClock};
 use crate::conductor::Conductor;
 use crate::config::Config;
+use crate::gpu_watchdog::GpuWatchdog;
 use crate::hosts::HostPool;
 use crate::line::LineWorker;
+use crate::prom::Prometheus;
 use crate::reconciler::Reconciler;
+use crate::schedule::{JobCounts, Schedule};
 use crate::shutdown::{self, Shutdown, Stopper};
 use crate::undertaker::Undertaker;
 use crate::work_hours::WorkHours;
@@ -62,6 +66,10 @@ pub struct Application {
     pub db: PgPool,
     pub undertaker: Arc<Undertaker>,
     pub reconciler: Arc<Reconciler>,
+    /// Present when Prometheus is configured.
+    pub gpu_watchdog: Option<Arc<GpuWatchdog>>,
+    /// What each periodic job did on this replica: ticks run and skipped.
+    pub jobs: BTreeMap<String, Arc<JobCounts>>,
     stopper: Stopper,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -105,16 +113,41 @@ impl Application {
         }
 
         let (stopper, shutdown) = shutdown::channel();
-        let mut tasks = vec![
-            spawn_survey(&config, &db, &hosts, &reconciler, &shutdown),
-            spawn_reconciler(&config, &reconciler, &shutdown),
-            spawn_undertaker(&undertaker, &shutdown),
-        ];
         let instance = format!(
             "{}-{}",
             config.fleet,
             &uuid::Uuid::new_v4().to_string()[..8]
         );
+        let gpu_watchdog = config
+            .undertaker
+            .prometheus_url
+            .as_deref()
+            .map(|url| -> Result<_, StartupError> {
+                let prometheus = Prometheus::new(url)
+                    .map_err(|e| StartupError::Config(format!("undertaker.prometheus_url: {e}")))?;
+                Ok(Arc::new(GpuWatchdog::new(
+                    db.clone(),
+                    hosts.clone(),
+                    reconciler.clone(),
+                    prometheus,
+                    config.watchdog.clone(),
+                )))
+            })
+            .transpose()?;
+        let schedule = periodic_jobs(
+            &config,
+            &db,
+            &instance,
+            &hosts,
+            &reconciler,
+            &undertaker,
+            gpu_watchdog.as_ref(),
+        )?;
+        let jobs = schedule.counts();
+        let mut tasks = vec![schedule
+            .start(&shutdown)
+            .await
+            .map_err(|e| StartupError::Config(e.to_string()))?];
         let conductor = Conductor::new(db.clone(), hosts, config.clone(), clock.clone());
         tasks.extend(conductor.spawn(&instance, &shutdown));
         tasks.push(LineWorker::new(db.clone(), config.clone(), clock.clone()).spawn(&shutdown));
@@ -133,6 +166,8 @@ impl Application {
             db,
             undertaker,
             reconciler,
+            gpu_watchdog,
+            jobs,
             stopper,
             tasks,
         })
@@ -196,68 +231,76 @@ impl StopSignals {
     }
 }
 
-/// Survey, then the watchdog's view of what changed. A survey in progress
-/// finishes (probes have deadlines): the watchdog opens an incident and
-/// marks its vessels in separate steps that must not be cut apart.
-fn spawn_survey(
+/// The periodic jobs on their UTC schedules, each once per tick across
+/// replicas (see `schedule`). A run in progress finishes at a stop: a
+/// survey's watchdog opens an incident and marks its vessels in separate
+/// steps that must not be cut apart, and a sweep holds its lock.
+fn periodic_jobs(
     config: &Config,
     db: &PgPool,
+    instance: &str,
     hosts: &Arc<HostPool>,
     reconciler: &Arc<Reconciler>,
-    shutdown: &Shutdown,
-) -> JoinHandle<()> {
-    let db = db.clone();
-    let hosts = hosts.clone();
-    let reconciler = reconciler.clone();
-    let every = config.conductor.probe_interval.duration();
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        while shutdown.sleep(every).await {
-            crate::survey::survey(&db, &hosts).await;
-            if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
-                tracing::warn!(error = %e, "watchdog");
+    undertaker: &Arc<Undertaker>,
+    gpu_watchdog: Option<&Arc<GpuWatchdog>>,
+) -> Result<Schedule, StartupError> {
+    let mut schedule = Schedule::new(db.clone(), instance);
+    let bad = |e: crate::schedule::ScheduleError| StartupError::Config(e.to_string());
+    let (d, h, r) = (db.clone(), hosts.clone(), reconciler.clone());
+    schedule
+        .add("survey", &config.conductor.probe_schedule()?, move || {
+            let (db, hosts, reconciler) = (d.clone(), h.clone(), r.clone());
+            async move {
+                crate::survey::survey(&db, &hosts).await;
+                if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
+                    tracing::warn!(error = %e, "watchdog");
+                }
             }
-        }
-    })
-}
-
-fn spawn_reconciler(
-    config: &Config,
-    reconciler: &Arc<Reconciler>,
-    shutdown: &Shutdown,
-) -> JoinHandle<()> {
-    let reconciler = reconciler.clone();
-    let every = config.reconciler.every.duration();
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        while shutdown.sleep(every).await {
-            if let Err(e) = reconciler.run_once().await {
-                tracing::warn!(error = %e, "reconciler");
+        })
+        .map_err(bad)?;
+    let r = reconciler.clone();
+    schedule
+        .add("reconciler", &config.reconciler.schedule()?, move || {
+            let reconciler = r.clone();
+            async move {
+                if let Err(e) = reconciler.run_once().await {
+                    tracing::warn!(error = %e, "reconciler");
+                }
             }
-        }
-    })
-}
-
-/// Interval ticks are UTC instants; work hours are computed in the sweep
-/// itself, so DST never shifts them. A sweep in progress finishes: it
-/// holds the sweep lock on a pooled connection.
-fn spawn_undertaker(undertaker: &Arc<Undertaker>, shutdown: &Shutdown) -> JoinHandle<()> {
-    let undertaker = undertaker.clone();
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(undertaker.every());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait() => return,
+        })
+        .map_err(bad)?;
+    let u = undertaker.clone();
+    schedule
+        .add("undertaker", &config.undertaker.schedule()?, move || {
+            let undertaker = u.clone();
+            async move {
+                if let Err(e) = undertaker.sweep().await {
+                    tracing::warn!(error = %e, "undertaker sweep failed");
+                }
             }
-            if let Err(e) = undertaker.sweep().await {
-                tracing::warn!(error = %e, "undertaker sweep failed");
-            }
-        }
-    })
+        })
+        .map_err(bad)?;
+    if let Some(w) = gpu_watchdog {
+        let w = w.clone();
+        schedule
+            .add(
+                "gpu_watchdog",
+                &config.watchdog.job_schedule()?,
+                move || {
+                    let watchdog = w.clone();
+                    async move {
+                        if let Err(e) = watchdog.tick().await {
+                            tracing::warn!(
+                                error = &e as &dyn std::error::Error,
+                                "GPU watchdog tick failed"
+                            );
+                        }
+                    }
+                },
+            )
+            .map_err(bad)?;
+    }
+    Ok(schedule)
 }
 
 /// Binds the API's address and serves it until the stop; requests in

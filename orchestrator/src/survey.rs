@@ -8,7 +8,8 @@ use futures::future::join_all;
 use sqlx::PgPool;
 use tracing::{info, warn};
 
-use crate::hosts::{probe, HostPool};
+use crate::hosts::probe::{self, Inventory};
+use crate::hosts::HostPool;
 use crate::store::hosts as host_store;
 
 pub async fn survey(db: &PgPool, hosts: &Arc<HostPool>) {
@@ -19,8 +20,17 @@ pub async fn survey(db: &PgPool, hosts: &Arc<HostPool>) {
     }
 }
 
-async fn survey_one(db: &PgPool, hosts: &Arc<HostPool>, name: &str) {
-    let Some(spec) = hosts.spec(name) else { return };
+/// Probes one host now and records what it found: its inventory, or why
+/// it could not (then the host takes no new vessels). The GPU watchdog
+/// calls it at once for a host whose metrics went stale.
+pub async fn survey_one(
+    db: &PgPool,
+    hosts: &Arc<HostPool>,
+    name: &str,
+) -> Result<Inventory, String> {
+    let Some(spec) = hosts.spec(name) else {
+        return Err(format!("{name} is not in the inventory"));
+    };
     // A host that vanished leaves a half-open connection that never
     // answers: the probe has a deadline of its own.
     let result = match hosts.link(name).await {
@@ -32,7 +42,8 @@ async fn survey_one(db: &PgPool, hosts: &Arc<HostPool>, name: &str) {
         }
         Err(e) => Err(e.to_string()),
     };
-    let recorded = match result {
+    crate::metrics::host_probed(result.is_ok());
+    let recorded = match &result {
         Ok(inventory) => {
             info!(
                 host = name,
@@ -41,15 +52,16 @@ async fn survey_one(db: &PgPool, hosts: &Arc<HostPool>, name: &str) {
                 memory = inventory.memory_bytes,
                 "host probed"
             );
-            host_store::register(db, spec, &inventory).await.map(|_| ())
+            host_store::register(db, spec, inventory).await.map(|_| ())
         }
         Err(reason) => {
             hosts.forget(name);
             warn!(host = name, %reason, "host probe failed");
-            host_store::mark_offline(db, name, &spec.queue, &reason).await
+            host_store::mark_offline(db, name, &spec.queue, reason).await
         }
     };
     if let Err(e) = recorded {
         warn!(host = name, error = %e, "cannot record the probe");
     }
+    result
 }

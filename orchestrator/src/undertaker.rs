@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::config::UndertakerConfig;
 use crate::domain::VesselState;
 use crate::hosts::HostPool;
+use crate::prom::{PromError, Prometheus};
 use crate::store::idle::{self, AsRead, Counters, CpuReading, RunningVessel};
 use crate::store::{audit, events, jobs, vessels};
 use crate::work_hours::WorkHours;
@@ -59,14 +60,6 @@ impl SweepReport {
             _ => {}
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("cannot ask Prometheus")]
-    Unreachable(#[from] reqwest::Error),
-    #[error("Prometheus refused the query: {0}")]
-    Refused(String),
 }
 
 /// One vessel's idle bookkeeping, as the last sweep left it.
@@ -232,7 +225,9 @@ pub struct Undertaker {
     work: WorkHours,
     clock: Arc<dyn Clock>,
     hosts: Arc<HostPool>,
-    http: reqwest::Client,
+    /// Where GPU use is read; None when no Prometheus is configured (GPU
+    /// vessels are then never idle: unknown is not idle).
+    prometheus: Option<Prometheus>,
 }
 
 impl Undertaker {
@@ -243,16 +238,20 @@ impl Undertaker {
         clock: Arc<dyn Clock>,
         hosts: Arc<HostPool>,
     ) -> Self {
+        // The URL was checked with the config; a client that cannot be
+        // made leaves GPU use unknown, as no Prometheus would.
+        let prometheus = config.prometheus_url.as_deref().and_then(|url| {
+            Prometheus::new(url)
+                .map_err(|e| warn!(error = &e as &dyn std::error::Error, "no Prometheus client"))
+                .ok()
+        });
         Undertaker {
             db,
             config,
             work,
             clock,
             hosts,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("http client"),
+            prometheus,
         }
     }
 
@@ -266,35 +265,11 @@ impl Undertaker {
     }
 
     /// `avg_over_time(DCGM_FI_DEV_GPU_UTIL[window])` by GPU UUID.
-    pub async fn gpu_utilisation(&self) -> Result<HashMap<String, f64>, MetricsError> {
-        let Some(url) = &self.config.prometheus_url else {
-            return Ok(HashMap::new());
-        };
-        let query = format!(
-            "avg_over_time(DCGM_FI_DEV_GPU_UTIL[{}s])",
-            self.config.window.duration().as_secs().max(1)
-        );
-        let body: serde_json::Value = self
-            .http
-            .get(format!("{}/api/v1/query", url.trim_end_matches('/')))
-            .query(&[("query", query.as_str())])
-            .send()
-            .await?
-            .json()
-            .await?;
-        if body["status"] != "success" {
-            return Err(MetricsError::Refused(body["error"].to_string()));
+    pub async fn gpu_utilisation(&self) -> Result<HashMap<String, f64>, PromError> {
+        match &self.prometheus {
+            Some(p) => p.utilisation(self.config.window.duration()).await,
+            None => Ok(HashMap::new()),
         }
-        Ok(body["data"]["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| {
-                let uuid = s["metric"]["UUID"].as_str()?.to_string();
-                let value = s["value"][1].as_str()?.parse::<f64>().ok()?;
-                Some((uuid, value))
-            })
-            .collect())
     }
 
     /// How the vessel was used since the last sweep.
@@ -374,7 +349,10 @@ impl Undertaker {
     pub async fn sweep_from(&self, running: &[RunningVessel]) -> Result<SweepReport, sqlx::Error> {
         let now = self.clock.now();
         let gpu = self.gpu_utilisation().await.unwrap_or_else(|e| {
-            warn!(error = %e, "no GPU metrics this sweep: GPU vessels count as unknown");
+            warn!(
+                error = &e as &dyn std::error::Error,
+                "no GPU metrics this sweep: GPU vessels count as unknown"
+            );
             HashMap::new()
         });
         let mut report = SweepReport {
@@ -553,10 +531,6 @@ impl Undertaker {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    pub fn every(&self) -> Duration {
-        self.config.every.duration()
     }
 
     /// Keep: no idle accrual until `until`, the counter back at zero.

@@ -48,6 +48,8 @@ async fn unreachable(db: &PgPool, host: Unreachable) -> Result<(), sqlx::Error> 
         by: None,
         reason: Some(reason.clone()),
         vessels: Some(running.len() as u32),
+        to: None,
+        message: None,
     });
     events::emit(&mut tx, None, &EventKind::HostUnreachable, &payload).await?;
     tx.commit().await?;
@@ -73,6 +75,8 @@ async fn recovered(db: &PgPool, reconciler: &Reconciler, host: &str) -> Result<(
         host: host.to_string(),
         by: None,
         vessels: Some(report.recovered as u32),
+        to: None,
+        message: None,
     });
     events::emit(&mut tx, None, &EventKind::HostRecovered, &payload).await?;
     tx.commit().await

@@ -193,8 +193,8 @@ pub struct Options {
     pub ready_timeout: &'static str,
     /// More orchestrator config, appended (e.g. `[[auth.oidc]]` tables).
     pub extra_config: String,
-    /// How often hosts are probed (the watchdog's period).
-    pub probe_interval: &'static str,
+    /// When hosts are probed (the watchdog's period): a cron expression.
+    pub probe_schedule: &'static str,
     /// The undertaker's clock; the real one when None.
     pub clock: Option<vessel_orchestrator::clock::ManualClock>,
     /// Make the rig's network with inter-container traffic on, as Docker's
@@ -214,7 +214,7 @@ impl Default for Options {
             workers: 4,
             ready_timeout: "30s",
             extra_config: String::new(),
-            probe_interval: "1h",
+            probe_schedule: vessel_orchestrator::schedule::NEVER,
             clock: None,
             network_icc: false,
             queue_3090: String::new(),
@@ -407,7 +407,7 @@ backoff = "100ms"
 lease = "5s"
 ready_timeout = "{ready}"
 ssh_timeout = "5s"
-probe_interval = "{probe}"
+probe_schedule = "{probe}"
 [queues.3090]
 gpus = 1
 cpus = 1
@@ -438,10 +438,21 @@ images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
             workers = options.workers,
             ready = options.ready_timeout,
             extra = options.extra_config,
-            probe = options.probe_interval,
+            probe = options.probe_schedule,
             queue_3090 = options.queue_3090,
         );
         rig.hosts_toml = host_tables;
+        // Periodic jobs the test drives by hand (or not at all) must not
+        // fire on the wall clock mid-test; a test that wants one names
+        // its section.
+        for section in ["reconciler", "undertaker"] {
+            if !options.extra_config.contains(&format!("[{section}]")) {
+                rig.config_text.push_str(&format!(
+                    "\n[{section}]\nschedule = \"{}\"\n",
+                    vessel_orchestrator::schedule::NEVER
+                ));
+            }
+        }
         let config = Config::from_toml_str(&rig.config_text)?;
         if !options.orchestrator {
             return Ok(rig);

@@ -15,6 +15,9 @@ use crate::eventually;
 pub struct Exporter {
     pub addr: SocketAddr,
     values: Arc<Mutex<BTreeMap<(String, String), f64>>>,
+    /// A stopped exporter answers 503: Prometheus keeps its connections
+    /// open, so closing the listener alone would not stop the scrapes.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -27,12 +30,19 @@ impl Drop for Exporter {
 impl Exporter {
     pub async fn start() -> Result<Exporter> {
         let values: Arc<Mutex<BTreeMap<(String, String), f64>>> = Arc::default();
+        let stopped: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let shared = values.clone();
+        let down = stopped.clone();
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 let values = shared.clone();
+                let down = down.clone();
                 async move {
+                    use axum::response::IntoResponse;
+                    if down.load(std::sync::atomic::Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
                     let mut out = String::from(
                         "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n",
                     );
@@ -41,7 +51,7 @@ impl Exporter {
                             "DCGM_FI_DEV_GPU_UTIL{{gpu=\"{i}\",UUID=\"{uuid}\",device=\"nvidia{i}\",modelName=\"NVIDIA GeForce RTX 3090\",Hostname=\"{host}\"}} {v}\n"
                         ));
                     }
-                    out
+                    out.into_response()
                 }
             }),
         );
@@ -50,7 +60,19 @@ impl Exporter {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Exporter { addr, values, task })
+        Ok(Exporter {
+            addr,
+            values,
+            stopped,
+            task,
+        })
+    }
+
+    /// The exporter stops (true) or starts again (false): a host's DCGM
+    /// exporter dying, or coming back.
+    pub fn set_stopped(&self, stopped: bool) {
+        self.stopped
+            .store(stopped, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn set(&self, host: &str, uuid: &str, utilisation: f64) {
@@ -77,6 +99,12 @@ impl Drop for Prometheus {
 
 impl Prometheus {
     pub async fn start(exporter: &Exporter) -> Result<Prometheus> {
+        Prometheus::scraping(&[exporter]).await
+    }
+
+    /// Scraping several exporters (one per host, as in a lab), each a
+    /// target of its own.
+    pub async fn scraping(exporters: &[&Exporter]) -> Result<Prometheus> {
         let dir =
             std::env::temp_dir().join(format!("vessel-prom-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
@@ -84,8 +112,12 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dcgm\n    static_configs:\n      - targets: ['{}']\n",
-                exporter.addr
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dcgm\n    static_configs:\n      - targets: [{}]\n",
+                exporters
+                    .iter()
+                    .map(|e| format!("'{}'", e.addr))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )?;
         // A free port: bind, note, release (Prometheus binds it right after).

@@ -12,6 +12,7 @@ mod console;
 mod core_path;
 mod deploy;
 mod failures;
+mod gpu_watchdog;
 mod hardening;
 mod homes;
 mod isolation;

@@ -80,7 +80,7 @@ async fn a_stopped_host_loses_its_vessels_once_and_gets_them_back() -> anyhow::R
     let rig = Rig::start_with(
         &[gpu_host("gpu-1", 2, "3090")],
         Options {
-            probe_interval: "1s",
+            probe_schedule: "* * * * * *",
             ..Options::default()
         },
     )

@@ -41,8 +41,21 @@ impl SlackRig {
     /// With the orchestrator's rig options (workers, the 3090 queue's line
     /// settings).
     pub(crate) async fn start_with(admins: &[&str], options: Options) -> anyhow::Result<SlackRig> {
-        let rig =
-            Rig::start_with(&[gpu_host("gpu-1", 4, "3090"), cpu_host("cpu-1")], options).await?;
+        SlackRig::start_on(
+            &[gpu_host("gpu-1", 4, "3090"), cpu_host("cpu-1")],
+            admins,
+            options,
+        )
+        .await
+    }
+
+    /// On hosts of the test's choosing.
+    pub(crate) async fn start_on(
+        hosts: &[crate::rig::HostDecl],
+        admins: &[&str],
+        options: Options,
+    ) -> anyhow::Result<SlackRig> {
+        let rig = Rig::start_with(hosts, options).await?;
         let slack = FakeSlack::start().await?;
         let mut s = SlackRig {
             rig,

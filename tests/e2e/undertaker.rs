@@ -33,7 +33,7 @@ impl Idle {
         let prometheus = Prometheus::start(&exporter).await?;
         let clock = ManualClock::at(at(start));
         let extra = format!(
-            "[undertaker]\nprometheus_url = \"{}\"\nwindow = \"5s\"\nevery = \"1h\"\n\
+            "[undertaker]\nprometheus_url = \"{}\"\nwindow = \"5s\"\nschedule = \"0 0 0 29 2 *\"\n\
              [work_hours]\ntimezone = \"Europe/Berlin\"\nstart = \"09:00\"\nend = \"18:00\"\nholidays = [\"2026-12-25\"]\n",
             prometheus.url
         );

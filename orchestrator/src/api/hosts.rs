@@ -40,6 +40,8 @@ async fn set_state(
         by: Some(caller.subject.clone()),
         reason: None,
         vessels: None,
+        to: None,
+        message: None,
     });
     events::emit(&mut tx, None, &kind, &payload).await?;
     tx.commit().await?;

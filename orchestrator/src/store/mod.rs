@@ -5,11 +5,13 @@
 pub mod audit;
 pub mod bot_state;
 pub mod events;
+pub mod gpu_incidents;
 pub mod hosts;
 pub mod idle;
 pub mod jobs;
 pub mod line;
 pub mod tailnet_devices;
+pub mod ticks;
 pub mod users;
 pub mod vessels;
 
