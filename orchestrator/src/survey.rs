@@ -32,6 +32,7 @@ async fn survey_one(db: &PgPool, hosts: &Arc<HostPool>, name: &str) {
         }
         Err(e) => Err(e.to_string()),
     };
+    crate::metrics::host_probed(result.is_ok());
     let recorded = match result {
         Ok(inventory) => {
             info!(
