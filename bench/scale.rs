@@ -231,11 +231,34 @@ fn fleet() -> Vec<HostDecl> {
     decls
 }
 
-/// The config without its hosts: the same orchestrator minus the fleet.
-fn without_hosts(config: &str) -> String {
-    let start = config.find("\n[[hosts]]").unwrap_or(config.len());
+/// The config with only its first `keep` hosts: the same orchestrator with
+/// a smaller fleet (the rest marked offline, "not in the inventory", until
+/// a config that lists them again is surveyed).
+fn with_hosts(config: &str, keep: usize) -> String {
+    let tables: Vec<usize> = config
+        .match_indices("\n[[hosts]]")
+        .map(|(i, _)| i)
+        .collect();
     let end = config.find("\n[tailnet]").unwrap_or(config.len());
-    format!("{}{}", &config[..start], &config[end.max(start)..])
+    match tables.get(keep) {
+        Some(&cut) => format!("{}{}", &config[..cut], &config[end.max(cut)..]),
+        None => config.to_string(),
+    }
+}
+
+/// This process's CPU time so far (user + system), from /proc/self/stat.
+fn cpu_time() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the line, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    Ok(Duration::from_millis((f.iter().sum::<u64>()) * 10))
 }
 
 fn subject(i: usize) -> String {
@@ -371,15 +394,17 @@ async fn main() -> Result<()> {
         &config.hosts,
         config.conductor.ssh_timeout.duration(),
     ));
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time()?);
     vessel_orchestrator::survey::survey(&rig.db, &pool).await;
-    let cold = t.elapsed();
+    let (cold, cold_cpu) = (t.elapsed(), cpu_time()? - cpu);
     let mut warm = Vec::new();
+    let cpu = cpu_time()?;
     for _ in 0..5 {
         let t = Instant::now();
         vessel_orchestrator::survey::survey(&rig.db, &pool).await;
         warm.push(t.elapsed());
     }
+    let warm_cpu = (cpu_time()? - cpu) / 5;
     warm.sort();
     drop(pool);
     let online: i64 = sqlx::query_scalar("SELECT count(*) FROM hosts WHERE online")
@@ -387,18 +412,28 @@ async fn main() -> Result<()> {
         .await?;
     anyhow::ensure!(online as usize == hosts, "{online} of {hosts} hosts online");
     println!("\nsurvey of {hosts} hosts (all online), in-process:");
-    println!("  cold (new SSH connections): {:8.1} ms", ms(cold));
     println!(
-        "  warm (kept connections):    {:8.1} ms p50, {:.1} ms max of 5",
+        "  cold (new SSH connections): {:8.1} ms, this process's CPU {:.0} ms",
+        ms(cold),
+        ms(cold_cpu)
+    );
+    println!(
+        "  warm (kept connections):    {:8.1} ms p50, {:.1} ms max of 5, CPU {:.0} ms each",
         ms(percentile(&warm, 0.5)),
-        ms(warm[warm.len() - 1])
+        ms(warm[warm.len() - 1]),
+        ms(warm_cpu)
     );
 
     // 2. The orchestrator process: no hosts, then the 50.
     println!("\norchestrator process (workers = 4):");
-    let (proc, _) = orchestrator(&rig, &without_hosts(&rig.config_text), "orch-0").await?;
+    let (proc, _) = orchestrator(&rig, &with_hosts(&rig.config_text, 0), "orch-0").await?;
     let bare = idle(proc.pid).await?;
     show("idle, no hosts", &bare);
+    proc.stop().await?;
+    let half = hosts / 2;
+    let (proc, _) = orchestrator(&rig, &with_hosts(&rig.config_text, half), "orch-25").await?;
+    let halfway = idle(proc.pid).await?;
+    show(&format!("idle, {half} hosts"), &halfway);
     proc.stop().await?;
     let (orch, base) = orchestrator(&rig, &rig.config_text, "orch-50").await?;
     // Its start-up survey has brought every host back online.
@@ -563,43 +598,69 @@ async fn main() -> Result<()> {
     bot.stop().await?;
     orch.stop().await?;
 
-    extrapolate(hosts, cold, percentile(&warm, 0.5), &bare, &idle50, &loaded);
+    extrapolate(
+        hosts,
+        (cold, cold_cpu),
+        (percentile(&warm, 0.5), warm_cpu),
+        [&bare, &halfway, &idle50],
+        &loaded,
+    );
     Ok(())
 }
 
 /// What the figures make at 1,000 hosts, by what grows with what.
 fn extrapolate(
     hosts: usize,
-    cold: Duration,
-    warm: Duration,
-    bare: &Look,
-    idle: &Look,
+    (cold, cold_cpu): (Duration, Duration),
+    (warm, warm_cpu): (Duration, Duration),
+    [bare, halfway, idle]: [&Look; 3],
     loaded: &Look,
 ) {
     let per_host_kib = idle.rss_kib.saturating_sub(bare.rss_kib) as f64 / hosts as f64;
+    let upper_half_kib =
+        idle.rss_kib.saturating_sub(halfway.rss_kib) as f64 / (hosts - hosts / 2) as f64;
     let at = 1000.0;
+    let scale = at / hosts as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!("\nat 1,000 hosts (extrapolated, not measured):");
     println!(
-        "  SSH: one kept connection per host ({} for {hosts} here): ~1,000 sockets, \
-         plus Postgres ({}) and the listener",
-        idle.ssh, idle.postgres
+        "  sockets: one kept SSH connection per host ({} for {hosts} here): ~1,000, plus \
+         Postgres (the pool's fixed max, {} at peak here) and the API's clients: the \
+         open-files limit must be above ~1,100 (systemd's default soft limit is 1,024)",
+        idle.ssh, loaded.postgres
     );
+    // The first hosts also pay for what any work brings (allocator arenas,
+    // the runtime's threads woken): the second half's slope is the cost of
+    // one more host, the whole slope an upper bound.
+    let at_1000 =
+        |kib_per_host: f64| mib(idle.rss_kib) + kib_per_host * (at - hosts as f64) / 1024.0;
     println!(
-        "  memory: {:.0} KiB per host (idle with {hosts} hosts minus idle with none), so \
-         ~{:.0} MiB idle at 1,000 hosts; the creates' peak adds {:.1} MiB on top at any fleet size",
+        "  memory: {:.0} KiB per host over the second {} hosts ({:.0} KiB over all {hosts}), \
+         so ~{:.0} MiB idle at 1,000 hosts (~{:.0} MiB at the whole slope) if it stays \
+         linear; 100 concurrent creates added {:.1} MiB on top, which does not grow with \
+         the fleet",
+        upper_half_kib,
+        hosts - hosts / 2,
         per_host_kib,
-        mib(bare.rss_kib) + per_host_kib * at / 1024.0,
+        at_1000(upper_half_kib),
+        at_1000(per_host_kib),
         mib(loaded.rss_kib.saturating_sub(idle.rss_kib))
     );
     println!(
         "  survey: hosts are probed concurrently (join_all), so its time is the slowest \
-         host's answer plus this process's CPU per host: {:.1} ms per host cold, {:.2} ms \
-         warm here, where the {hosts} sshds share this machine's cores too; 1,000 hosts \
-         at that rate: ~{:.1} s cold (start-up), ~{:.1} s warm — an upper bound, since at \
-         a lab the hosts' side runs on the hosts",
-        ms(cold) / hosts as f64,
-        ms(warm) / hosts as f64,
-        cold.as_secs_f64() * at / hosts as f64,
-        warm.as_secs_f64() * at / hosts as f64
+         host's answer or this process's CPU spread over the cores, whichever is more. \
+         CPU here: {:.1} ms per host cold (the SSH handshake), {:.2} ms warm, so at 1,000 \
+         hosts ~{:.1} s cold (start-up) and ~{:.2} s warm of CPU on {cores} cores. The \
+         wall times here ({:.1} s cold, {:.2} s warm) include the {hosts} sshds and their \
+         probe commands sharing this machine's cores: scaled linearly, {:.0} s and {:.0} s, \
+         an upper bound a lab (hosts on their own machines) does not reach",
+        ms(cold_cpu) / hosts as f64,
+        ms(warm_cpu) / hosts as f64,
+        cold_cpu.as_secs_f64() * scale / cores,
+        warm_cpu.as_secs_f64() * scale / cores,
+        cold.as_secs_f64(),
+        warm.as_secs_f64(),
+        cold.as_secs_f64() * scale,
+        warm.as_secs_f64() * scale
     );
 }
