@@ -1,6 +1,10 @@
-//! `/metrics` in the Prometheus text format: provisioning latency, time in
-//! line, vessels by state and requests waiting per queue. Small enough to
-//! write by hand.
+//! `/metrics` in the Prometheus text format. Counted in this process:
+//! provisioning latency, time in line of placed requests, burials by
+//! reason, idle GPU-hours the undertaker reclaimed, host probes and
+//! incidents. Read from the database at each scrape (the same on every
+//! replica: aggregate them with `max`, not `sum`): vessels by queue and
+//! state, GPUs per queue, requests waiting and the longest wait. Small
+//! enough to write by hand.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +16,7 @@ use axum::response::IntoResponse;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::store::gauges;
 
 /// A histogram of seconds with fixed buckets, lock-free.
 struct Histogram {
@@ -57,12 +62,66 @@ impl Histogram {
     }
 }
 
+/// A counter with one label whose values are known up front: every value
+/// is exported from the start, at 0, so a rate over it exists before the
+/// first event.
+struct LabelledCounter<const N: usize> {
+    label: &'static str,
+    values: [&'static str; N],
+    counts: [AtomicU64; N],
+}
+
+impl<const N: usize> LabelledCounter<N> {
+    const fn new(label: &'static str, values: [&'static str; N]) -> Self {
+        LabelledCounter {
+            label,
+            values,
+            counts: [const { AtomicU64::new(0) }; N],
+        }
+    }
+
+    fn inc(&self, i: usize) {
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (value, n) in self.values.iter().zip(&self.counts) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{{}=\"{value}\"}} {n}", self.label);
+        }
+    }
+}
+
 static PROVISION: Histogram =
     Histogram::new(&[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]);
 /// Seconds to a day: a line can be short or long.
 static IN_LINE: Histogram = Histogram::new(&[
     1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0,
 ]);
+
+/// Why a vessel was sent to its grave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Burial {
+    /// Killed by its owner.
+    Owner,
+    /// Killed by an admin.
+    Admin,
+    /// Withdrawn while it waited in line (it never ran).
+    Cancelled,
+    /// Idle past the undertaker's marks.
+    Idle,
+    /// Its lifetime ended.
+    Expired,
+}
+
+const BURIAL_REASONS: [&str; 5] = ["owner", "admin", "cancelled", "idle", "expired"];
+static BURIALS: LabelledCounter<5> = LabelledCounter::new("reason", BURIAL_REASONS);
+/// GPU-seconds, whole: hours are rendered.
+static IDLE_GPU_SECONDS: AtomicU64 = AtomicU64::new(0);
+static PROBES: LabelledCounter<2> = LabelledCounter::new("result", ["ok", "failed"]);
+static INCIDENTS: AtomicU64 = AtomicU64::new(0);
+static GPU_INCIDENTS: LabelledCounter<2> = LabelledCounter::new("event", ["opened", "closed"]);
 
 pub fn provisioned(elapsed: Duration) {
     PROVISION.observe(elapsed.as_secs_f64());
@@ -73,64 +132,207 @@ pub fn placed_from_line(secs: f64) {
     IN_LINE.observe(secs);
 }
 
-pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let mut out = String::new();
+/// A vessel's burial was decided (its stop is committed); counted once per
+/// vessel, where the decision is made, so a retried teardown counts once.
+pub fn buried(reason: Burial) {
+    BURIALS.inc(reason as usize);
+}
+
+/// The undertaker buried an idle vessel holding `gpus` GPUs after
+/// `idle_secs` of idle work-time: the GPU-time it sat on, now handed back.
+pub fn reclaimed_idle(gpus: usize, idle_secs: f64) {
+    let gpu_secs = gpus as f64 * idle_secs.max(0.0);
+    IDLE_GPU_SECONDS.fetch_add(gpu_secs.round() as u64, Ordering::Relaxed);
+}
+
+/// One host probed by the survey: it answered with an inventory, or not.
+pub fn host_probed(ok: bool) {
+    PROBES.inc(if ok { 0 } else { 1 });
+}
+
+/// A host stopped answering and an incident was opened for it.
+pub fn host_incident() {
+    INCIDENTS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A GPU incident (a host's DCGM series went stale) opened (true) or
+/// closed (false) by the GPU watchdog.
+pub fn gpu_incident(opened: bool) {
+    GPU_INCIDENTS.inc(if opened { 0 } else { 1 });
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// What this process counted since it started.
+fn render_counted(out: &mut String) {
     PROVISION.render(
-        &mut out,
+        out,
         "vessel_provision_seconds",
         "From placement to sshd answering.",
     );
     IN_LINE.render(
-        &mut out,
+        out,
         "vessel_line_wait_seconds",
         "Time in line of requests placed from it (its count: placements from the line).",
     );
-    let states = crate::store::vessels::count_by_state(&state.db).await?;
-    out.push_str("# HELP vessel_vessels Vessels by state.\n# TYPE vessel_vessels gauge\n");
-    for (name, n) in states {
-        let _ = writeln!(out, "vessel_vessels{{state=\"{name}\"}} {n}");
+    BURIALS.render(
+        out,
+        "vessel_burials_total",
+        "Vessels sent to be buried, by reason: owner, admin (killed by them), cancelled \
+         (withdrawn while waiting), idle, expired (by the undertaker).",
+    );
+    header(
+        out,
+        "vessel_undertaker_idle_gpu_hours_total",
+        "counter",
+        "GPU-hours of idle work-time held by the vessels the undertaker buried as idle \
+         (their GPUs times their idle work-hours).",
+    );
+    let hours = IDLE_GPU_SECONDS.load(Ordering::Relaxed) as f64 / 3600.0;
+    let _ = writeln!(out, "vessel_undertaker_idle_gpu_hours_total {hours}");
+    PROBES.render(
+        out,
+        "vessel_host_probes_total",
+        "Host probes over SSH by the survey, by result (ok: an inventory came back).",
+    );
+    header(
+        out,
+        "vessel_host_incidents_total",
+        "counter",
+        "Incidents opened: a probed host stopped answering.",
+    );
+    let n = INCIDENTS.load(Ordering::Relaxed);
+    let _ = writeln!(out, "vessel_host_incidents_total {n}");
+    GPU_INCIDENTS.render(
+        out,
+        "vessel_gpu_incidents_total",
+        "GPU metric incidents (a host's DCGM series stale), opened and closed.",
+    );
+}
+
+/// What the database says now.
+async fn render_gauges(
+    out: &mut String,
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    header(
+        out,
+        "vessel_vessels",
+        "gauge",
+        "Vessels by queue and state.",
+    );
+    for v in gauges::vessels(&state.db).await? {
+        let (queue, st, n) = (escape(&v.queue), escape(&v.state), v.n);
+        let _ = writeln!(
+            out,
+            "vessel_vessels{{queue=\"{queue}\",state=\"{st}\"}} {n}"
+        );
     }
-    let lines = crate::store::line::lines(&state.db).await?;
-    out.push_str("# HELP vessel_line_waiting Requests waiting in line, per queue.\n# TYPE vessel_line_waiting gauge\n");
+    let gpus = gauges::gpus(&state.db).await?;
+    for (name, help, pick) in [
+        (
+            "vessel_gpus",
+            "GPUs per queue, as the last probes found them.",
+            (|g: &gauges::QueueGpus| g.total) as fn(&gauges::QueueGpus) -> i64,
+        ),
+        (
+            "vessel_gpus_allocated",
+            "GPUs per queue held by a live vessel.",
+            |g| g.allocated,
+        ),
+        (
+            "vessel_gpus_free",
+            "GPUs per queue a vessel could get now (not held, on an online host that is not draining).",
+            |g| g.free,
+        ),
+    ] {
+        header(out, name, "gauge", help);
+        for g in &gpus {
+            let _ = writeln!(out, "{name}{{queue=\"{}\"}} {}", escape(&g.queue), pick(g));
+        }
+    }
+    // Every configured queue, an empty line as 0.
+    let lines = gauges::waiting(&state.db).await?;
+    header(
+        out,
+        "vessel_line_waiting",
+        "gauge",
+        "Requests waiting in line, per queue.",
+    );
+    let mut longest = String::new();
     for queue in state.config.queues.keys() {
-        let n = lines
-            .iter()
-            .find(|l| &l.queue == queue)
-            .map_or(0, |l| l.waiting);
+        let line = lines.iter().find(|l| &l.queue == queue);
+        let n = line.map_or(0, |l| l.waiting);
+        let secs = line
+            .and_then(|l| l.oldest_queued_at)
+            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        let queue = escape(queue);
         let _ = writeln!(out, "vessel_line_waiting{{queue=\"{queue}\"}} {n}");
+        let _ = writeln!(
+            longest,
+            "vessel_line_longest_wait_seconds{{queue=\"{queue}\"}} {secs}"
+        );
     }
-    render_watchdog(&mut out);
+    header(
+        out,
+        "vessel_line_longest_wait_seconds",
+        "gauge",
+        "How long the request waiting longest in each queue has waited (0: none waiting).",
+    );
+    out.push_str(&longest);
+    Ok(())
+}
+
+pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut out = String::new();
+    render_counted(&mut out);
+    // Wall time, not the undertaker's clock: `queued_at` is the database's.
+    render_gauges(&mut out, &state, chrono::Utc::now()).await?;
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
-/// Host probes by result (survey and watchdog), and GPU incidents opened
-/// and closed by the GPU watchdog.
-static HOST_PROBES: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
-static GPU_INCIDENTS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-pub fn host_probed(ok: bool) {
-    HOST_PROBES[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
-}
+    #[test]
+    fn a_labelled_counter_exports_every_value_from_the_start() {
+        static C: LabelledCounter<2> = LabelledCounter::new("result", ["ok", "failed"]);
+        C.inc(1);
+        let mut out = String::new();
+        C.render(&mut out, "x_total", "Help.");
+        assert_eq!(
+            out,
+            "# HELP x_total Help.\n# TYPE x_total counter\nx_total{result=\"ok\"} 0\nx_total{result=\"failed\"} 1\n"
+        );
+    }
 
-/// A GPU incident opened (true) or closed (false).
-pub fn gpu_incident(opened: bool) {
-    GPU_INCIDENTS[usize::from(!opened)].fetch_add(1, Ordering::Relaxed);
-}
+    #[test]
+    fn burial_reasons_line_up_with_their_labels() {
+        for (reason, label) in [
+            (Burial::Owner, "owner"),
+            (Burial::Admin, "admin"),
+            (Burial::Cancelled, "cancelled"),
+            (Burial::Idle, "idle"),
+            (Burial::Expired, "expired"),
+        ] {
+            assert_eq!(BURIAL_REASONS[reason as usize], label);
+        }
+    }
 
-fn render_watchdog(out: &mut String) {
-    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP vessel_host_probes_total Host probes over SSH, by result.\n# TYPE vessel_host_probes_total counter\n\
-         vessel_host_probes_total{{result=\"ok\"}} {}\nvessel_host_probes_total{{result=\"failed\"}} {}",
-        n(&HOST_PROBES[0]),
-        n(&HOST_PROBES[1])
-    );
-    let _ = writeln!(
-        out,
-        "# HELP vessel_gpu_incidents_total GPU metric incidents (DCGM series stale), opened and closed.\n# TYPE vessel_gpu_incidents_total counter\n\
-         vessel_gpu_incidents_total{{event=\"opened\"}} {}\nvessel_gpu_incidents_total{{event=\"closed\"}} {}",
-        n(&GPU_INCIDENTS[0]),
-        n(&GPU_INCIDENTS[1])
-    );
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

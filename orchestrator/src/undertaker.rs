@@ -394,7 +394,10 @@ impl Undertaker {
                 "its lifetime ended at {}",
                 v.expires_at.format("%Y-%m-%d %H:%M UTC")
             );
-            return self.bury(v, Verdict::Expire, &reason, now).await;
+            if self.bury(v, Verdict::Expire, &reason, now).await? {
+                crate::metrics::buried(crate::metrics::Burial::Expired);
+            }
+            return Ok(());
         }
         // Counters for every vessel go in one statement after the sweep;
         // what announces something gets a transaction of its own with its
@@ -408,7 +411,10 @@ impl Undertaker {
         self.warn(v, &decision, now).await?;
         if decision.verdict == Verdict::Bury {
             let reason = format!("idle for {:.0} work-hours", decision.idle_secs / 3600.0);
-            self.bury(v, Verdict::Bury, &reason, now).await?;
+            if self.bury(v, Verdict::Bury, &reason, now).await? {
+                crate::metrics::buried(crate::metrics::Burial::Idle);
+                crate::metrics::reclaimed_idle(v.gpu_uuids.len(), decision.idle_secs);
+            }
         }
         Ok(())
     }
@@ -478,14 +484,15 @@ impl Undertaker {
     /// owner's DM says why and how to start again. Only if the rows still
     /// call for it: the vessel is locked while its lifetime (for an expiry)
     /// or its ledger (for an idle burial) is checked against what the sweep
-    /// read, so a Keep or an Extend pressed since wins.
+    /// read, so a Keep or an Extend pressed since wins. True when it was
+    /// sent to be buried by this call.
     async fn bury(
         &self,
         v: &RunningVessel,
         verdict: Verdict,
         reason: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let id = v.id;
         let expire = verdict == Verdict::Expire;
         let action = if expire {
@@ -506,7 +513,8 @@ impl Undertaker {
         };
         if !still {
             info!("not buried: kept, extended or changed since the sweep read it");
-            return tx.commit().await;
+            tx.commit().await?;
+            return Ok(false);
         }
         let moved = vessels::transition(
             &mut tx,
@@ -530,7 +538,7 @@ impl Undertaker {
             info!(%reason, "burying");
         }
         tx.commit().await?;
-        Ok(())
+        Ok(moved.is_some())
     }
 
     /// Keep: no idle accrual until `until`, the counter back at zero.

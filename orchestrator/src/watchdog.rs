@@ -53,6 +53,7 @@ async fn unreachable(db: &PgPool, host: Unreachable) -> Result<(), sqlx::Error> 
     });
     events::emit(&mut tx, None, &EventKind::HostUnreachable, &payload).await?;
     tx.commit().await?;
+    crate::metrics::host_incident();
     warn!(vessels = running.len(), "host unreachable: incident opened");
     Ok(())
 }

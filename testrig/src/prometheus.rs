@@ -1,6 +1,8 @@
 //! The metrics half of the rig: a small DCGM-format exporter whose per-GPU
 //! values the test sets, and a real Prometheus (Debian's package) scraping
-//! it every second.
+//! it every second — and the orchestrator's `/metrics` too, once a test
+//! names it ([`Prometheus::scrape_orchestrator`]: the orchestrator is made
+//! after Prometheus, whose URL its config needs).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -109,15 +111,37 @@ impl Prometheus {
             std::env::temp_dir().join(format!("vessel-prom-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("prometheus.yml");
+        // The orchestrator's job reads its target and its bearer token from
+        // files written later: Prometheus watches the one and reads the
+        // other at every scrape.
+        let targets = dir.join("vessel-targets.json");
+        let token = dir.join("vessel-token");
+        std::fs::write(&targets, "[]")?;
+        std::fs::write(&token, "")?;
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dcgm\n    static_configs:\n      - targets: [{}]\n",
+                "global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: dcgm
+    static_configs:
+      - targets: [{}]
+  - job_name: vessel
+    authorization:
+      credentials_file: {}
+    file_sd_configs:
+      - files: ['{}']
+        refresh_interval: 1s
+",
                 exporters
                     .iter()
                     .map(|e| format!("'{}'", e.addr))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                token.display(),
+                targets.display()
             ),
         )?;
         // A free port: bind, note, release (Prometheus binds it right after).
@@ -158,6 +182,32 @@ impl Prometheus {
         })
         .await?;
         Ok(p)
+    }
+
+    /// Scrapes the orchestrator at `base_url` (`http://host:port`) with the
+    /// scrape `token` from now on (job `vessel`).
+    pub fn scrape_orchestrator(&self, base_url: &str, token: &str) -> Result<()> {
+        let target = base_url.trim_start_matches("http://").trim_end_matches('/');
+        std::fs::write(self.dir.join("vessel-token"), token)?;
+        // Written whole and renamed: Prometheus must not read half a file.
+        let tmp = self.dir.join("vessel-targets.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::json!([{ "targets": [target] }]).to_string(),
+        )?;
+        std::fs::rename(tmp, self.dir.join("vessel-targets.json"))?;
+        Ok(())
+    }
+
+    /// Asks PromQL `query` now; the whole answer (`status`, `data`, `error`).
+    pub async fn query(&self, query: &str) -> Result<serde_json::Value> {
+        Ok(reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query)])
+            .send()
+            .await?
+            .json()
+            .await?)
     }
 
     /// Waits until PromQL sees `utilisation` averaged for every UUID.

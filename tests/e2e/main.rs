@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod console;
 mod core_path;
+mod dashboard;
 mod deploy;
 mod failures;
 mod gpu_watchdog;

@@ -85,7 +85,7 @@ impl Idle {
         })
     }
 
-    async fn sweep_at(&self, t: &str) -> anyhow::Result<()> {
+    pub(crate) async fn sweep_at(&self, t: &str) -> anyhow::Result<()> {
         self.clock.set(at(t));
         let report = self.rig.app().undertaker.sweep().await?;
         assert!(!report.skipped, "another sweep held the lock");
@@ -118,7 +118,7 @@ impl Idle {
             .to_string())
     }
 
-    async fn wait_buried(&self) -> anyhow::Result<serde_json::Value> {
+    pub(crate) async fn wait_buried(&self) -> anyhow::Result<serde_json::Value> {
         self.rig
             .wait_state(&self.token, &self.id, &["buried"], Duration::from_secs(30))
             .await

@@ -588,7 +588,8 @@ pub async fn kill(
     Path(key): Path<String>,
 ) -> Result<(StatusCode, Json<VesselView>), ApiError> {
     let row = resolve(&state, &caller, &key, "vessel.kill").await?;
-    let reason = if row.owner_id == caller.subject {
+    let by_owner = row.owner_id == caller.subject;
+    let reason = if by_owner {
         "killed by its owner".to_string()
     } else {
         format!("killed by admin {}", caller.subject)
@@ -617,6 +618,7 @@ pub async fn kill(
             )
             .await?;
             tx.commit().await?;
+            crate::metrics::buried(crate::metrics::Burial::Cancelled);
             let mine = now.owner_id == caller.subject;
             return Ok((StatusCode::ACCEPTED, Json(view(now, &[], mine))));
         }
@@ -633,6 +635,7 @@ pub async fn kill(
         Some(&reason),
     )
     .await?;
+    let moved_now = moved.is_some();
     let current = match moved {
         Some(now) => {
             jobs::enqueue(&mut tx, row.id).await?;
@@ -656,6 +659,13 @@ pub async fn kill(
         }
     };
     tx.commit().await?;
+    if moved_now {
+        crate::metrics::buried(if by_owner {
+            crate::metrics::Burial::Owner
+        } else {
+            crate::metrics::Burial::Admin
+        });
+    }
     let mine = current.owner_id == caller.subject;
     Ok((StatusCode::ACCEPTED, Json(view(current, &[], mine))))
 }

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod bot_state;
 pub mod events;
+pub mod gauges;
 pub mod gpu_incidents;
 pub mod hosts;
 pub mod idle;

@@ -360,12 +360,3 @@ pub async fn running_on_host(
     .fetch_all(conn)
     .await
 }
-
-/// How many vessels are in each state.
-pub async fn count_by_state(db: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows =
-        sqlx::query!(r#"SELECT state AS "state!", count(*) AS "n!" FROM vessels GROUP BY state"#)
-            .fetch_all(db)
-            .await?;
-    Ok(rows.into_iter().map(|r| (r.state, r.n)).collect())
-}
