@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder};
+// The tests find elements with it.
+pub use fantoccini::Locator;
 use serde_json::{json, Value};
 
 use crate::eventually;
