@@ -118,10 +118,11 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
         "a researcher has no Admin link"
     );
 
-    // A field error appears next to its own field, in the grammar's words.
+    // A field error appears next to its own field, in the grammar's words
+    // (a number field takes no letters in a browser: memory does).
     b.goto("/new").await?;
     b.client
-        .find(Locator::Id("f-gpu"))
+        .find(Locator::Id("f-mem"))
         .await?
         .send_keys("lots")
         .await?;
@@ -130,27 +131,30 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
         .await?
         .click()
         .await?;
-    b.wait_for("the gpu field's error", "#e-gpu", DEADLINE)
+    b.wait_for("the memory field's error", "#e-mem", DEADLINE)
         .await?;
     let next_to = b
         .client
         .execute(
-            "return document.getElementById('f-gpu').nextElementSibling.id",
+            "return document.getElementById('f-mem').nextElementSibling.id",
             vec![],
         )
         .await?;
     ensure!(
-        next_to == json!("e-gpu"),
+        next_to == json!("e-mem"),
         "the error follows its field: {next_to}"
     );
-    let said = text(&b, "#e-gpu").await?;
+    let said = text(&b, "#e-mem").await?;
     ensure!(said.contains("lots"), "the grammar's words: {said}");
     b.screenshot("new-vessel-field-error").await?;
 
     // The form again, right this time: the request waits behind bob.
-    let gpu = b.client.find(Locator::Id("f-gpu")).await?;
-    gpu.clear().await?;
-    gpu.send_keys("1").await?;
+    b.client.find(Locator::Id("f-mem")).await?.clear().await?;
+    b.client
+        .find(Locator::Id("f-gpu"))
+        .await?
+        .send_keys("1")
+        .await?;
     b.client
         .find(Locator::Id("f-name"))
         .await?
@@ -179,10 +183,18 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
     let bob_id = theirs["id"].as_str().context("bob's id")?;
     rig.kill(&bob, bob_id).await?;
     let page = &b;
-    eventually("the card to say running", DEADLINE, move || async move {
+    let running = eventually("the card to say running", DEADLINE, move || async move {
         Ok((card_state(page).await?.as_deref() == Some("running")).then_some(()))
     })
-    .await?;
+    .await;
+    if let Err(e) = running {
+        let (_, api) = rig
+            .call(reqwest::Method::GET, "/v1/vessels", &alice_token, None)
+            .await?;
+        let shown = text(&b, "main").await.unwrap_or_default();
+        b.screenshot("my-vessels-not-running").await?;
+        bail!("{e}\nthe API says: {api}\nthe page shows: {shown}");
+    }
     let stayed = b
         .client
         .execute("return window.__stayed || null", vec![])

@@ -112,7 +112,10 @@ fn changes(
                 sessions.get(&id)?;
                 let now = digest(&state, &caller, usage.as_ref()).await;
                 if now != last {
-                    return Some((Ok(Event::default().event("changed").data("")), now));
+                    // Browsers drop an event whose data is empty (the
+                    // EventSource spec): the digest is the data.
+                    let event = Event::default().event("changed").data(now.to_string());
+                    return Some((Ok(event), now));
                 }
             }
         }

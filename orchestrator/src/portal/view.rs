@@ -108,11 +108,16 @@ pub fn sparkline(points: &[f64], what: &str) -> Markup {
     }
     const W: f64 = 60.0;
     const H: f64 = 16.0;
-    let step = if points.len() > 1 {
-        W / (points.len() - 1) as f64
+    // One reading (a new host, a fresh Prometheus) is a flat line, not an
+    // invisible dot.
+    let flat;
+    let points = if points.len() == 1 {
+        flat = [points[0], points[0]];
+        &flat[..]
     } else {
-        0.0
+        points
     };
+    let step = W / (points.len() - 1) as f64;
     let coords: Vec<String> = points
         .iter()
         .enumerate()
@@ -129,6 +134,7 @@ pub fn sparkline(points: &[f64], what: &str) -> Markup {
             title { (label) }
             polyline points=(coords.join(" ")) {}
         }
+        " " span.muted { (format!("{last:.0}%")) }
     }
 }
 
@@ -224,6 +230,8 @@ mod tests {
             "{svg}"
         );
         assert!(svg.contains("gpu-1: now 150%, peak 150%"), "{svg}");
+        let one = sparkline(&[40.0], "gpu-2").into_string();
+        assert!(one.contains(r#"points="0,9.6 60,9.6""#), "{one}");
         assert_eq!(
             sparkline(&[], "gpu-1").into_string(),
             r#"<span class="muted">no data</span>"#
