@@ -21,38 +21,16 @@ use vessel_orchestrator::config::Config;
 use vessel_orchestrator::line::LineWorker;
 use vessel_orchestrator::placement;
 use vessel_orchestrator::shutdown;
-use vessel_testrig::figures::{ms, percentile};
+use vessel_testrig::figures::{self, ms, percentile, vessel};
 use vessel_testrig::{Options, Rig};
 
 const HOSTS: i64 = 1000;
 
 async fn declare_fleet(db: &PgPool) -> Result<()> {
     vessel_testrig::figures::declare_fleet(db).await?;
-    sqlx::query(
-        "INSERT INTO users (id, unix_name, uid)
-         SELECT 'bench' || n, 'bench' || n, 30000 + n FROM generate_series(0, 99) n",
-    )
-    .execute(db)
-    .await?;
+    vessel_testrig::figures::declare_people(db).await?;
     sqlx::query("ANALYZE").execute(db).await?;
     Ok(())
-}
-
-/// A vessel row (`requested`) for a reservation or a place in line.
-async fn vessel(conn: &mut sqlx::PgConnection, n: usize, state: &str) -> Result<Uuid> {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO vessels (id, name, owner_id, queue, image, gpus, cpus, memory_bytes, state,
-                              expires_at, line_seq, queued_at, wait_until)
-         VALUES ($1, 'b' || replace($1::text, '-', ''), 'bench' || ($2 % 100), '3090', 'x', 1, 4, 16::bigint << 30, $3,
-                 now() + interval '1 day', nextval('vessel_line_seq'), now(), now() + interval '1 day')",
-    )
-    .bind(id)
-    .bind(n as i64)
-    .bind(state)
-    .execute(conn)
-    .await?;
-    Ok(id)
 }
 
 /// Reserves 1,000 times through the statement alone; p50/p99.
@@ -85,27 +63,10 @@ async fn statement(db: &PgPool, running: &mut Vec<Uuid>) -> Result<(Duration, Du
 
 /// Takes every GPU left (8 per host), so the fleet is full.
 async fn fill(db: &PgPool, running: &mut Vec<Uuid>) -> Result<()> {
-    let mut n = running.len();
-    loop {
-        let mut tx = db.begin().await?;
-        let id = vessel(&mut tx, n, "pending").await?;
-        let request = placement::Request {
-            vessel_id: id,
-            queue: "3090",
-            gpus: 1,
-            cpus: 1,
-            memory_bytes: 1 << 30,
-            on_host: None,
-            not_on_host: None,
-        };
-        if placement::reserve(&mut tx, &request).await?.is_none() {
-            tx.rollback().await?;
-            return Ok(());
-        }
-        tx.commit().await?;
+    while let Some(id) = figures::occupy_one(db, running.len()).await? {
         running.push(id);
-        n += 1;
     }
+    Ok(())
 }
 
 /// Tops the line up to `n` waiting requests.

@@ -17,7 +17,7 @@ use crate::fleet::{FleetStatus, HostChange};
 use crate::line::{Limits, Line, SetLimits};
 use crate::signin::SignInConfig;
 use crate::units::Span;
-use crate::users::{AddKey, KeyAdded, KeyList, Me, SetUser, UserView};
+use crate::users::{AddKey, KeyAdded, KeyList, Me, SetUser, UserList, UserView};
 use crate::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView};
 
 #[derive(Debug, thiserror::Error)]
@@ -340,10 +340,18 @@ impl Client {
         self.send(token, Method::PUT, url, Some(json(body))).await
     }
 
+    /// Everyone who has used Vessel, with their use and limits (admins).
+    pub async fn users(&self, token: &str) -> Result<UserList, ClientError> {
+        let url = self.url(&["v1", "users"], None);
+        self.send(token, Method::GET, url, None).await
+    }
+
     pub async fn audit(&self, token: &str, query: &AuditQuery) -> Result<AuditList, ClientError> {
         let q = query_string(&[
             ("actor", query.actor.clone()),
             ("target", query.target.clone()),
+            ("action", query.action.clone()),
+            ("outcome", query.outcome.clone()),
             ("limit", query.limit.map(|l| l.to_string())),
         ]);
         let url = self.url(&["v1", "audit"], Some(q));

@@ -58,3 +58,32 @@ pub struct UserView {
     pub unix_name: String,
     pub uid: i32,
 }
+
+/// `GET /v1/users` (admins): everyone who has used Vessel, with what they
+/// hold and the limits that apply to them per queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserList {
+    pub users: Vec<UserSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub unix_name: String,
+    pub uid: i32,
+    /// Per queue where they hold something or have an override.
+    pub queues: Vec<QueueUse>,
+}
+
+/// One person's use of one queue and the limits on it (after overrides).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueUse {
+    pub queue: String,
+    pub gpus: u32,
+    pub vessels: u32,
+    /// None: no limit.
+    pub max_gpus: Option<u32>,
+    pub max_vessels: Option<u32>,
+    /// An admin's override applies rather than the queue's limits.
+    pub overridden: bool,
+}

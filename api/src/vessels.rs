@@ -66,6 +66,19 @@ pub struct VesselView {
     /// Where it stands in line, while it is `pending`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<crate::line::LinePlace>,
+    /// What the undertaker counts, while it runs and has been swept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleView>,
+}
+
+/// The undertaker's ledger of a running vessel: idle work-time so far, and
+/// whether a warning went out or a Keep holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdleView {
+    /// Idle work-seconds counted since it was last busy.
+    pub idle_secs: u64,
+    pub warned_at: Option<DateTime<Utc>>,
+    pub kept_until: Option<DateTime<Utc>>,
 }
 
 /// How to reach a running vessel, ready to paste.

@@ -206,6 +206,7 @@ impl Orchestrator {
             actor: user.map(str::to_string),
             target: target.map(str::to_string),
             limit: Some(20),
+            ..AuditQuery::default()
         };
         self.client.audit(&self.as_user(actor), &query).await
     }

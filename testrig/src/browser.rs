@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder};
+// The tests find elements with it.
+pub use fantoccini::Locator;
 use serde_json::{json, Value};
 
 use crate::eventually;
@@ -60,7 +62,11 @@ impl Browser {
         std::fs::create_dir_all(&shots)?;
         std::fs::create_dir_all(profile)?;
         let mut cmd = Command::new("chromedriver");
+        // Its log next to the profile: what the browser was asked, when a
+        // test fails.
+        let log = profile.with_extension("chromedriver.log");
         cmd.arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // Its own process group, so the browser it starts goes with it.
@@ -186,9 +192,12 @@ impl Drop for Browser {
         // A failed test drops without close: take the browser down with
         // the driver's process group.
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.driver.id())])
+            .args(["-s", "KILL", "--", &format!("-{}", self.driver.id())])
             .stderr(Stdio::null())
             .status();
+        // The driver itself, whatever became of its group: `wait` must not
+        // hang on a live process.
+        let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
 }

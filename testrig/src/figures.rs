@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use sqlx::PgPool;
+use uuid::Uuid;
+use vessel_orchestrator::placement;
 
 /// The `p` quantile (0..=1) of timings sorted ascending.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -31,4 +33,55 @@ pub async fn declare_fleet(db: &PgPool) -> Result<()> {
         sqlx::query(sql).execute(db).await?;
     }
     Ok(())
+}
+
+/// 100 people, `bench0` … `bench99`, to own the benches' vessels.
+pub async fn declare_people(db: &PgPool) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (id, unix_name, uid)
+         SELECT 'bench' || n, 'bench' || n, 30000 + n FROM generate_series(0, 99) n",
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A one-GPU vessel row of `bench{n % 100}` in `state`, in line (a
+/// reservation or a pass places it).
+pub async fn vessel(conn: &mut sqlx::PgConnection, n: usize, state: &str) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO vessels (id, name, owner_id, queue, image, gpus, cpus, memory_bytes, state,
+                              expires_at, line_seq, queued_at, wait_until)
+         VALUES ($1, 'b' || replace($1::text, '-', ''), 'bench' || ($2 % 100), '3090', 'x', 1, 4, 16::bigint << 30, $3,
+                 now() + interval '1 day', nextval('vessel_line_seq'), now(), now() + interval '1 day')",
+    )
+    .bind(id)
+    .bind(n as i64)
+    .bind(state)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// A vessel `n` holding one GPU, one core and 1 GiB through the placement
+/// statement; None when nothing is left.
+pub async fn occupy_one(db: &PgPool, n: usize) -> Result<Option<Uuid>> {
+    let mut tx = db.begin().await?;
+    let id = vessel(&mut tx, n, "pending").await?;
+    let request = placement::Request {
+        vessel_id: id,
+        queue: "3090",
+        gpus: 1,
+        cpus: 1,
+        memory_bytes: 1 << 30,
+        on_host: None,
+        not_on_host: None,
+    };
+    if placement::reserve(&mut tx, &request).await?.is_none() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(id))
 }

@@ -9,6 +9,7 @@
 //! [`fake_tailnet`] and the metrics side in [`prometheus`]; the identity
 //! provider is a real one, [`glewlwyd`].
 
+pub mod browser;
 pub mod fake_slack;
 pub mod fake_tailnet;
 pub mod figures;

@@ -22,6 +22,7 @@ mod line_slack;
 mod oidc;
 mod pools;
 mod portal;
+mod portal_browser;
 mod probe;
 mod races;
 mod readiness;

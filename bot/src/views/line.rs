@@ -403,6 +403,7 @@ mod tests {
             expires_at: t(23, 0),
             ssh: None,
             line: Some(place(position)),
+            idle: None,
         }
     }
 

@@ -14,6 +14,12 @@ pub async fn list(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let entries = audit::list(&state.db, q.actor.as_deref(), q.target.as_deref(), limit).await?;
+    let filter = audit::Filter {
+        actor: q.actor.as_deref(),
+        target: q.target.as_deref(),
+        action: q.action.as_deref(),
+        outcome: q.outcome.as_deref(),
+    };
+    let entries = audit::list(&state.db, filter, limit).await?;
     Ok(Json(AuditList { entries }))
 }

@@ -4,7 +4,7 @@
 //! Handlers add what depends on the target (your own vessel, or any with
 //! `vessels:manage:any`).
 
-mod audit;
+pub(crate) mod audit;
 pub mod auth;
 mod bot_state;
 pub mod error;
@@ -14,7 +14,7 @@ pub(crate) mod hosts;
 mod keys;
 pub(crate) mod line;
 mod sign_in;
-mod users;
+pub(crate) mod users;
 pub(crate) mod vessels;
 
 use std::sync::Arc;
@@ -85,6 +85,7 @@ pub const ROUTES: &[Route] = &[
     route("PUT", "/v1/bot/state/{key}", &[BOT_STATE]),
     route("POST", "/v1/bot/once/{key}", &[BOT_STATE]),
     route("GET", "/v1/audit", &[AUDIT_READ]),
+    route("GET", "/v1/users", &[FLEET_MANAGE]),
     route("PUT", "/v1/users/{subject}", &[FLEET_MANAGE]),
     route("PUT", "/v1/users/{subject}/limits/{queue}", &[FLEET_MANAGE]),
     route("GET", "/v1/line", &[FLEET_READ]),
@@ -175,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/bot/once/{key}", post(bot_state::once))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/users", get(users::list))
         .route("/v1/users/{subject}", axum::routing::put(users::set))
         .route(
             "/v1/users/{subject}/limits/{queue}",

@@ -6,13 +6,71 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::json;
-use vessel_api::users::{SetUser, UserView};
+use vessel_api::users::{QueueUse, SetUser, UserList, UserSummary, UserView};
 use vessel_api::ErrorCode;
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{AppState, JsonBody};
-use crate::store::{self, audit, users};
+use crate::store::{self, audit, line, users};
+
+/// Everyone, with what they hold per queue and the limits on them: the
+/// queue's own, or an admin's override.
+pub async fn list(State(state): State<AppState>) -> Result<Json<UserList>, ApiError> {
+    let people = users::all(&state.db).await?;
+    let usage = line::all_usage(&state.db).await?;
+    let overrides = line::all_overrides(&state.db).await?;
+    let summaries = people
+        .into_iter()
+        .map(|u| {
+            let mut queues: std::collections::BTreeSet<&str> = usage
+                .iter()
+                .filter(|(owner, _, _)| *owner == u.id)
+                .map(|(_, q, _)| q.as_str())
+                .collect();
+            queues.extend(
+                overrides
+                    .iter()
+                    .filter(|(_, o)| o.user_id == u.id)
+                    .map(|(q, _)| q.as_str()),
+            );
+            let queues = queues
+                .into_iter()
+                .map(|q| {
+                    let held = usage
+                        .iter()
+                        .find(|(owner, queue, _)| *owner == u.id && queue == q)
+                        .map(|(_, _, use_)| *use_)
+                        .unwrap_or_default();
+                    let o = overrides
+                        .iter()
+                        .find(|(queue, o)| o.user_id == u.id && queue == q)
+                        .map(|(_, o)| o);
+                    let limit = state
+                        .config
+                        .queue(q)
+                        .map(|qc| crate::line::limit_with(qc, o))
+                        .unwrap_or_default();
+                    QueueUse {
+                        queue: q.to_string(),
+                        gpus: held.gpus.max(0) as u32,
+                        vessels: held.vessels.max(0) as u32,
+                        max_gpus: limit.max_gpus.map(|n| n.max(0) as u32),
+                        max_vessels: limit.max_vessels.map(|n| n.max(0) as u32),
+                        overridden: o.is_some(),
+                    }
+                })
+                .collect();
+            UserSummary {
+                id: u.id,
+                unix_name: u.unix_name,
+                uid: u.uid,
+                queues,
+            }
+        })
+        .collect();
+    Ok(Json(UserList { users: summaries }))
+}
 
 pub async fn set(
     State(state): State<AppState>,

@@ -57,7 +57,28 @@ pub fn view(v: VesselRow, key_fingerprints: &[String], for_owner: bool) -> Vesse
         expires_at: v.expires_at,
         ssh,
         line: None,
+        idle: None,
     }
+}
+
+/// The undertaker's ledgers of the running ones among `views`.
+async fn add_idle(state: &AppState, views: &mut [VesselView]) -> Result<(), ApiError> {
+    let running: Vec<Uuid> = views
+        .iter()
+        .filter(|v| v.state == VesselState::Running)
+        .map(|v| v.id)
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    let ledgers: std::collections::HashMap<_, _> = store::idle::ledgers(&state.db, &running)
+        .await?
+        .into_iter()
+        .collect();
+    for v in views.iter_mut() {
+        v.idle = ledgers.get(&v.id).cloned();
+    }
+    Ok(())
 }
 
 fn ssh_access(v: &VesselRow, key_fingerprints: &[String]) -> Option<SshAccess> {
@@ -469,7 +490,7 @@ pub async fn list(
     };
     let rows = store::vessels::list(&state.db, owner.as_deref(), q.ended).await?;
     let places = places_of(&state, &rows).await?;
-    let vessels = rows
+    let mut vessels: Vec<VesselView> = rows
         .into_iter()
         .map(|r| {
             let mine = r.owner_id == caller.subject;
@@ -479,6 +500,7 @@ pub async fn list(
             v
         })
         .collect();
+    add_idle(&state, &mut vessels).await?;
     Ok(Json(VesselList { vessels }))
 }
 
@@ -577,8 +599,10 @@ pub async fn show(
     } else {
         None
     };
-    let mut view = view(row, &fingerprints, mine);
-    view.line = place;
+    let mut view = [view(row, &fingerprints, mine)];
+    view[0].line = place;
+    add_idle(&state, &mut view).await?;
+    let [view] = view;
     Ok(Json(view))
 }
 

@@ -11,22 +11,36 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::stream::{self, Stream};
+use serde::Deserialize;
 use vessel_api::vessels::ListQuery;
 
 use super::session::{Sessions, Signed};
+use super::usage::Usage;
 use crate::api::auth::{perm, Caller};
 use crate::api::{fleet, line, vessels, AppState};
 
 const EVERY: Duration = Duration::from_secs(1);
 
+/// Which page listens: the fleet grid also changes with utilisation.
+#[derive(Debug, Default, Deserialize)]
+pub struct Listening {
+    page: Option<String>,
+    /// The utilisation snapshot the page was drawn with (`Snapshot::stamp`):
+    /// one that arrived between drawing and listening is told at once.
+    usage_at: Option<String>,
+}
+
 /// A digest of what the caller's pages show; errors count as a state too.
-async fn digest(state: &AppState, caller: &Caller) -> u64 {
+async fn digest(state: &AppState, caller: &Caller, usage: Option<&Arc<Usage>>) -> u64 {
     let mut h = DefaultHasher::new();
+    if let Some(u) = usage {
+        u.snapshot().at.hash(&mut h);
+    }
     if let Ok(Json(list)) = vessels::list(
         State(state.clone()),
         caller.clone(),
@@ -36,14 +50,10 @@ async fn digest(state: &AppState, caller: &Caller) -> u64 {
     {
         for v in list.vessels {
             (v.id, v.state.as_str(), &v.host, v.expires_at).hash(&mut h);
-            if v.state.as_str() == "pending" {
-                if let Ok(Json(full)) =
-                    vessels::show(State(state.clone()), caller.clone(), Path(v.id.to_string()))
-                        .await
-                {
-                    full.line.map(|p| (p.position, p.of)).hash(&mut h);
-                }
-            }
+            v.line.map(|p| (p.position, p.of)).hash(&mut h);
+            v.idle
+                .map(|i| (i.idle_secs / 60, i.warned_at, i.kept_until))
+                .hash(&mut h);
         }
     }
     if caller.can(perm::FLEET_READ) {
@@ -62,10 +72,20 @@ async fn digest(state: &AppState, caller: &Caller) -> u64 {
 pub async fn stream(
     State(state): State<AppState>,
     Extension(sessions): Extension<Arc<Sessions>>,
+    Extension(usage): Extension<Arc<Usage>>,
+    Query(on): Query<Listening>,
     s: Signed,
 ) -> Response {
-    let first = digest(&state, &s.session.caller).await;
-    let changes = changes(state, sessions, s, first);
+    let usage = (on.page.as_deref() == Some("/fleet")).then_some(usage);
+    let drawn_stale = usage
+        .as_ref()
+        .is_some_and(|u| u.snapshot().stamp() != on.usage_at.unwrap_or_default());
+    let first = if drawn_stale {
+        0
+    } else {
+        digest(&state, &s.session.caller, usage.as_ref()).await
+    };
+    let changes = changes(state, sessions, s, usage, first);
     Sse::new(changes)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -77,6 +97,7 @@ fn changes(
     state: AppState,
     sessions: Arc<Sessions>,
     s: Signed,
+    usage: Option<Arc<Usage>>,
     first: u64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(first, move |last| {
@@ -84,13 +105,17 @@ fn changes(
         let sessions = sessions.clone();
         let id = s.id.clone();
         let caller = s.session.caller.clone();
+        let usage = usage.clone();
         async move {
             loop {
                 tokio::time::sleep(EVERY).await;
                 sessions.get(&id)?;
-                let now = digest(&state, &caller).await;
+                let now = digest(&state, &caller, usage.as_ref()).await;
                 if now != last {
-                    return Some((Ok(Event::default().event("changed").data("")), now));
+                    // Browsers drop an event whose data is empty (the
+                    // EventSource spec): the digest is the data.
+                    let event = Event::default().event("changed").data(now.to_string());
+                    return Some((Ok(event), now));
                 }
             }
         }

@@ -5,10 +5,14 @@
 //! `Caller` built from the session, so what the API refuses, the portal
 //! refuses with the same words.
 
+mod admin;
+mod fleet;
 mod live;
 mod oidc;
 mod pages;
 mod session;
+mod signin;
+mod usage;
 mod view;
 
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use serde::Deserialize;
 
 use crate::api::AppState;
 pub use session::Sessions;
+pub use usage::{Snapshot, Usage};
 
 /// `[portal]` in the orchestrator's config.
 #[derive(Debug, Clone, Deserialize)]
@@ -107,23 +112,29 @@ pub fn router(state: &AppState) -> Router<AppState> {
         std::time::Duration::from_secs(state.config.portal.session_hours * 3600),
         state.config.tls.is_some(),
     ));
+    let usage = Usage::new(state.config.undertaker.prometheus_url.as_deref());
     Router::new()
         .route("/", get(pages::my_vessels))
         .route("/new", get(pages::new_form).post(pages::new_submit))
-        .route("/fleet", get(pages::fleet))
-        .route("/admin", get(pages::admin))
+        .route("/fleet", get(fleet::page))
         .route("/vessels/{id}/kill", post(pages::kill))
         .route("/vessels/{id}/extend", post(pages::extend))
-        .route("/admin/hosts/{name}/{action}", post(pages::host_action))
-        .route("/admin/line/{id}/front", post(pages::line_front))
-        .route("/admin/line/{id}/cancel", post(pages::line_cancel))
-        .route("/sign-in", get(pages::sign_in_page))
-        .route("/sign-in/dev", post(pages::dev_sign_in))
+        .route("/vessels/{id}/keep", post(pages::keep))
+        .route("/admin", get(admin::hosts_and_line))
+        .route("/admin/users", get(admin::people))
+        .route("/admin/users/{subject}/limits", post(admin::set_limits))
+        .route("/admin/audit", get(admin::audit))
+        .route("/admin/hosts/{name}/{action}", post(admin::host_action))
+        .route("/admin/line/{id}/front", post(admin::line_front))
+        .route("/admin/line/{id}/cancel", post(admin::line_cancel))
+        .route("/sign-in", get(signin::sign_in_page))
+        .route("/sign-in/dev", post(signin::dev_sign_in))
         .route("/sign-in/oidc", get(oidc::start))
         .route("/sign-in/callback", get(oidc::callback))
-        .route("/sign-out", post(pages::sign_out))
+        .route("/sign-out", post(signin::sign_out))
         .route("/live", get(live::stream))
         .route("/portal.css", get(view::css))
         .route("/portal.js", get(view::js))
+        .layer(axum::Extension(usage))
         .layer(axum::Extension(sessions))
 }

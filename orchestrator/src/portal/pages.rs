@@ -1,35 +1,32 @@
-//! The portal's pages and form posts. Every action checks its `ROUTES` row
-//! with the session's caller and then calls the API's own handler, so the
-//! portal can do no more than the same person could over `/v1`.
+//! The researcher's pages: My vessels (with Extend, Keep, Kill) and New
+//! vessel, and the checks every page and form post shares. Every action
+//! checks its `ROUTES` row with the session's caller and then calls the
+//! API's own handler, so the portal can do no more than the same person
+//! could over `/v1`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::future::Future;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form, Json};
+use axum::{Form, Json};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
-use uuid::Uuid;
-use vessel_api::fleet::HostState;
 use vessel_api::grammar;
-use vessel_api::vessels::{CreateVessel, Extend, ListQuery, VesselView};
+use vessel_api::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselView};
 
-use super::session::{self, Signed, COOKIE, PRE_COOKIE};
-use super::view::{csrf, live_page, page, state_badge, Nav};
-use super::Sessions;
+use super::session::{self, Signed};
+use super::view::{action_form, csrf, live_page, page, state_badge, Button, Nav};
 use crate::api::auth::{perm, Caller};
 use crate::api::error::ApiError;
-use crate::api::{fleet as api_fleet, hosts, line, vessels, AppState, JsonBody, ROUTES};
-use crate::domain::UnixName;
+use crate::api::{fleet as api_fleet, vessels, AppState, JsonBody, ROUTES};
 
-type Fields = Form<HashMap<String, String>>;
+pub(super) type Fields = Form<HashMap<String, String>>;
 
 /// The API's check for `method path`, with the session's caller: the same
 /// row of `ROUTES` the bearer-token middleware reads.
-fn allowed(caller: &Caller, method: &str, path: &str) -> Result<(), ApiError> {
+pub(super) fn allowed(caller: &Caller, method: &str, path: &str) -> Result<(), ApiError> {
     let route = ROUTES
         .iter()
         .find(|r| r.method == method && r.path == path)
@@ -44,7 +41,7 @@ fn allowed(caller: &Caller, method: &str, path: &str) -> Result<(), ApiError> {
     }
 }
 
-fn nav(s: &Signed) -> Nav<'_> {
+pub(super) fn nav(s: &Signed) -> Nav<'_> {
     // The unix name where the token has one: an issuer's `sub` is often
     // an opaque id nobody recognises.
     let caller = &s.session.caller;
@@ -69,7 +66,7 @@ pub(super) fn refusal(s: Option<&Signed>, e: ApiError) -> Response {
 
 /// The refusal of a form post whose CSRF token is missing or wrong, before
 /// anything else runs.
-fn csrf_refused(s: &Signed, form: &HashMap<String, String>) -> Option<Response> {
+pub(super) fn csrf_refused(s: &Signed, form: &HashMap<String, String>) -> Option<Response> {
     match form.get("csrf") {
         Some(t) if session::same(t, &s.session.csrf) => None,
         _ => Some(refusal(
@@ -82,8 +79,50 @@ fn csrf_refused(s: &Signed, form: &HashMap<String, String>) -> Option<Response> 
     }
 }
 
-fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - then).num_seconds();
+/// What destroys asks for a ticked box; the form's checkbox is `required`,
+/// and this is the server's half for browsers that skip that.
+pub(super) fn confirmed(form: &HashMap<String, String>) -> Result<(), ApiError> {
+    if form.contains_key("confirm") {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("confirm", "tick the box to confirm"))
+    }
+}
+
+/// A form post's one shape: the CSRF token, then `check` (a confirm box,
+/// a field), then the route's permission row, then the API's handler as
+/// the signed-in person; back to `back` when done, the API's words when
+/// refused.
+pub(super) async fn act<Fut>(
+    s: &Signed,
+    form: &HashMap<String, String>,
+    check: Result<(), ApiError>,
+    (method, path): (&str, &str),
+    back: &str,
+    call: impl FnOnce(Caller) -> Fut,
+) -> Response
+where
+    Fut: Future<Output = Result<(), ApiError>>,
+{
+    if let Some(r) = csrf_refused(s, form) {
+        return r;
+    }
+    let done = match check.and_then(|()| allowed(&s.session.caller, method, path)) {
+        Ok(()) => call(s.session.caller.clone()).await,
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(()) => Redirect::to(back).into_response(),
+        Err(e) => refusal(Some(s), e),
+    }
+}
+
+pub(super) fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    duration((now - then).num_seconds())
+}
+
+/// Seconds in the largest unit that reads well: `90s`, `12m`, `5h`, `3d`.
+pub(super) fn duration(secs: i64) -> String {
     let (n, unit) = if secs.abs() < 120 {
         (secs, "s")
     } else if secs.abs() < 7200 {
@@ -107,8 +146,26 @@ fn copyable(id: &str, label: &str, text: &str) -> Markup {
     }
 }
 
+/// The idle clock in words: how long it has been idle, and what follows.
+fn idle_words(v: &VesselView, now: DateTime<Utc>) -> Option<String> {
+    let idle = v.idle.as_ref()?;
+    if let Some(until) = idle.kept_until.filter(|u| *u > now) {
+        return Some(format!("kept until {}", until.format("%Y-%m-%d %H:%M UTC")));
+    }
+    let mut words = if idle.idle_secs == 0 {
+        "busy".to_string()
+    } else {
+        format!("idle {} (work time)", duration(idle.idle_secs as i64))
+    };
+    if idle.warned_at.is_some() {
+        words.push_str(" — warned: press Keep or it will be reclaimed");
+    }
+    Some(words)
+}
+
 fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
     let id = v.id.to_string();
+    let act = |what: &str| format!("/vessels/{id}/{what}");
     html! {
         section.card id={ "v-" (id) } data-state=(v.state.as_str()) {
             h2 { (v.name.as_str()) " " (state_badge(v.state.as_str())) }
@@ -116,6 +173,9 @@ fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
                 tr { th { "Queue" } td { (v.queue.as_str()) } th { "Host" } td { (v.host.as_deref().unwrap_or("—")) } }
                 tr { th { "GPUs" } td { (v.gpus) } th { "CPUs / memory" } td { (v.cpus) " / " (v.memory.to_string()) } }
                 tr { th { "Age" } td { (ago(v.created_at, now)) } th { "Expires" } td { (v.expires_at.format("%Y-%m-%d %H:%M UTC")) " (in " (ago(now, v.expires_at)) ")" } }
+                @if let Some(idle) = idle_words(v, now) {
+                    tr { th { "Idle" } td colspan="3" { (idle) } }
+                }
             }
             @if let Some(reason) = &v.reason { p.muted { (reason) } }
             @if let Some(place) = &v.line {
@@ -130,19 +190,20 @@ fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
                 }
             }
             @if v.state.is_live() {
-                form.inline method="post" action={ "/vessels/" (id) "/extend" } {
+                form.inline method="post" action=(act("extend")) {
                     (csrf(token))
                     label.inline for={ "by-" (id) } { "Extend by " }
                     select id={ "by-" (id) } name="by" { option { "1d" } option { "4h" } option { "2d" } }
                     " " button.quiet type="submit" { "Extend" }
                 }
                 " "
-                form.inline method="post" action={ "/vessels/" (id) "/kill" } {
-                    (csrf(token))
-                    @let what = if v.line.is_some() { "Cancel" } else { "Kill" };
-                    label.inline { input type="checkbox" name="confirm" required; " Yes, " (what.to_lowercase()) " " (v.name.as_str()) }
-                    " " button.danger type="submit" { (what) }
+                @if v.state.as_str() == "running" {
+                    (action_form(&act("keep"), token, "Keep", Button::Quiet, None))
+                    " "
                 }
+                @let what = if v.line.is_some() { "Cancel" } else { "Kill" };
+                @let confirm = format!("Yes, {} {}", what.to_lowercase(), v.name.as_str());
+                (action_form(&act("kill"), token, what, Button::Danger, Some(&confirm)))
             }
         }
     }
@@ -165,25 +226,12 @@ pub async fn my_vessels(State(state): State<AppState>, s: Signed) -> Response {
         Ok(Json(l)) => l.vessels,
         Err(e) => return refusal(Some(&s), e),
     };
-    // The list leaves out where a waiting one stands; `show` tells it.
-    let mut shown = Vec::with_capacity(list.len());
-    for v in list {
-        if v.state.as_str() == "pending" {
-            if let Ok(Json(full)) =
-                vessels::show(State(state.clone()), caller.clone(), Path(v.id.to_string())).await
-            {
-                shown.push(full);
-                continue;
-            }
-        }
-        shown.push(v);
-    }
     let now = state.clock.now();
     let body = html! {
-        @if shown.is_empty() {
+        @if list.is_empty() {
             p.card { "You have no vessels. " a href="/new" { "Start one" } "." }
         }
-        @for v in &shown { (vessel_card(v, &s.session.csrf, now)) }
+        @for v in &list { (vessel_card(v, &s.session.csrf, now)) }
     };
     live_page("My vessels", Some(&nav(&s)), body).into_response()
 }
@@ -209,6 +257,9 @@ async fn new_page(
         .ok()
         .map(|Json(f)| f);
     let chosen = values.get("queue").map(String::as_str).unwrap_or_default();
+    let field_error = |key: &str| {
+        html! { @if let Some(e) = errors.get(key) { p.field-error id={ "e-" (key) } role="alert" { (e) } } }
+    };
     let body = html! {
         @if let Some(g) = general { p.error role="alert" { (g) } }
         form.card method="post" action="/new" novalidate {
@@ -223,11 +274,11 @@ async fn new_page(
                     }
                 }
             }
-            @if let Some(e) = errors.get("queue") { p.field-error id="e-queue" { (e) } }
+            (field_error("queue"))
             @for (key, label, kind) in FORM_FIELDS {
                 label for={ "f-" (key) } { (label) }
                 input id={ "f-" (key) } name=(key) type=(kind) value=(values.get(*key).map(String::as_str).unwrap_or_default()) aria-describedby={ "e-" (key) };
-                @if let Some(e) = errors.get(*key) { p.field-error id={ "e-" (key) } role="alert" { (e) } }
+                (field_error(key))
             }
             p.muted { "Empty fields take the queue's defaults." }
             label { input type="checkbox" name="no_wait" value="1"; " Don't wait in line if nothing fits now" }
@@ -310,25 +361,13 @@ pub async fn kill(
     Path(id): Path<String>,
     Form(form): Fields,
 ) -> Response {
-    if let Some(r) = csrf_refused(&s, &form) {
-        return r;
-    }
-    if !form.contains_key("confirm") {
-        return refusal(
-            Some(&s),
-            ApiError::invalid("confirm", "tick the box to confirm"),
-        );
-    }
-    let done = match allowed(&s.session.caller, "DELETE", "/v1/vessels/{vessel}") {
-        Ok(()) => vessels::kill(State(state), s.session.caller.clone(), Path(id))
+    let row = ("DELETE", "/v1/vessels/{vessel}");
+    act(&s, &form, confirmed(&form), row, "/", |caller| async move {
+        vessels::kill(State(state), caller, Path(id))
             .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match done {
-        Ok(()) => Redirect::to("/").into_response(),
-        Err(e) => refusal(Some(&s), e),
-    }
+            .map(|_| ())
+    })
+    .await
 }
 
 pub async fn extend(
@@ -337,310 +376,34 @@ pub async fn extend(
     Path(id): Path<String>,
     Form(form): Fields,
 ) -> Response {
-    if let Some(r) = csrf_refused(&s, &form) {
-        return r;
-    }
-    let by = match grammar::parse_span(form.get("by").map(String::as_str).unwrap_or("1d")) {
-        Ok(by) => by,
-        Err(e) => return refusal(Some(&s), ApiError::invalid("by", e.to_string())),
+    let (check, by) = match grammar::parse_span(form.get("by").map(String::as_str).unwrap_or("1d"))
+    {
+        Ok(by) => (Ok(()), Some(by)),
+        Err(e) => (Err(ApiError::invalid("by", e.to_string())), None),
     };
-    let done = match allowed(&s.session.caller, "POST", "/v1/vessels/{vessel}/extend") {
-        Ok(()) => vessels::extend(
-            State(state),
-            s.session.caller.clone(),
-            Path(id),
-            JsonBody(Extend { by }),
-        )
-        .await
-        .map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match done {
-        Ok(()) => Redirect::to("/").into_response(),
-        Err(e) => refusal(Some(&s), e),
-    }
-}
-
-pub async fn fleet(State(state): State<AppState>, s: Signed) -> Response {
-    if let Err(e) = allowed(&s.session.caller, "GET", "/v1/fleet") {
-        return refusal(Some(&s), e);
-    }
-    let f = match api_fleet::status(State(state)).await {
-        Ok(Json(f)) => f,
-        Err(e) => return refusal(Some(&s), e),
-    };
-    let body = html! {
-        section.card {
-            h2 { "Queues" }
-            table {
-                tr { th { "Queue" } th { "Hosts online" } th { "GPUs free / all" } th { "CPUs free" } th { "Waiting" } }
-                @for (name, q) in &f.queues {
-                    tr { td { (name.as_str()) } td { (q.hosts_online) " / " (q.hosts) } td { (q.gpus_free) " / " (q.gpus) } td { (q.cores_free) } td { (q.waiting) } }
-                }
-            }
-        }
-        p.legend { span { "■ free" } span { "■ in use" } span { "■ drained" } span { "■ lost" } }
-        section.card {
-            h2 { "Hosts" }
-            table {
-                tr { th { "Host" } th { "Queue" } th { "State" } th { "GPUs" } }
-                @for h in &f.hosts {
-                    tr id={ "h-" (h.name) } {
-                        td { (h.name) }
-                        td { (h.queue.as_str()) }
-                        td {
-                            @if !h.online { "lost" } @else if h.state == HostState::Draining { "drained" } @else { "active" }
-                        }
-                        td {
-                            div.grid {
-                                @for g in &h.gpus {
-                                    @let (class, word) = if !h.online { ("g-lost", "lost") }
-                                        else if g.vessel.is_some() { ("g-used", "in use") }
-                                        else if h.state == HostState::Draining { ("g-drained", "drained") }
-                                        else { ("g-free", "free") };
-                                    div class={ "gpu " (class) } data-gpu=(g.uuid) title=(g.model) {
-                                        "#" (g.index) " " (word)
-                                        @if let Some(o) = &g.owner { br; (o) }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    live_page("Fleet", Some(&nav(&s)), body).into_response()
-}
-
-pub async fn admin(State(state): State<AppState>, s: Signed) -> Response {
-    let caller = &s.session.caller;
-    if let Err(e) = allowed(caller, "POST", "/v1/hosts/{name}/drain") {
-        return refusal(Some(&s), e);
-    }
-    let f = match api_fleet::status(State(state.clone())).await {
-        Ok(Json(f)) => f,
-        Err(e) => return refusal(Some(&s), e),
-    };
-    let l = match line::show(State(state)).await {
-        Ok(Json(l)) => l,
-        Err(e) => return refusal(Some(&s), e),
-    };
-    let token = &s.session.csrf;
-    let body = html! {
-        section.card {
-            h2 { "Hosts" }
-            table {
-                tr { th { "Host" } th { "Queue" } th { "State" } th { "Vessels" } th { "Action" } }
-                @for h in &f.hosts {
-                    tr {
-                        td { (h.name) } td { (h.queue.as_str()) }
-                        td { (h.state.as_str()) @if !h.online { " (offline)" } }
-                        td { (h.vessels) }
-                        td {
-                            @let action = if h.state == HostState::Draining { "undrain" } else { "drain" };
-                            form method="post" action={ "/admin/hosts/" (h.name) "/" (action) } {
-                                (csrf(token))
-                                button.quiet type="submit" aria-label={ (action) " " (h.name) } { (action) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        section.card {
-            h2 { "Waiting line" }
-            @if l.queues.is_empty() { p.muted { "Nobody is waiting." } }
-            @for (q, entries) in &l.queues {
-                h3 { (q.as_str()) }
-                table {
-                    tr { th { "#" } th { "Request" } th { "Owner" } th { "Asks" } th { "Why" } th { "Action" } }
-                    @for e in entries {
-                        tr {
-                            td { (e.place.position) } td { (e.name.as_str()) } td { (e.owner) }
-                            td { (e.gpus) " GPU, " (e.cpus) " CPU, " (e.memory.to_string()) }
-                            td { (e.place.reason) }
-                            td {
-                                form.inline method="post" action={ "/admin/line/" (e.id) "/front" } {
-                                    (csrf(token)) button.quiet type="submit" { "Move to front" }
-                                }
-                                " "
-                                form.inline method="post" action={ "/admin/line/" (e.id) "/cancel" } {
-                                    (csrf(token))
-                                    label.inline { input type="checkbox" name="confirm" required; " sure" }
-                                    " " button.danger type="submit" { "Cancel" }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    live_page("Admin", Some(&nav(&s)), body).into_response()
-}
-
-pub async fn host_action(
-    State(state): State<AppState>,
-    s: Signed,
-    Path((name, action)): Path<(String, String)>,
-    Form(form): Fields,
-) -> Response {
-    if let Some(r) = csrf_refused(&s, &form) {
-        return r;
-    }
-    let caller = s.session.caller.clone();
-    let done = match action.as_str() {
-        "drain" => match allowed(&caller, "POST", "/v1/hosts/{name}/drain") {
-            Ok(()) => hosts::drain(State(state), caller, Path(name))
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        },
-        "undrain" => match allowed(&caller, "POST", "/v1/hosts/{name}/undrain") {
-            Ok(()) => hosts::undrain(State(state), caller, Path(name))
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        },
-        _ => Err(ApiError::NotFound(format!("no action `{action}`"))),
-    };
-    match done {
-        Ok(()) => Redirect::to("/admin").into_response(),
-        Err(e) => refusal(Some(&s), e),
-    }
-}
-
-pub async fn line_front(
-    State(state): State<AppState>,
-    s: Signed,
-    Path(id): Path<Uuid>,
-    Form(form): Fields,
-) -> Response {
-    if let Some(r) = csrf_refused(&s, &form) {
-        return r;
-    }
-    let done = match allowed(&s.session.caller, "POST", "/v1/line/{vessel}/front") {
-        Ok(()) => line::to_front(State(state), s.session.caller.clone(), Path(id.to_string()))
+    let row = ("POST", "/v1/vessels/{vessel}/extend");
+    act(&s, &form, check, row, "/", |caller| async move {
+        let by = by.ok_or_else(|| ApiError::bug("extend without a parsed span"))?;
+        vessels::extend(State(state), caller, Path(id), JsonBody(Extend { by }))
             .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match done {
-        Ok(()) => Redirect::to("/admin").into_response(),
-        Err(e) => refusal(Some(&s), e),
-    }
+            .map(|_| ())
+    })
+    .await
 }
 
-pub async fn line_cancel(
+/// Keep: the undertaker leaves it alone for the queue's keep span.
+pub async fn keep(
     State(state): State<AppState>,
     s: Signed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
     Form(form): Fields,
 ) -> Response {
-    if let Some(r) = csrf_refused(&s, &form) {
-        return r;
-    }
-    if !form.contains_key("confirm") {
-        return refusal(
-            Some(&s),
-            ApiError::invalid("confirm", "tick the box to confirm"),
-        );
-    }
-    // Cancelling someone else's request is an admin's kill of it.
-    let done = match allowed(&s.session.caller, "DELETE", "/v1/vessels/{vessel}") {
-        Ok(()) => vessels::kill(State(state), s.session.caller.clone(), Path(id.to_string()))
+    let row = ("POST", "/v1/vessels/{vessel}/keep");
+    act(&s, &form, Ok(()), row, "/", |caller| async move {
+        let body = Keep::default();
+        vessels::keep(State(state), caller, Path(id), JsonBody(body))
             .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match done {
-        Ok(()) => Redirect::to("/admin").into_response(),
-        Err(e) => refusal(Some(&s), e),
-    }
-}
-
-pub async fn sign_in_page(
-    State(state): State<AppState>,
-    Extension(sessions): Extension<Arc<Sessions>>,
-) -> Response {
-    let pre = session::token();
-    let body = html! {
-        @if let Some(o) = &state.config.portal.oidc {
-            p.card { a.button href="/sign-in/oidc" { "Sign in with " (o.issuer) } }
-        }
-        @if state.config.portal.dev_sign_in {
-            form.card method="post" action="/sign-in/dev" {
-                p.muted { "Dev sign-in (loopback only): any subject, no password. For the local quick start." }
-                input type="hidden" name="csrf" value=(pre);
-                label for="f-subject" { "Subject" }
-                input id="f-subject" name="subject" required autocomplete="username";
-                p { button type="submit" { "Sign in" } }
-            }
-        }
-        @if state.config.portal.oidc.is_none() && !state.config.portal.dev_sign_in {
-            p.card { "No sign-in is set up for the portal: see `[portal]` in the orchestrator's config." }
-        }
-    };
-    let cookie = sessions.cookie(PRE_COOKIE, &pre, std::time::Duration::from_secs(600));
-    ([(header::SET_COOKIE, cookie)], page("Sign in", None, body)).into_response()
-}
-
-pub async fn dev_sign_in(
-    State(state): State<AppState>,
-    Extension(sessions): Extension<Arc<Sessions>>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let refuse = |why: &str| refusal(None, ApiError::Forbidden(why.to_string()));
-    if !state.config.portal.dev_sign_in {
-        return refuse("the dev sign-in is off (`[portal] dev_sign_in`)");
-    }
-    if !peer.is_some_and(|Extension(ConnectInfo(p))| p.ip().is_loopback()) {
-        return refuse("the dev sign-in answers only on loopback");
-    }
-    let pre = session::cookie_value(&headers, PRE_COOKIE);
-    if !matches!((pre, form.get("csrf")), (Some(a), Some(b)) if session::same(&a, b)) {
-        return refuse(
-            "the form is stale or forged (no valid CSRF token); reload the page and try again",
-        );
-    }
-    let Some(subject) = form
-        .get("subject")
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    else {
-        return refusal(None, ApiError::invalid("subject", "give a subject"));
-    };
-    // Like a token without a unix_name claim: the name is derived from the
-    // subject where it can be.
-    let unix_name = UnixName::parse(subject).ok();
-    let perms = state.verifier.role_of(subject);
-    let caller = Caller::from_session(subject.to_string(), perms, unix_name, None);
-    let (id, ttl) = sessions.start(caller, None);
-    (
-        [(header::SET_COOKIE, sessions.cookie(COOKIE, &id, ttl))],
-        Redirect::to("/"),
-    )
-        .into_response()
-}
-
-pub async fn sign_out(
-    Extension(sessions): Extension<Arc<Sessions>>,
-    s: Signed,
-    Form(form): Fields,
-) -> Response {
-    if let Some(r) = csrf_refused(&s, &form) {
-        return r;
-    }
-    sessions.end(&s.id);
-    (
-        [(
-            header::SET_COOKIE,
-            sessions.cookie(COOKIE, "", std::time::Duration::ZERO),
-        )],
-        Redirect::to("/sign-in"),
-    )
-        .into_response()
+            .map(|_| ())
+    })
+    .await
 }

@@ -64,6 +64,80 @@ pub fn csrf(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
 
+/// How a form's button looks: the main action, a quiet one, or one that
+/// destroys (which asks for a ticked box first).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Button {
+    Quiet,
+    Danger,
+}
+
+/// A one-button form posting to `action` with the CSRF token. With
+/// `confirm`, a required checkbox labelled with it comes first: the server
+/// refuses the post without it, so a stray click or a script-less browser
+/// cannot destroy anything.
+pub fn action_form(
+    action: &str,
+    token: &str,
+    label: &str,
+    button: Button,
+    confirm: Option<&str>,
+) -> Markup {
+    let class = match button {
+        Button::Quiet => "quiet",
+        Button::Danger => "danger",
+    };
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf(token))
+            @if let Some(c) = confirm {
+                label.inline { input type="checkbox" name="confirm" required; " " (c) }
+                " "
+            }
+            button class=(class) type="submit" { (label) }
+        }
+    }
+}
+
+/// An inline SVG sparkline of `points` (0–100 %), drawn on the server; an
+/// empty history draws nothing. The label says in words what the line
+/// shows, for screen readers and for anyone who cannot tell the shape.
+pub fn sparkline(points: &[f64], what: &str) -> Markup {
+    if points.is_empty() {
+        return html! { span.muted { "no data" } };
+    }
+    const W: f64 = 60.0;
+    const H: f64 = 16.0;
+    // One reading (a new host, a fresh Prometheus) is a flat line, not an
+    // invisible dot.
+    let flat;
+    let points = if points.len() == 1 {
+        flat = [points[0], points[0]];
+        &flat[..]
+    } else {
+        points
+    };
+    let step = W / (points.len() - 1) as f64;
+    let coords: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let y = H - (p.clamp(0.0, 100.0) / 100.0) * H;
+            format!("{:.0},{:.1}", i as f64 * step, y)
+        })
+        .collect();
+    let max = points.iter().cloned().fold(0.0, f64::max);
+    let last = points.last().copied().unwrap_or_default();
+    let label = format!("{what}: now {last:.0}%, peak {max:.0}%");
+    html! {
+        svg.spark viewBox="0 0 60 16" width="60" height="16" role="img" aria-label=(label) {
+            title { (label) }
+            polyline points=(coords.join(" ")) {}
+        }
+        " " span.muted { (format!("{last:.0}%")) }
+    }
+}
+
 /// A state label: a word and a colour, never colour alone.
 pub fn state_badge(state: &str) -> Markup {
     html! { span class={ "badge s-" (state) } { (state) } }
@@ -87,11 +161,15 @@ label{display:block;font-weight:600;margin-top:.6rem}input,select{font:inherit;p
 .field-error{color:var(--lost);font-weight:600;margin:.2rem 0}.error{border-left:4px solid var(--lost);padding:.5rem 1rem;background:#fdeeee}
 pre{background:#f0f2f5;padding:.5rem;overflow:auto;border-radius:6px}
 .badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.85rem;border:1px solid currentColor}
-.s-running{color:var(--used)}.s-pending,.s-provisioning{color:var(--idle)}.s-failed,.s-buried{color:var(--lost)}
+.s-running{color:var(--used)}.s-expired,.s-lost{color:var(--lost)}.s-pending,.s-provisioning{color:var(--idle)}.s-failed,.s-buried{color:var(--lost)}
 .grid{display:flex;flex-wrap:wrap;gap:3px}
 .gpu{width:4.2rem;min-height:2.6rem;border-radius:4px;padding:2px 4px;font-size:.72rem;color:#fff;overflow:hidden}
-.g-free{background:var(--free)}.g-used{background:var(--used)}.g-drained{background:var(--drained)}.g-lost{background:var(--lost)}
-.legend span{margin-right:1rem}.muted{color:var(--muted)}
+.g-free{background:var(--free)}.g-used{background:var(--used)}.g-idle{background:var(--idle)}.g-drained{background:var(--drained)}.g-lost{background:var(--lost)}
+.spark{vertical-align:middle}.spark polyline{fill:none;stroke:var(--accent);stroke-width:1.5}
+.tabs{display:flex;gap:1rem;margin:0 0 1rem}.tabs a[aria-current]{font-weight:700}
+.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}.filters label{margin:0}
+.pager{display:flex;gap:1rem}
+.legend span{margin-right:1rem}.sw{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;vertical-align:middle}.muted{color:var(--muted)}
 .inline{display:inline}
 @media (max-width:40rem){table,tbody,tr,td{display:block}th{display:none}td{border:0}tr{border-bottom:1px solid var(--line)}}
 "#;
@@ -109,7 +187,9 @@ document.addEventListener('click', function (e) {
 // unless the person is in the middle of a form there.
 (function () {
   if (!document.body.hasAttribute('data-live') || !window.EventSource) return;
-  var es = new EventSource('/live');
+  var drawn = document.getElementById('usage');
+  var es = new EventSource('/live?page=' + encodeURIComponent(location.pathname) +
+    (drawn ? '&usage_at=' + encodeURIComponent(drawn.dataset.at) : ''));
   es.addEventListener('changed', function () {
     var a = document.activeElement;
     if (a && a.form && a.form.querySelector('input[type=checkbox]:checked')) return;
@@ -134,4 +214,37 @@ pub async fn js() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         JS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparkline_spans_the_box_and_says_its_values_in_words() {
+        let svg = sparkline(&[0.0, 50.0, 100.0, 150.0], "gpu-1").into_string();
+        // x from 0 to 60, y from the bottom (0 %) to the top (100 %, and
+        // what exceeds it is clamped).
+        assert!(
+            svg.contains(r#"points="0,16.0 20,8.0 40,0.0 60,0.0""#),
+            "{svg}"
+        );
+        assert!(svg.contains("gpu-1: now 150%, peak 150%"), "{svg}");
+        let one = sparkline(&[40.0], "gpu-2").into_string();
+        assert!(one.contains(r#"points="0,9.6 60,9.6""#), "{one}");
+        assert_eq!(
+            sparkline(&[], "gpu-1").into_string(),
+            r#"<span class="muted">no data</span>"#
+        );
+    }
+
+    #[test]
+    fn a_destructive_form_asks_for_its_box_and_carries_its_token() {
+        let form = action_form("/x/kill", "tok", "Kill", Button::Danger, Some("Yes")).into_string();
+        assert!(form.contains(r#"name="csrf" value="tok""#), "{form}");
+        assert!(form.contains(r#"name="confirm" required"#), "{form}");
+        assert!(form.contains(r#"class="danger""#), "{form}");
+        let quiet = action_form("/x/keep", "tok", "Keep", Button::Quiet, None).into_string();
+        assert!(!quiet.contains("confirm"), "{quiet}");
+    }
 }

@@ -64,11 +64,22 @@ pub async fn record_denied(
     Ok(())
 }
 
-/// Newest first, filtered by actor and by target (an id, or a vessel's name).
+/// The audit log's filters; `None` matches everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Filter<'a> {
+    pub actor: Option<&'a str>,
+    /// An id, or a vessel's name.
+    pub target: Option<&'a str>,
+    /// An action or its family: `vessel` matches `vessel.create`, ….
+    pub action: Option<&'a str>,
+    /// `ok` or `denied`.
+    pub outcome: Option<&'a str>,
+}
+
+/// Newest first, filtered.
 pub async fn list(
     db: &sqlx::PgPool,
-    actor: Option<&str>,
-    target: Option<&str>,
+    f: Filter<'_>,
     limit: i64,
 ) -> Result<Vec<vessel_api::audit::AuditEntry>, sqlx::Error> {
     sqlx::query_as!(
@@ -77,9 +88,13 @@ pub async fn list(
            WHERE ($1::text IS NULL OR actor = $1)
              AND ($2::text IS NULL OR target = $2
                   OR target IN (SELECT id::text FROM vessels WHERE name = $2))
-           ORDER BY id DESC LIMIT $3"#,
-        actor,
-        target,
+             AND ($3::text IS NULL OR action = $3 OR starts_with(action, $3 || '.'))
+             AND ($4::text IS NULL OR outcome = $4)
+           ORDER BY id DESC LIMIT $5"#,
+        f.actor,
+        f.target,
+        f.action,
+        f.outcome,
         limit
     )
     .fetch_all(db)

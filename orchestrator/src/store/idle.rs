@@ -267,3 +267,29 @@ pub async fn keep(db: &PgPool, id: Uuid, until: DateTime<Utc>) -> Result<(), sql
         .await?;
     Ok(())
 }
+
+/// The ledger of each of `ids` that has one, for showing: idle
+/// work-seconds, the warning, the Keep.
+pub async fn ledgers(
+    db: &PgPool,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, vessel_api::vessels::IdleView)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT vessel_id, coalesce(idle_secs, 0)::float8 AS "idle_secs!", warned_at, keep_until
+           FROM vessel_idle WHERE vessel_id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let view = vessel_api::vessels::IdleView {
+                idle_secs: r.idle_secs.max(0.0) as u64,
+                warned_at: r.warned_at,
+                kept_until: r.keep_until,
+            };
+            (r.vessel_id, view)
+        })
+        .collect())
+}

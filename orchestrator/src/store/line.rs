@@ -160,6 +160,44 @@ pub async fn override_of(
     .await
 }
 
+/// What everyone holds, per queue (the counters, where not zero).
+pub async fn all_usage(db: &sqlx::PgPool) -> Result<Vec<(String, String, Usage)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT owner_id, queue, gpus::bigint AS "gpus!", vessels::bigint AS "vessels!"
+           FROM queue_usage WHERE gpus > 0 OR vessels > 0"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let usage = Usage {
+                gpus: r.gpus,
+                vessels: r.vessels,
+            };
+            (r.owner_id, r.queue, usage)
+        })
+        .collect())
+}
+
+/// Every override, with its queue.
+pub async fn all_overrides(db: &sqlx::PgPool) -> Result<Vec<(String, Override)>, sqlx::Error> {
+    let rows = sqlx::query!("SELECT user_id, queue, max_gpus, max_vessels FROM user_limits")
+        .fetch_all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let o = Override {
+                user_id: r.user_id,
+                max_gpus: r.max_gpus,
+                max_vessels: r.max_vessels,
+            };
+            (r.queue, o)
+        })
+        .collect())
+}
+
 /// Sets (or, with both `None`, removes) an override, and wakes the line.
 pub async fn set_override(
     conn: &mut PgConnection,

@@ -188,3 +188,13 @@ pub async fn set_identity(
     .fetch_one(conn)
     .await
 }
+
+/// Everyone who has used Vessel, by unix name.
+pub async fn all(db: &PgPool) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as!(
+        User,
+        "SELECT id, unix_name, uid FROM users ORDER BY unix_name"
+    )
+    .fetch_all(db)
+    .await
+}
