@@ -125,6 +125,31 @@ impl Browser {
         Ok(())
     }
 
+    /// Types `text` into the element `css` names, as a person would.
+    pub async fn type_into(&self, css: &str, text: &str) -> Result<()> {
+        let field = self.client.find(Locator::Css(css)).await;
+        field
+            .with_context(|| format!("no {css}"))?
+            .send_keys(text)
+            .await?;
+        Ok(())
+    }
+
+    /// Clicks the element `css` names.
+    pub async fn click(&self, css: &str) -> Result<()> {
+        let element = self.client.find(Locator::Css(css)).await;
+        element
+            .with_context(|| format!("no {css}"))?
+            .click()
+            .await?;
+        Ok(())
+    }
+
+    /// The visible text of the element `css` names.
+    pub async fn text(&self, css: &str) -> Result<String> {
+        Ok(self.client.find(Locator::Css(css)).await?.text().await?)
+    }
+
     /// The current page's path.
     pub async fn path(&self) -> Result<String> {
         Ok(self.client.current_url().await?.path().to_string())

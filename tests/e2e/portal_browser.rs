@@ -32,22 +32,10 @@ async fn browser(rig: &Rig, test: &str) -> Result<Browser> {
 /// Signs in with the dev sign-in form, as a person would type it.
 async fn sign_in(b: &Browser, subject: &str) -> Result<()> {
     b.goto("/sign-in").await?;
-    b.client
-        .find(Locator::Id("f-subject"))
-        .await?
-        .send_keys(subject)
-        .await?;
-    b.client
-        .find(Locator::Css("form[action='/sign-in/dev'] button"))
-        .await?
-        .click()
-        .await?;
+    b.type_into("#f-subject", subject).await?;
+    b.click("form[action='/sign-in/dev'] button").await?;
     b.wait_for("the signed-in page", "form.signout", DEADLINE)
         .await
-}
-
-async fn text(b: &Browser, css: &str) -> Result<String> {
-    Ok(b.client.find(Locator::Css(css)).await?.text().await?)
 }
 
 /// The `data-state` of the one vessel card on My vessels, if there is one.
@@ -121,16 +109,8 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
     // A field error appears next to its own field, in the grammar's words
     // (a number field takes no letters in a browser: memory does).
     b.goto("/new").await?;
-    b.client
-        .find(Locator::Id("f-mem"))
-        .await?
-        .send_keys("lots")
-        .await?;
-    b.client
-        .find(Locator::Css("form[action='/new'] button[type=submit]"))
-        .await?
-        .click()
-        .await?;
+    b.type_into("#f-mem", "lots").await?;
+    b.click("form[action='/new'] button[type=submit]").await?;
     b.wait_for("the memory field's error", "#e-mem", DEADLINE)
         .await?;
     let next_to = b
@@ -144,34 +124,22 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
         next_to == json!("e-mem"),
         "the error follows its field: {next_to}"
     );
-    let said = text(&b, "#e-mem").await?;
+    let said = b.text("#e-mem").await?;
     ensure!(said.contains("lots"), "the grammar's words: {said}");
     b.screenshot("new-vessel-field-error").await?;
 
     // The form again, right this time: the request waits behind bob.
     b.client.find(Locator::Id("f-mem")).await?.clear().await?;
-    b.client
-        .find(Locator::Id("f-gpu"))
-        .await?
-        .send_keys("1")
-        .await?;
-    b.client
-        .find(Locator::Id("f-name"))
-        .await?
-        .send_keys("browser-one")
-        .await?;
-    b.client
-        .find(Locator::Css("form[action='/new'] button[type=submit]"))
-        .await?
-        .click()
-        .await?;
+    b.type_into("#f-gpu", "1").await?;
+    b.type_into("#f-name", "browser-one").await?;
+    b.click("form[action='/new'] button[type=submit]").await?;
     b.wait_for(
         "the waiting card",
         "section.card[data-state=pending]",
         DEADLINE,
     )
     .await?;
-    let place = text(&b, ".place").await?;
+    let place = b.text(".place").await?;
     ensure!(place.contains("1 of 1"), "its place in line: {place}");
     // A mark on this very document: a reload would lose it.
     b.client
@@ -191,7 +159,7 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
         let (_, api) = rig
             .call(reqwest::Method::GET, "/v1/vessels", &alice_token, None)
             .await?;
-        let shown = text(&b, "main").await.unwrap_or_default();
+        let shown = b.text("main").await.unwrap_or_default();
         b.screenshot("my-vessels-not-running").await?;
         bail!("{e}\nthe API says: {api}\nthe page shows: {shown}");
     }
@@ -224,7 +192,7 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
         })
         .await?;
         let on_clipboard = b.clipboard().await?;
-        let shown = text(&b, &format!("#{target}")).await?;
+        let shown = b.text(&format!("#{target}")).await?;
         ensure!(on_clipboard.trim() == shown.trim(), "copied what is shown");
         copied.push(on_clipboard);
     }
@@ -271,7 +239,7 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
         },
     )
     .await?;
-    ensure!(text(&b, &cell).await?.contains("alice"), "its owner");
+    ensure!(b.text(&cell).await?.contains("alice"), "its owner");
     let spark = b
         .client
         .find(Locator::Css("#h-gpu-1 svg.spark"))
@@ -285,16 +253,8 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
     // Kill asks for the box; with it, the vessel goes and its GPU is free.
     b.goto("/").await?;
     let kill = format!("form[action='/vessels/{id}/kill']");
-    b.client
-        .find(Locator::Css(&format!("{kill} input[name=confirm]")))
-        .await?
-        .click()
-        .await?;
-    b.client
-        .find(Locator::Css(&format!("{kill} button")))
-        .await?
-        .click()
-        .await?;
+    b.click(&format!("{kill} input[name=confirm]")).await?;
+    b.click(&format!("{kill} button")).await?;
     rig.wait_state(&alice_token, &id, &["buried"], DEADLINE)
         .await?;
     eventually("the card to go", DEADLINE, move || async move {
@@ -333,24 +293,16 @@ async fn admin_pages_are_an_admins_and_forms_need_their_token_in_a_real_browser(
     let b = browser(&rig, "admin").await?;
     sign_in(&b, "alice").await?;
     b.goto("/admin").await?;
-    let refused = text(&b, "p.error").await?;
+    let refused = b.text("p.error").await?;
     ensure!(refused.contains("needs one of"), "{refused}");
     b.screenshot("admin-refused-to-a-researcher").await?;
-    b.client
-        .find(Locator::Css("form.signout button"))
-        .await?
-        .click()
-        .await?;
+    b.click("form.signout button").await?;
     b.wait_for("the sign-in page", "#f-subject", DEADLINE)
         .await?;
 
     // An admin: hosts and line, people and limits, the audit log.
     sign_in(&b, "root-admin").await?;
-    b.client
-        .find(Locator::LinkText("Admin"))
-        .await?
-        .click()
-        .await?;
+    b.click("nav a[href='/admin']").await?;
     b.wait_for(
         "the hosts table",
         "form[action='/admin/hosts/gpu-1/drain']",
@@ -365,15 +317,10 @@ async fn admin_pages_are_an_admins_and_forms_need_their_token_in_a_real_browser(
             vec![],
         )
         .await?;
-    b.client
-        .find(Locator::Css(
-            "form[action='/admin/hosts/gpu-1/drain'] button",
-        ))
-        .await?
-        .click()
+    b.click("form[action='/admin/hosts/gpu-1/drain'] button")
         .await?;
     b.wait_for("the refusal", "p.error", DEADLINE).await?;
-    let said = text(&b, "p.error").await?;
+    let said = b.text("p.error").await?;
     ensure!(said.contains("CSRF"), "{said}");
     ensure!(
         rig.fleet(&alice_token).await?["hosts"][0]["state"] == "active",
@@ -383,22 +330,15 @@ async fn admin_pages_are_an_admins_and_forms_need_their_token_in_a_real_browser(
     b.goto("/admin/users").await?;
     let form = "form[action='/admin/users/alice/limits']";
     b.wait_for("alice's limits form", form, DEADLINE).await?;
-    b.client
-        .find(Locator::Css(&format!("{form} input[name=max_gpus]")))
-        .await?
-        .send_keys("1")
+    b.type_into(&format!("{form} input[name=max_gpus]"), "1")
         .await?;
-    b.client
-        .find(Locator::Css(&format!("{form} button")))
-        .await?
-        .click()
-        .await?;
+    b.click(&format!("{form} button")).await?;
     let page = &b;
     eventually(
         "alice's override on the page",
         DEADLINE,
         move || async move {
-            let row = text(page, "#u-alice").await.unwrap_or_default();
+            let row = page.text("#u-alice").await.unwrap_or_default();
             Ok((row.contains("1 GPUs") && row.contains("(override)")).then_some(()))
         },
     )
@@ -406,7 +346,7 @@ async fn admin_pages_are_an_admins_and_forms_need_their_token_in_a_real_browser(
     b.screenshot("admin-people-and-limits").await?;
 
     b.goto("/admin/audit?action=user").await?;
-    let log = text(&b, "main").await?;
+    let log = b.text("main").await?;
     ensure!(
         log.contains("user.limits") && log.contains("root-admin"),
         "the limit change in the log: {log}"
