@@ -177,7 +177,10 @@ fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
                     tr { th { "Idle" } td colspan="3" { (idle) } }
                 }
             }
-            @if let Some(reason) = &v.reason { p.muted { (reason) } }
+            // Why it waits is the line's place below; why it ended or
+            // failed is the reason (a placed vessel keeps its last reason
+            // from the line in the API, which says nothing now).
+            @if let Some(reason) = v.reason.as_ref().filter(|_| !v.state.is_live()) { p.muted { (reason) } }
             @if let Some(place) = &v.line {
                 p.place { "Waiting: " strong { (place.position) " of " (place.of) } " — " (place.reason) }
             }

@@ -170,7 +170,8 @@ pre{background:#f0f2f5;padding:.5rem;overflow:auto;border-radius:6px}
 .filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}.filters label{margin:0}
 .pager{display:flex;gap:1rem}
 .legend span{margin-right:1rem}.sw{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;vertical-align:middle}.muted{color:var(--muted)}
-.inline{display:inline}
+.inline{display:inline}label.inline{display:inline;margin:0 .3rem 0 0;font-weight:400}
+input[type=checkbox]{width:auto;vertical-align:middle}form.inline select{width:auto}
 @media (max-width:40rem){table,tbody,tr,td{display:block}th{display:none}td{border:0}tr{border-bottom:1px solid var(--line)}}
 "#;
 
