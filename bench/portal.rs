@@ -84,6 +84,20 @@ async fn main() -> Result<()> {
         .and_then(|c| c.split(';').next())
         .context("session cookie")?
         .to_string();
+    // Prometheus has every GPU before the first look; the grid's
+    // utilisation then arrives in the background after it.
+    let all = "count(DCGM_FI_DEV_GPU_UTIL)";
+    let prom = &prometheus;
+    eventually(
+        "Prometheus to have 8,000 GPUs",
+        Duration::from_secs(120),
+        move || async move {
+            let v = prom.query(all).await?;
+            let n = v["data"]["result"][0]["value"][1].as_str().unwrap_or("0");
+            Ok((n == "8000").then_some(()))
+        },
+    )
+    .await?;
     // The grid's utilisation arrives in the background after a first look.
     let (h, cookie) = (&http, &session);
     let fleet = rig.url("/fleet");

@@ -127,11 +127,23 @@ impl Usage {
             Err(_) => warn!("GPU utilisation from Prometheus: no answer in {TIMEOUT:?}"),
         }
         if let Some(h) = history {
-            inner.history_at = Some(Instant::now());
             match h {
-                Ok(Ok(values)) => snap.history = values,
-                Ok(Err(e)) => warn!(error = %e, "GPU history from Prometheus"),
-                Err(_) => warn!("GPU history from Prometheus: no answer in {TIMEOUT:?}"),
+                // An empty history (Prometheus just started, or its first
+                // scrape is still to come) is asked again with "now", not
+                // in five minutes.
+                Ok(Ok(values)) if !values.is_empty() => {
+                    inner.history_at = Some(Instant::now());
+                    snap.history = values;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    inner.history_at = Some(Instant::now());
+                    warn!(error = %e, "GPU history from Prometheus");
+                }
+                Err(_) => {
+                    inner.history_at = Some(Instant::now());
+                    warn!("GPU history from Prometheus: no answer in {TIMEOUT:?}");
+                }
             }
         }
         inner.snap = Arc::new(snap);
