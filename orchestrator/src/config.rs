@@ -741,6 +741,18 @@ struct Inventory {
     hosts: Vec<HostSpec>,
 }
 
+/// `VESSEL_…` variables that are not config keys: the log format is read
+/// before the config is (`telemetry`). As an override it would be the
+/// unknown key `log_format`, and the orchestrator would refuse to start.
+const NOT_CONFIG_KEYS: &[&str] = &[crate::telemetry::LOG_FORMAT_VAR];
+
+/// The environment's variables that may be config overrides.
+fn config_vars(
+    vars: impl Iterator<Item = (String, String)>,
+) -> impl Iterator<Item = (String, String)> {
+    vars.filter(|(name, _)| !NOT_CONFIG_KEYS.contains(&name.as_str()))
+}
+
 impl Config {
     /// Reads the file, applies `VESSEL_…` overrides (`VESSEL_DATABASE_URL`
     /// sets `database_url`), reads the inventory and validates it all.
@@ -753,7 +765,7 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        vessel_common::apply_env_overrides(&mut value, "VESSEL_", std::env::vars());
+        vessel_common::apply_env_overrides(&mut value, "VESSEL_", config_vars(std::env::vars()));
         let base = path.parent().unwrap_or(Path::new("."));
         Config::from_table(value, base, &path.display().to_string())
     }
@@ -1250,6 +1262,24 @@ MCowBQYDK2VwAyEAV7hCdPe+3zliZ9BQx4XoFmzxqGAqArfQV0DHAPmsbuc=
         );
         let config = Config::from_table(table, Path::new("."), "test").unwrap();
         assert_eq!(config.conductor.workers, 7);
+        assert_eq!(config.fleet, "lab-a");
+    }
+
+    #[test]
+    fn the_log_format_variable_is_not_a_config_key() {
+        let mut table: toml::Table = toml::from_str(MINIMAL).unwrap();
+        vessel_common::apply_env_overrides(
+            &mut table,
+            "VESSEL_",
+            config_vars(
+                [
+                    ("VESSEL_LOG_FORMAT".to_string(), "json".to_string()),
+                    ("VESSEL_FLEET".to_string(), "lab-a".to_string()),
+                ]
+                .into_iter(),
+            ),
+        );
+        let config = Config::from_table(table, Path::new("."), "test").unwrap();
         assert_eq!(config.fleet, "lab-a");
     }
 

@@ -10,9 +10,13 @@ use axum::response::Response;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
+/// The variable that asks for JSON logs (`json`). Not a config override:
+/// the config skips it.
+pub const LOG_FORMAT_VAR: &str = "VESSEL_LOG_FORMAT";
+
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("VESSEL_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let json = std::env::var(LOG_FORMAT_VAR).is_ok_and(|f| f == "json");
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // A second init (tests) is not an error worth stopping for.
     let _ = if json {

@@ -27,6 +27,7 @@ mod probe;
 mod races;
 mod readiness;
 mod recovery;
+mod replicas;
 mod shutdown;
 mod slack;
 mod tailnet;
