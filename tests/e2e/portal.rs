@@ -179,6 +179,10 @@ async fn portal_creates_shows_and_kills_a_vessel_with_field_errors_in_place() ->
     let mut alice = Browser::new(&rig);
     alice.sign_in("alice").await?;
     let csrf = alice.csrf().await?;
+    // The form's queue totals come from the hosts' counters: bob's GPU is
+    // taken, one of two is free.
+    let form = alice.get("/new").await?;
+    assert!(form.body.contains("1 free, 0 waiting"), "{}", form.body);
 
     // A field error sits next to its field, in the grammar's words.
     let bad = alice

@@ -61,19 +61,20 @@ fn queue_totals(
     queues
 }
 
-pub async fn status(State(state): State<AppState>) -> Result<Json<FleetStatus>, ApiError> {
-    let hosts = hosts::status(&state.db)
-        .await?
-        .into_iter()
-        .map(host_view)
-        .collect::<Result<Vec<_>, _>>()?;
-    let configured: Vec<QueueName> = state
+fn configured(state: &AppState) -> Vec<QueueName> {
+    state
         .config
         .queues
         .keys()
         .filter_map(|q| QueueName::parse(q).ok())
-        .collect();
-    let mut queues = queue_totals(&configured, &hosts);
+        .collect()
+}
+
+/// Each queue's waiting count, from the line.
+async fn add_waiting(
+    state: &AppState,
+    queues: &mut BTreeMap<QueueName, QueueStatus>,
+) -> Result<(), ApiError> {
     for l in crate::store::line::lines(&state.db).await? {
         if let Some(q) = QueueName::parse(&l.queue)
             .ok()
@@ -82,5 +83,58 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<FleetStatus>, 
             q.waiting = l.waiting.max(0) as u32;
         }
     }
+    Ok(())
+}
+
+pub async fn status(State(state): State<AppState>) -> Result<Json<FleetStatus>, ApiError> {
+    let hosts = hosts_page(&state, None, 0, i64::MAX).await?;
+    let mut queues = queue_totals(&configured(&state), &hosts);
+    add_waiting(&state, &mut queues).await?;
     Ok(Json(FleetStatus { hosts, queues }))
+}
+
+/// A page of hosts with their GPUs and holders (by queue, then name).
+pub async fn hosts_page(
+    state: &AppState,
+    queue: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<HostStatus>, ApiError> {
+    hosts::status_of(&state.db, queue, offset, limit)
+        .await?
+        .into_iter()
+        .map(host_view)
+        .collect()
+}
+
+/// The per-queue totals of `status` without reading a GPU row: from the
+/// counters every host row keeps. What the portal's summaries show at a
+/// thousand hosts.
+pub async fn totals(state: &AppState) -> Result<BTreeMap<QueueName, QueueStatus>, ApiError> {
+    let mut queues: BTreeMap<QueueName, QueueStatus> = configured(state)
+        .into_iter()
+        .map(|q| (q, QueueStatus::default()))
+        .collect();
+    let n = |v: i64| v.max(0) as u64;
+    for t in hosts::totals(&state.db).await? {
+        let Ok(name) = QueueName::parse(&t.queue) else {
+            continue;
+        };
+        queues.insert(
+            name,
+            QueueStatus {
+                hosts: n(t.hosts) as u32,
+                hosts_online: n(t.hosts_online) as u32,
+                gpus: n(t.gpus) as u32,
+                gpus_free: n(t.gpus_free) as u32,
+                cores: n(t.cores),
+                cores_free: n(t.cores_free),
+                memory_bytes: n(t.memory_bytes),
+                memory_free: n(t.memory_free),
+                waiting: 0,
+            },
+        );
+    }
+    add_waiting(state, &mut queues).await?;
+    Ok(queues)
 }

@@ -7,11 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use maud::{html, Markup};
+use serde::Deserialize;
 use uuid::Uuid;
 use vessel_api::audit::AuditQuery;
 use vessel_api::fleet::HostState;
 use vessel_api::line::SetLimits;
 
+use super::fleet::PER_PAGE;
 use super::pages::{act, allowed, confirmed, nav, refusal, Fields};
 use super::session::Signed;
 use super::view::{action_form, csrf, live_page, page, Button};
@@ -29,13 +31,33 @@ fn tabs(current: &str) -> Markup {
     }
 }
 
-pub async fn hosts_and_line(State(state): State<AppState>, s: Signed) -> Response {
+/// `?page=` of the hosts table.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    page: Option<usize>,
+}
+
+/// Waiting requests shown per queue; the rest are counted.
+const LINE_SHOWN: usize = 50;
+
+pub async fn hosts_and_line(
+    State(state): State<AppState>,
+    s: Signed,
+    Query(q): Query<PageQuery>,
+) -> Response {
     let caller = &s.session.caller;
     if let Err(e) = allowed(caller, "POST", "/v1/hosts/{name}/drain") {
         return refusal(Some(&s), e);
     }
-    let f = match api_fleet::status(State(state.clone())).await {
-        Ok(Json(f)) => f,
+    let count: u32 = match api_fleet::totals(&state).await {
+        Ok(t) => t.values().map(|t| t.hosts).sum(),
+        Err(e) => return refusal(Some(&s), e),
+    };
+    let pages = (count as usize).div_ceil(PER_PAGE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let offset = ((page - 1) * PER_PAGE) as i64;
+    let hosts = match api_fleet::hosts_page(&state, None, offset, PER_PAGE as i64).await {
+        Ok(h) => h,
         Err(e) => return refusal(Some(&s), e),
     };
     let l = match line::show(State(state)).await {
@@ -49,7 +71,7 @@ pub async fn hosts_and_line(State(state): State<AppState>, s: Signed) -> Respons
             h2 { "Hosts" }
             table {
                 tr { th { "Host" } th { "Queue" } th { "State" } th { "Vessels" } th { "Action" } }
-                @for h in &f.hosts {
+                @for h in &hosts {
                     tr {
                         td { (h.name) } td { (h.queue.as_str()) }
                         td { (h.state.as_str()) @if !h.online { " (offline)" } }
@@ -61,15 +83,22 @@ pub async fn hosts_and_line(State(state): State<AppState>, s: Signed) -> Respons
                     }
                 }
             }
+            @if pages > 1 {
+                nav.pager aria-label="Pages of hosts" {
+                    @if page > 1 { a href={ "/admin?page=" (page - 1) } { "← Previous" } }
+                    span { "Page " (page) " of " (pages) " (" (count) " hosts)" }
+                    @if page < pages { a href={ "/admin?page=" (page + 1) } { "Next →" } }
+                }
+            }
         }
         section.card {
             h2 { "Waiting line" }
             @if l.queues.is_empty() { p.muted { "Nobody is waiting." } }
             @for (q, entries) in &l.queues {
-                h3 { (q.as_str()) }
+                h3 { (q.as_str()) " — " (entries.len()) " waiting" }
                 table {
                     tr { th { "#" } th { "Request" } th { "Owner" } th { "Asks" } th { "Why" } th { "Action" } }
-                    @for e in entries {
+                    @for e in entries.iter().take(LINE_SHOWN) {
                         tr {
                             td { (e.place.position) } td { (e.name.as_str()) } td { (e.owner) }
                             td { (e.gpus) " GPU, " (e.cpus) " CPU, " (e.memory.to_string()) }
@@ -81,6 +110,9 @@ pub async fn hosts_and_line(State(state): State<AppState>, s: Signed) -> Respons
                             }
                         }
                     }
+                }
+                @if entries.len() > LINE_SHOWN {
+                    p.muted { "and " (entries.len() - LINE_SHOWN) " more behind them (`vessel fleet queue` lists all)." }
                 }
             }
         }

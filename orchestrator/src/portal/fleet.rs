@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 use vessel_api::fleet::{GpuSlot, HostState, HostStatus};
@@ -22,8 +22,9 @@ use super::usage::{Snapshot, Usage};
 use super::view::{live_page, sparkline};
 use crate::api::{fleet as api_fleet, AppState};
 
-/// Hosts per page of the grid.
-pub const PER_PAGE: usize = 100;
+/// Hosts per page of the grid: 400 GPU cells at 8 a host, well under the
+/// 100 KB a page may weigh.
+pub const PER_PAGE: usize = 50;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct FleetQuery {
@@ -88,23 +89,24 @@ pub async fn page(
         return refusal(Some(&s), e);
     }
     let idle_below = state.config.undertaker.gpu_idle_below;
-    let f = match api_fleet::status(State(state)).await {
-        Ok(Json(f)) => f,
+    let totals = match api_fleet::totals(&state).await {
+        Ok(t) => t,
         Err(e) => return refusal(Some(&s), e),
     };
-    let snap = usage.snapshot();
-    let hosts: Vec<&HostStatus> = f
-        .hosts
+    let count: u32 = totals
         .iter()
-        .filter(|h| {
-            q.queue
-                .as_deref()
-                .is_none_or(|want| h.queue.as_str() == want)
-        })
-        .collect();
-    let pages = hosts.len().div_ceil(PER_PAGE).max(1);
+        .filter(|(name, _)| q.queue.as_deref().is_none_or(|want| name.as_str() == want))
+        .map(|(_, t)| t.hosts)
+        .sum();
+    let pages = (count as usize).div_ceil(PER_PAGE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
-    let shown = hosts.iter().skip((page - 1) * PER_PAGE).take(PER_PAGE);
+    let offset = ((page - 1) * PER_PAGE) as i64;
+    let hosts =
+        match api_fleet::hosts_page(&state, q.queue.as_deref(), offset, PER_PAGE as i64).await {
+            Ok(h) => h,
+            Err(e) => return refusal(Some(&s), e),
+        };
+    let snap = usage.snapshot();
     let link = |queue: Option<&str>, page: usize| match queue {
         Some(qn) => format!("/fleet?queue={qn}&page={page}"),
         None => format!("/fleet?page={page}"),
@@ -114,7 +116,7 @@ pub async fn page(
             h2 { "Queues" }
             table {
                 tr { th { "Queue" } th { "Hosts online" } th { "GPUs free / all" } th { "CPUs free" } th { "Waiting" } }
-                @for (name, t) in &f.queues {
+                @for (name, t) in &totals {
                     tr {
                         td { a href=(link(Some(name.as_str()), 1)) { (name.as_str()) } }
                         td { (t.hosts_online) " / " (t.hosts) } td { (t.gpus_free) " / " (t.gpus) }
@@ -139,12 +141,12 @@ pub async fn page(
             }
             table {
                 tr { th { "Host" } th { "State" } th { "GPU use" } th { "GPUs" } }
-                @for h in shown { (host_row(h, &snap, idle_below)) }
+                @for h in &hosts { (host_row(h, &snap, idle_below)) }
             }
             @if pages > 1 {
                 nav.pager aria-label="Pages of hosts" {
                     @if page > 1 { a href=(link(q.queue.as_deref(), page - 1)) { "← Previous" } }
-                    span { "Page " (page) " of " (pages) " (" (hosts.len()) " hosts)" }
+                    span { "Page " (page) " of " (pages) " (" (count) " hosts)" }
                     @if page < pages { a href=(link(q.queue.as_deref(), page + 1)) { "Next →" } }
                 }
             }

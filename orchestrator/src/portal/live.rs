@@ -56,9 +56,12 @@ async fn digest(state: &AppState, caller: &Caller, usage: Option<&Arc<Usage>>) -
                 .hash(&mut h);
         }
     }
+    // The queues' totals, from the hosts' counters: any placement or
+    // release moves them, and reading them costs no GPU rows (the full
+    // grid of a thousand hosts, once a second per open page, would).
     if caller.can(perm::FLEET_READ) {
-        if let Ok(Json(f)) = fleet::status(State(state.clone())).await {
-            serde_json::to_string(&f).unwrap_or_default().hash(&mut h);
+        if let Ok(t) = fleet::totals(state).await {
+            serde_json::to_string(&t).unwrap_or_default().hash(&mut h);
         }
     }
     if caller.can(perm::FLEET_MANAGE) {

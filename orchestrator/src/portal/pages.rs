@@ -255,10 +255,8 @@ async fn new_page(
     errors: &HashMap<String, String>,
     general: Option<String>,
 ) -> Response {
-    let fleet = api_fleet::status(State(state.clone()))
-        .await
-        .ok()
-        .map(|Json(f)| f);
+    // Only the totals: the GPU grid of every host is not read here.
+    let totals = api_fleet::totals(state).await.ok();
     let chosen = values.get("queue").map(String::as_str).unwrap_or_default();
     let field_error = |key: &str| {
         html! { @if let Some(e) = errors.get(key) { p.field-error id={ "e-" (key) } role="alert" { (e) } } }
@@ -270,10 +268,10 @@ async fn new_page(
             label for="f-queue" { "Queue" }
             select id="f-queue" name="queue" aria-describedby="e-queue" {
                 @for (name, q) in &state.config.queues {
-                    @let totals = fleet.as_ref().and_then(|f| f.queues.iter().find(|(k, _)| k.as_str() == name).map(|(_, t)| t.clone()));
+                    @let t = totals.as_ref().and_then(|f| f.iter().find(|(k, _)| k.as_str() == name).map(|(_, t)| t));
                     option value=(name) selected[name == chosen] {
                         (name) " — " (q.gpus) " GPU default"
-                        @if let Some(t) = totals { ", " (t.gpus_free) " free, " (t.waiting) " waiting" }
+                        @if let Some(t) = t { ", " (t.gpus_free) " free, " (t.waiting) " waiting" }
                     }
                 }
             }

@@ -180,6 +180,16 @@ pub struct HostStatus {
 }
 
 pub async fn status(db: &PgPool) -> Result<Vec<HostStatus>, sqlx::Error> {
+    status_of(db, None, 0, i64::MAX).await
+}
+
+/// A page of hosts (by queue, then name), in one queue or all.
+pub async fn status_of(
+    db: &PgPool,
+    queue: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<HostStatus>, sqlx::Error> {
     sqlx::query_as!(
         HostStatus,
         r#"SELECT h.name, h.queue, h.state, h.online, h.probe_error, h.cores, h.memory_bytes,
@@ -195,7 +205,43 @@ pub async fn status(db: &PgPool) -> Result<Vec<HostStatus>, sqlx::Error> {
                        LEFT JOIN vessels v ON v.id = gc.vessel_id
                        LEFT JOIN users u ON u.id = v.owner_id
                        WHERE g.host_id = h.id), '[]'::json)::jsonb AS "gpus!: sqlx::types::Json<Vec<vessel_api::fleet::GpuSlot>>"
-           FROM hosts h ORDER BY h.queue, h.name"#
+           FROM hosts h WHERE ($1::text IS NULL OR h.queue = $1)
+           ORDER BY h.queue, h.name OFFSET $2 LIMIT $3"#,
+        queue,
+        offset,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One queue's totals, from the counters each host row keeps (placing reads
+/// the same ones): no GPU or claim rows are read.
+#[derive(Debug)]
+pub struct QueueTotals {
+    pub queue: String,
+    pub hosts: i64,
+    pub hosts_online: i64,
+    pub gpus: i64,
+    pub gpus_free: i64,
+    pub cores: i64,
+    pub cores_free: i64,
+    pub memory_bytes: i64,
+    pub memory_free: i64,
+}
+
+/// Free counts only where a vessel could be placed now (online, active).
+pub async fn totals(db: &PgPool) -> Result<Vec<QueueTotals>, sqlx::Error> {
+    sqlx::query_as!(
+        QueueTotals,
+        r#"SELECT queue, count(*) AS "hosts!", count(*) FILTER (WHERE online) AS "hosts_online!",
+             coalesce(sum(gpu_count), 0)::bigint AS "gpus!",
+             coalesce(sum(gpu_count - used_gpus) FILTER (WHERE online AND state = 'active'), 0)::bigint AS "gpus_free!",
+             coalesce(sum(cores), 0)::bigint AS "cores!",
+             coalesce(sum(cores - used_cores) FILTER (WHERE online AND state = 'active'), 0)::bigint AS "cores_free!",
+             coalesce(sum(memory_bytes), 0)::bigint AS "memory_bytes!",
+             coalesce(sum(memory_bytes - used_memory) FILTER (WHERE online AND state = 'active'), 0)::bigint AS "memory_free!"
+           FROM hosts GROUP BY queue"#
     )
     .fetch_all(db)
     .await
