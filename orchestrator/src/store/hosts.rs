@@ -183,7 +183,9 @@ pub async fn status(db: &PgPool) -> Result<Vec<HostStatus>, sqlx::Error> {
     status_of(db, None, 0, i64::MAX).await
 }
 
-/// A page of hosts (by queue, then name), in one queue or all.
+/// A page of hosts (by queue, then name), in one queue or all. The page is
+/// chosen first: the GPU and claim subqueries run for its rows only, not
+/// for every row `OFFSET` skips.
 pub async fn status_of(
     db: &PgPool,
     queue: Option<&str>,
@@ -205,8 +207,9 @@ pub async fn status_of(
                        LEFT JOIN vessels v ON v.id = gc.vessel_id
                        LEFT JOIN users u ON u.id = v.owner_id
                        WHERE g.host_id = h.id), '[]'::json)::jsonb AS "gpus!: sqlx::types::Json<Vec<vessel_api::fleet::GpuSlot>>"
-           FROM hosts h WHERE ($1::text IS NULL OR h.queue = $1)
-           ORDER BY h.queue, h.name OFFSET $2 LIMIT $3"#,
+           FROM (SELECT * FROM hosts WHERE ($1::text IS NULL OR queue = $1)
+                 ORDER BY queue, name OFFSET $2 LIMIT $3) h
+           ORDER BY h.queue, h.name"#,
         queue,
         offset,
         limit
