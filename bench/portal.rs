@@ -38,6 +38,33 @@ async fn declare_fleet(db: &PgPool, exporter: &Exporter) -> Result<()> {
     Ok(())
 }
 
+/// The first `name=value` a response sets.
+fn set_cookie(resp: &reqwest::Response, what: &str) -> Result<String> {
+    Ok(resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .with_context(|| format!("no {what} cookie"))?
+        .to_string())
+}
+
+/// Signs in with the dev sign-in form; the session cookie.
+async fn sign_in(http: &reqwest::Client, rig: &Rig, subject: &str) -> Result<String> {
+    let page = http.get(rig.url("/sign-in")).send().await?;
+    let pre = set_cookie(&page, "sign-in")?;
+    let body = page.text().await?;
+    let at = body.find(r#"name="csrf" value=""#).context("csrf")? + 19;
+    let csrf = &body[at..at + 64];
+    let signed = http
+        .post(rig.url("/sign-in/dev"))
+        .header("cookie", &pre)
+        .form(&[("csrf", csrf), ("subject", subject)])
+        .send()
+        .await?;
+    set_cookie(&signed, "session")
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     ensure_installed()?;
@@ -60,30 +87,7 @@ async fn main() -> Result<()> {
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     // Dev sign-in as an admin, so every page renders.
-    let page = http.get(rig.url("/sign-in")).send().await?;
-    let pre = page
-        .headers()
-        .get("set-cookie")
-        .and_then(|c| c.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .context("sign-in cookie")?
-        .to_string();
-    let body = page.text().await?;
-    let at = body.find(r#"name="csrf" value=""#).context("csrf")? + 19;
-    let csrf = &body[at..at + 64];
-    let signed = http
-        .post(rig.url("/sign-in/dev"))
-        .header("cookie", &pre)
-        .form(&[("csrf", csrf), ("subject", "root-admin")])
-        .send()
-        .await?;
-    let session = signed
-        .headers()
-        .get("set-cookie")
-        .and_then(|c| c.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .context("session cookie")?
-        .to_string();
+    let session = sign_in(&http, &rig, "root-admin").await?;
     // Prometheus has every GPU before the first look; the grid's
     // utilisation then arrives in the background after it.
     let all = "count(DCGM_FI_DEV_GPU_UTIL)";

@@ -353,6 +353,114 @@ fn max_open_files(pid: u32) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// One survey of every host in-process, cold (new SSH connections) and
+/// warm (kept ones): wall time and this process's CPU.
+/// Returns (cold, its CPU) and (warm p50, its CPU).
+async fn survey_figures(
+    rig: &Rig,
+    hosts: usize,
+) -> Result<((Duration, Duration), (Duration, Duration))> {
+    let config = Config::from_toml_str(&rig.config_text)?;
+    let pool = Arc::new(HostPool::new(
+        &config.hosts,
+        config.conductor.ssh_timeout.duration(),
+    ));
+    let (t, cpu) = (Instant::now(), cpu_time()?);
+    vessel_orchestrator::survey::survey(&rig.db, &pool).await;
+    let (cold, cold_cpu) = (t.elapsed(), cpu_time()? - cpu);
+    let mut warm = Vec::new();
+    let cpu = cpu_time()?;
+    for _ in 0..5 {
+        let t = Instant::now();
+        vessel_orchestrator::survey::survey(&rig.db, &pool).await;
+        warm.push(t.elapsed());
+    }
+    let warm_cpu = (cpu_time()? - cpu) / 5;
+    warm.sort();
+    drop(pool);
+    let online: i64 = sqlx::query_scalar("SELECT count(*) FROM hosts WHERE online")
+        .fetch_one(&rig.db)
+        .await?;
+    anyhow::ensure!(online as usize == hosts, "{online} of {hosts} hosts online");
+    println!("\nsurvey of {hosts} hosts (all online), in-process:");
+    println!(
+        "  cold (new SSH connections): {:8.1} ms, this process's CPU {:.0} ms",
+        ms(cold),
+        ms(cold_cpu)
+    );
+    println!(
+        "  warm (kept connections):    {:8.1} ms p50, {:.1} ms max of 5, CPU {:.0} ms each",
+        ms(percentile(&warm, 0.5)),
+        ms(warm[warm.len() - 1]),
+        ms(warm_cpu)
+    );
+    Ok(((cold, cold_cpu), (percentile(&warm, 0.5), warm_cpu)))
+}
+
+/// The answers of a burst of requests, each `want`, as sorted timings.
+fn answered(answers: Vec<Result<(u16, Duration)>>, want: u16, what: &str) -> Result<Vec<Duration>> {
+    let mut times = Vec::new();
+    for a in answers {
+        let (status, took) = a?;
+        anyhow::ensure!(status == want, "{what} answered {status}");
+        times.push(took);
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// Every bench user's key, then CREATES concurrent creates over the API:
+/// the orchestrator's peak while they run and how they were answered.
+/// Returns the orchestrator's peak while they ran.
+async fn create_burst(rig: &Rig, pid: u32, base: &str) -> Result<Look> {
+    // Every bench user has a key, as a researcher would.
+    let http = reqwest::Client::new();
+    let key = std::fs::read_to_string(rig.user_key.with_extension("pub"))?;
+    for i in 0..CREATES {
+        let resp = http
+            .post(format!("{base}/v1/me/keys"))
+            .bearer_auth(rig.researcher(&subject(i)))
+            .json(&json!({ "public_key": key.trim() }))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("adding a key: {}", resp.text().await?);
+        }
+    }
+
+    let sampler = Sampler::start(pid);
+    let t = Instant::now();
+    let answers = futures::future::join_all((0..CREATES).map(|i| {
+        let http = http.clone();
+        let token = rig.researcher(&subject(i));
+        let base = base.to_string();
+        async move {
+            let t = Instant::now();
+            let resp = http
+                .post(format!("{base}/v1/vessels"))
+                .bearer_auth(token)
+                .json(&json!({ "queue": "3090", "gpus": 1, "name": format!("a{i:03}") }))
+                .send()
+                .await?;
+            anyhow::Ok((resp.status().as_u16(), t.elapsed()))
+        }
+    }))
+    .await;
+    let burst = t.elapsed();
+    let times = answered(answers, 202, "a create")?;
+    let (took, by_state) = settled(&rig.db, "a", CREATES as i64).await?;
+    let loaded = sampler.finish().await;
+    show(&format!("{CREATES} concurrent creates (peak)"), &loaded);
+    println!(
+        "  the creates answered in {:.0} ms p50, {:.0} ms p99, {:.0} ms all; settled after {:.1} s more: {by_state:?}",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(burst),
+        took.as_secs_f64()
+    );
+    Ok(loaded)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let profile = if cfg!(debug_assertions) {
@@ -389,40 +497,7 @@ async fn main() -> Result<()> {
     tailnet.watch(&rig.id, &rig.network);
 
     // 1. One survey, cold and warm.
-    let config = Config::from_toml_str(&rig.config_text)?;
-    let pool = Arc::new(HostPool::new(
-        &config.hosts,
-        config.conductor.ssh_timeout.duration(),
-    ));
-    let (t, cpu) = (Instant::now(), cpu_time()?);
-    vessel_orchestrator::survey::survey(&rig.db, &pool).await;
-    let (cold, cold_cpu) = (t.elapsed(), cpu_time()? - cpu);
-    let mut warm = Vec::new();
-    let cpu = cpu_time()?;
-    for _ in 0..5 {
-        let t = Instant::now();
-        vessel_orchestrator::survey::survey(&rig.db, &pool).await;
-        warm.push(t.elapsed());
-    }
-    let warm_cpu = (cpu_time()? - cpu) / 5;
-    warm.sort();
-    drop(pool);
-    let online: i64 = sqlx::query_scalar("SELECT count(*) FROM hosts WHERE online")
-        .fetch_one(&rig.db)
-        .await?;
-    anyhow::ensure!(online as usize == hosts, "{online} of {hosts} hosts online");
-    println!("\nsurvey of {hosts} hosts (all online), in-process:");
-    println!(
-        "  cold (new SSH connections): {:8.1} ms, this process's CPU {:.0} ms",
-        ms(cold),
-        ms(cold_cpu)
-    );
-    println!(
-        "  warm (kept connections):    {:8.1} ms p50, {:.1} ms max of 5, CPU {:.0} ms each",
-        ms(percentile(&warm, 0.5)),
-        ms(warm[warm.len() - 1]),
-        ms(warm_cpu)
-    );
+    let (cold, warm) = survey_figures(&rig, hosts).await?;
 
     // 2. The orchestrator process: no hosts, then the 50.
     println!("\norchestrator process (workers = 4):");
@@ -451,57 +526,8 @@ async fn main() -> Result<()> {
         max_open_files(orch.pid)
     );
 
-    // Every bench user has a key, as a researcher would.
+    let loaded = create_burst(&rig, orch.pid, &base).await?;
     let http = reqwest::Client::new();
-    let key = std::fs::read_to_string(rig.user_key.with_extension("pub"))?;
-    for i in 0..CREATES {
-        let resp = http
-            .post(format!("{base}/v1/me/keys"))
-            .bearer_auth(rig.researcher(&subject(i)))
-            .json(&json!({ "public_key": key.trim() }))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("adding a key: {}", resp.text().await?);
-        }
-    }
-
-    let sampler = Sampler::start(orch.pid);
-    let t = Instant::now();
-    let answers = futures::future::join_all((0..CREATES).map(|i| {
-        let http = http.clone();
-        let token = rig.researcher(&subject(i));
-        let base = base.clone();
-        async move {
-            let t = Instant::now();
-            let resp = http
-                .post(format!("{base}/v1/vessels"))
-                .bearer_auth(token)
-                .json(&json!({ "queue": "3090", "gpus": 1, "name": format!("a{i:03}") }))
-                .send()
-                .await?;
-            anyhow::Ok((resp.status().as_u16(), t.elapsed()))
-        }
-    }))
-    .await;
-    let burst = t.elapsed();
-    let mut times = Vec::new();
-    for a in answers {
-        let (status, took) = a?;
-        anyhow::ensure!(status == 202, "a create answered {status}");
-        times.push(took);
-    }
-    times.sort();
-    let (took, by_state) = settled(&rig.db, "a", CREATES as i64).await?;
-    let loaded = sampler.finish().await;
-    show(&format!("{CREATES} concurrent creates (peak)"), &loaded);
-    println!(
-        "  the creates answered in {:.0} ms p50, {:.0} ms p99, {:.0} ms all; settled after {:.1} s more: {by_state:?}",
-        ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.99)),
-        ms(burst),
-        took.as_secs_f64()
-    );
     kill_all(&rig.db, &base, &rig).await?;
 
     // 3. The bot process.
@@ -572,13 +598,7 @@ async fn main() -> Result<()> {
     }))
     .await;
     let burst = t.elapsed();
-    let mut times = Vec::new();
-    for a in answers {
-        let (status, took) = a?;
-        anyhow::ensure!(status == 200, "a slash command answered {status}");
-        times.push(took);
-    }
-    times.sort();
+    let times = answered(answers, 200, "a slash command")?;
     let (took, by_state) = settled(&rig.db, "b", CREATES as i64).await?;
     let bot_loaded = bot_sampler.finish().await;
     let orch_loaded = orch_sampler.finish().await;
@@ -598,13 +618,7 @@ async fn main() -> Result<()> {
     bot.stop().await?;
     orch.stop().await?;
 
-    extrapolate(
-        hosts,
-        (cold, cold_cpu),
-        (percentile(&warm, 0.5), warm_cpu),
-        [&bare, &halfway, &idle50],
-        &loaded,
-    );
+    extrapolate(hosts, cold, warm, [&bare, &halfway, &idle50], &loaded);
     Ok(())
 }
 
