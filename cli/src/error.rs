@@ -32,7 +32,9 @@ pub enum CliError {
     Refused(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{what}: {source}")]
+    /// What failed; the orchestrator's refusal or the network's trouble
+    /// is the source, printed after it by `chain`.
+    #[error("{what}")]
     Orchestrator {
         what: String,
         #[source]
@@ -41,7 +43,21 @@ pub enum CliError {
     /// The identity provider or another HTTP party did not answer well.
     #[error("{0}")]
     Remote(String),
-    #[error("{what}: {source}")]
+    /// The identity provider could not be reached, or its answer not read.
+    #[error("{what}")]
+    Http {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The identity provider answered something that is not what it must.
+    #[error("{what}")]
+    Unreadable {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
@@ -77,7 +93,9 @@ impl CliError {
             | CliError::Io { .. } => Exit::User,
             CliError::Refused(_) => Exit::Refused,
             CliError::NotFound(_) => Exit::NotFound,
-            CliError::Remote(_) => Exit::Server,
+            CliError::Remote(_) | CliError::Http { .. } | CliError::Unreadable { .. } => {
+                Exit::Server
+            }
             CliError::Orchestrator { source, .. } => exit_of(source),
         }
     }
@@ -106,7 +124,11 @@ pub fn from_client(what: impl Into<String>, e: ClientError) -> CliError {
     }
 }
 
-/// The whole chain of causes, one line: what the user reads.
+/// The whole chain of causes on one line, each said once: what the user
+/// reads. Our variants leave their source out of their own message; a
+/// cause from a library that repeats its own source (the contract's
+/// `ClientError::Transport`) is not said twice. Control characters are
+/// shown escaped: a message may quote what a server sent.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
@@ -118,5 +140,51 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         }
         cause = c.source();
     }
-    out
+    out.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_said_once_after_what_failed() {
+        let e = CliError::io("cannot write /x/credentials.json")(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "permission denied",
+        ));
+        assert_eq!(e.to_string(), "cannot write /x/credentials.json");
+        assert_eq!(
+            chain(&e),
+            "cannot write /x/credentials.json: permission denied"
+        );
+        let refused = from_client(
+            "cannot kill",
+            ClientError::Api {
+                status: 403,
+                body: vessel_api::ErrorBody {
+                    error: ErrorCode::Forbidden,
+                    message: "not yours".into(),
+                    field: None,
+                },
+            },
+        );
+        assert_eq!(chain(&refused), "cannot kill: not yours");
+        assert_eq!(refused.exit(), Exit::Refused);
+    }
+
+    #[test]
+    fn what_a_server_sent_cannot_draw_on_the_terminal() {
+        let e = CliError::Refused("`a\nHost *\x1b[2J` is bad".into());
+        assert_eq!(chain(&e), "`a\\nHost *\\u{1b}[2J` is bad");
+    }
 }

@@ -5,7 +5,9 @@
 
 pub mod args;
 pub mod commands;
+pub mod ctx;
 pub mod error;
+pub mod login;
 pub mod oidc;
 pub mod paths;
 pub mod render;

@@ -106,7 +106,10 @@ impl Provider {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
-            .map_err(|e| CliError::Remote(format!("cannot make an HTTP client: {e}")))?;
+            .map_err(|source| CliError::Http {
+                what: "cannot make an HTTP client".into(),
+                source,
+            })?;
         Ok(Provider { http })
     }
 
@@ -120,14 +123,19 @@ impl Provider {
             .get(&url)
             .send()
             .await
-            .map_err(|e| remote(&url, &e))?;
+            .map_err(|e| remote(&url, e))?;
         if !resp.status().is_success() {
             return Err(CliError::Remote(format!(
                 "the identity provider's discovery document at {url} answered {}",
                 resp.status()
             )));
         }
-        let doc: Discovery = resp.json().await.map_err(|e| remote(&url, &e))?;
+        let text = resp.text().await.map_err(|e| remote(&url, e))?;
+        let doc: Discovery =
+            serde_json::from_str(&text).map_err(|source| CliError::Unreadable {
+                what: format!("the discovery document at {url} is unreadable"),
+                source,
+            })?;
         // OpenID Connect Discovery §4.3: a document for another issuer is
         // not this one's, whatever it says.
         if doc.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
@@ -167,9 +175,9 @@ impl Provider {
             .form(&form)
             .send()
             .await
-            .map_err(|e| remote(url, &e))?;
+            .map_err(|e| remote(url, e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| remote(url, &e))?;
+        let text = resp.text().await.map_err(|e| remote(url, e))?;
         if !status.is_success() {
             let why = serde_json::from_str::<OAuthError>(&text)
                 .map(|e| e.error)
@@ -179,10 +187,9 @@ impl Provider {
                 config.client_id
             )));
         }
-        serde_json::from_str(&text).map_err(|e| {
-            CliError::Remote(format!(
-                "the device authorization answer from {url} is unreadable: {e}"
-            ))
+        serde_json::from_str(&text).map_err(|source| CliError::Unreadable {
+            what: format!("the device authorization answer from {url} is unreadable"),
+            source,
         })
     }
 
@@ -232,10 +239,9 @@ impl Provider {
         ];
         let (status, body) = self.post_form(token_endpoint, &form).await?;
         if (200..300).contains(&status) {
-            return serde_json::from_str(&body).map_err(|e| {
-                CliError::Remote(format!(
-                    "the identity provider's refresh answer is unreadable: {e}"
-                ))
+            return serde_json::from_str(&body).map_err(|source| CliError::Unreadable {
+                what: "the identity provider's refresh answer is unreadable".into(),
+                source,
             });
         }
         if status >= 500 {
@@ -258,18 +264,18 @@ impl Provider {
             .form(form)
             .send()
             .await
-            .map_err(|e| remote(url, &e))?;
+            .map_err(|e| remote(url, e))?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|e| remote(url, &e))?;
+        let body = resp.text().await.map_err(|e| remote(url, e))?;
         Ok((status, body))
     }
 }
 
-fn remote(url: &str, e: &reqwest::Error) -> CliError {
-    CliError::Remote(format!(
-        "cannot reach the identity provider at {url}: {}",
-        crate::error::chain(e)
-    ))
+fn remote(url: &str, source: reqwest::Error) -> CliError {
+    CliError::Http {
+        what: format!("cannot reach the identity provider at {url}"),
+        source,
+    }
 }
 
 /// The `exp` of a JWT, read without checking the signature: only to know

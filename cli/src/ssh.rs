@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use vessel_api::VesselState;
 
-use crate::commands::Ctx;
-use crate::error::CliError;
+use crate::ctx::Ctx;
+use crate::error::{from_client, CliError};
 use crate::{paths, render, sshconf};
 
 /// The private key to log in with: the one given, else the one `keys add`
@@ -109,7 +109,7 @@ pub async fn code(ctx: &mut Ctx, name: &str, identity: Option<PathBuf>) -> Resul
         .client
         .list(&token, &Default::default())
         .await
-        .map_err(|e| crate::error::from_client("cannot list vessels", e))?;
+        .map_err(|e| from_client("cannot list vessels", e))?;
     let entries: Vec<sshconf::Entry> = list.vessels.iter().filter_map(sshconf::Entry::of).collect();
     let layout = sshconf::Layout::new(None)?;
     let identity = self::identity(identity)?;

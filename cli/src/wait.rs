@@ -10,7 +10,7 @@ use std::time::Duration;
 use vessel_api::vessels::VesselView;
 use vessel_api::VesselState;
 
-use crate::commands::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{from_client, CliError};
 use crate::render;
 
