@@ -42,3 +42,75 @@ pub const ADMIN: &[&str] = &[
 
 /// The bot as itself (not acting for a user): the outbox and its state.
 pub const BOT_SERVICE: &[&str] = &[EVENTS_READ, BOT_STATE];
+
+/// A permission as a type: what the orchestrator's permission table and a
+/// caller's grants are made of. Tokens and config spell it as the strings
+/// above; `parse` is the one way from those to a `Perm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Perm {
+    VesselsCreate,
+    VesselsRead,
+    VesselsManageAny,
+    FleetRead,
+    FleetManage,
+    EventsRead,
+    BotState,
+    HostsManage,
+    AuditRead,
+}
+
+impl Perm {
+    /// Every permission, in the order of `ALL`.
+    pub const EVERY: [Perm; 9] = [
+        Perm::VesselsCreate,
+        Perm::VesselsRead,
+        Perm::VesselsManageAny,
+        Perm::FleetRead,
+        Perm::FleetManage,
+        Perm::EventsRead,
+        Perm::BotState,
+        Perm::HostsManage,
+        Perm::AuditRead,
+    ];
+
+    /// Its spelling in tokens and config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Perm::VesselsCreate => VESSELS_CREATE,
+            Perm::VesselsRead => VESSELS_READ,
+            Perm::VesselsManageAny => VESSELS_MANAGE_ANY,
+            Perm::FleetRead => FLEET_READ,
+            Perm::FleetManage => FLEET_MANAGE,
+            Perm::EventsRead => EVENTS_READ,
+            Perm::BotState => BOT_STATE,
+            Perm::HostsManage => HOSTS_MANAGE,
+            Perm::AuditRead => AUDIT_READ,
+        }
+    }
+
+    /// `None` for a name no permission has: it grants nothing.
+    pub fn parse(name: &str) -> Option<Perm> {
+        Perm::EVERY.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Perm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_permission_has_one_spelling_and_parses_back() {
+        assert_eq!(Perm::EVERY.len(), ALL.len());
+        for (p, name) in Perm::EVERY.into_iter().zip(ALL) {
+            assert_eq!(p.as_str(), *name);
+            assert_eq!(Perm::parse(name), Some(p));
+        }
+        assert_eq!(Perm::parse("vessels:everything"), None);
+    }
+}

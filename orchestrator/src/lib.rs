@@ -10,6 +10,7 @@ pub mod gpu_watchdog;
 pub mod hosts;
 pub mod line;
 pub mod metrics;
+pub mod ops;
 pub mod placement;
 pub mod portal;
 pub mod prom;

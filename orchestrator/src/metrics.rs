@@ -10,12 +10,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use sqlx::PgPool;
 
-use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::config::Config;
 use crate::store::gauges;
 
 /// A histogram of seconds with fixed buckets, lock-free.
@@ -223,7 +220,8 @@ fn render_counted(out: &mut String) {
 /// What the database says now.
 async fn render_gauges(
     out: &mut String,
-    state: &AppState,
+    db: &PgPool,
+    config: &Config,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
     header(
@@ -232,14 +230,14 @@ async fn render_gauges(
         "gauge",
         "Vessels by queue and state.",
     );
-    for v in gauges::vessels(&state.db).await? {
+    for v in gauges::vessels(db).await? {
         let (queue, st, n) = (escape(&v.queue), escape(&v.state), v.n);
         let _ = writeln!(
             out,
             "vessel_vessels{{queue=\"{queue}\",state=\"{st}\"}} {n}"
         );
     }
-    let gpus = gauges::gpus(&state.db).await?;
+    let gpus = gauges::gpus(db).await?;
     for (name, help, pick) in [
         (
             "vessel_gpus",
@@ -263,7 +261,7 @@ async fn render_gauges(
         }
     }
     // Every configured queue, an empty line as 0.
-    let lines = gauges::waiting(&state.db).await?;
+    let lines = gauges::waiting(db).await?;
     header(
         out,
         "vessel_line_waiting",
@@ -271,7 +269,7 @@ async fn render_gauges(
         "Requests waiting in line, per queue.",
     );
     let mut longest = String::new();
-    for queue in state.config.queues.keys() {
+    for queue in config.queues.keys() {
         let line = lines.iter().find(|l| &l.queue == queue);
         let n = line.map_or(0, |l| l.waiting);
         let secs = line
@@ -294,12 +292,14 @@ async fn render_gauges(
     Ok(())
 }
 
-pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// `/metrics` in the Prometheus text format: what this process counted,
+/// then what the database says now.
+pub async fn text(db: &PgPool, config: &Config) -> Result<String, sqlx::Error> {
     let mut out = String::new();
     render_counted(&mut out);
     // Wall time, not the undertaker's clock: `queued_at` is the database's.
-    render_gauges(&mut out, &state, chrono::Utc::now()).await?;
-    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+    render_gauges(&mut out, db, config, chrono::Utc::now()).await?;
+    Ok(out)
 }
 
 #[cfg(test)]

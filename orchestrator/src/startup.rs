@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::gpu_watchdog::GpuWatchdog;
 use crate::hosts::HostPool;
 use crate::line::LineWorker;
+use crate::ops;
 use crate::prom::Prometheus;
 use crate::reconciler::Reconciler;
 use crate::schedule::{JobCounts, Schedule};
@@ -153,10 +154,12 @@ impl Application {
         tasks.push(LineWorker::new(db.clone(), config.clone(), clock.clone()).spawn(&shutdown));
 
         let state = AppState {
-            db: db.clone(),
+            ctx: ops::Ctx {
+                db: db.clone(),
+                config: config.clone(),
+                clock,
+            },
             verifier: Arc::new(Verifier::new(&config.auth)?),
-            config: config.clone(),
-            clock,
         };
         let (addr, server) = serve(&config, state, shutdown).await?;
         tasks.push(server);
@@ -303,6 +306,19 @@ fn periodic_jobs(
     Ok(schedule)
 }
 
+/// Everything served on the API's address: the API behind its bearer-token
+/// middleware, the portal beside it (it signs in by session cookie), and
+/// the layers both share: a body limit, a concurrency limit, the request's
+/// span.
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state.clone())
+        .merge(crate::portal::router(&state))
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(512))
+        .layer(axum::middleware::from_fn(crate::telemetry::request_span))
+}
+
 /// Binds the API's address and serves it until the stop; requests in
 /// flight then get `REQUEST_GRACE` to finish.
 ///
@@ -325,7 +341,7 @@ async fn serve(
         .await
         .map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
-    let app = api::router(state);
+    let app = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);

@@ -496,9 +496,9 @@ impl Undertaker {
         let id = v.id;
         let expire = verdict == Verdict::Expire;
         let action = if expire {
-            "vessel.expire"
+            audit::Action::VesselExpire
         } else {
-            "vessel.bury"
+            audit::Action::VesselBury
         };
         let mut tx = self.db.begin().await?;
         let still = if expire {

@@ -64,7 +64,11 @@ async fn every_route_answers_every_role_as_the_table_says() -> anyhow::Result<()
             };
             let token = rig.token(&subject, perms);
             let status = send(Some(token)).await?.status().as_u16();
-            let allowed = route.perms.iter().any(|p| perms.contains(p));
+            let allowed = route
+                .action
+                .perms()
+                .iter()
+                .any(|p| perms.contains(&p.as_str()));
             if allowed {
                 assert!(
                     status != 401 && status != 403,

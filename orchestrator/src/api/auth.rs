@@ -5,7 +5,7 @@
 //! and researchers, from config) and the issuer's ceiling allow, so a leaked
 //! bot credential cannot mint an admin.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -13,15 +13,16 @@ use axum::http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use super::error::ApiError;
 use super::AppState;
 use crate::config::{AuthConfig, OidcConfig};
 use crate::domain::UnixName;
+use crate::ops::{Caller, OpError};
 
 pub use vessel_api::claims::Claims;
 /// Permission names, from the contract: the route table, tokens and
 /// clients all spell them from one place.
 pub use vessel_api::perm;
+use vessel_api::perm::Perm;
 
 /// The subject the bot uses as itself (the outbox, its state).
 pub const SERVICE_SUBJECT: &str = "vessel-bot";
@@ -65,7 +66,7 @@ impl Roles {
 /// A verified token: its claims and what the caller may really do.
 pub struct Verified {
     pub claims: Claims,
-    pub perms: HashSet<String>,
+    pub perms: BTreeSet<Perm>,
     pub from_service: bool,
 }
 
@@ -153,12 +154,12 @@ impl Verifier {
         })
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Verified, ApiError> {
+    pub async fn verify(&self, token: &str) -> Result<Verified, OpError> {
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| ApiError::Unauthorized("the token was rejected: malformed".into()))?;
+            .map_err(|_| OpError::Unauthorized("the token was rejected: malformed".into()))?;
         // Only to pick the issuer; nothing is trusted before the signature.
         let peek: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(token)
-            .map_err(|_| ApiError::Unauthorized("the token was rejected: malformed".into()))?;
+            .map_err(|_| OpError::Unauthorized("the token was rejected: malformed".into()))?;
         let iss = peek["iss"].as_str().unwrap_or_default();
         if iss == self.service_issuer {
             return self.verify_service(token, &header);
@@ -173,6 +174,7 @@ impl Verifier {
             .of(&claims.sub, false)
             .into_iter()
             .filter(|p| claims.perms.contains(p) && ceiling.contains(p))
+            .filter_map(|p| Perm::parse(&p))
             .collect();
         Ok(Verified {
             claims,
@@ -181,7 +183,7 @@ impl Verifier {
         })
     }
 
-    fn verify_service(&self, token: &str, header: &Header) -> Result<Verified, ApiError> {
+    fn verify_service(&self, token: &str, header: &Header) -> Result<Verified, OpError> {
         if header.alg != Algorithm::EdDSA {
             return Err(rejected("algorithm not allowed"));
         }
@@ -200,6 +202,7 @@ impl Verifier {
             .of(&claims.sub, true)
             .into_iter()
             .filter(|p| claims.perms.contains(p))
+            .filter_map(|p| Perm::parse(&p))
             .collect();
         Ok(Verified {
             claims,
@@ -210,8 +213,12 @@ impl Verifier {
 
     /// The most a person signed in as `subject` (not a service) may do:
     /// the portal's dev sign-in, which has no token to narrow it.
-    pub(crate) fn role_of(&self, subject: &str) -> HashSet<String> {
-        self.roles.of(subject, false)
+    pub(crate) fn role_of(&self, subject: &str) -> BTreeSet<Perm> {
+        self.roles
+            .of(subject, false)
+            .iter()
+            .filter_map(|p| Perm::parse(p))
+            .collect()
     }
 
     /// Whether `ttl` is within what this orchestrator accepts for `subject`
@@ -233,12 +240,12 @@ fn now_secs() -> u64 {
         .unwrap_or_default()
 }
 
-fn rejected(why: &str) -> ApiError {
-    ApiError::Unauthorized(format!("the token was rejected: {why}"))
+fn rejected(why: &str) -> OpError {
+    OpError::Unauthorized(format!("the token was rejected: {why}"))
 }
 
 impl OidcIssuer {
-    async fn verify(&self, token: &str, header: &Header) -> Result<Claims, ApiError> {
+    async fn verify(&self, token: &str, header: &Header) -> Result<Claims, OpError> {
         if !self.algorithms.contains(&header.alg) {
             return Err(rejected("algorithm not allowed"));
         }
@@ -386,103 +393,57 @@ pub fn issue(
     )
 }
 
-/// The authenticated caller of a request.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub subject: String,
-    /// The token came from the service issuer (the bot), which relays for
-    /// users and may say so in `x-vessel-via`.
-    pub from_service: bool,
-    perms: HashSet<String>,
-    pub unix_name: Option<UnixName>,
-    pub uid: Option<i32>,
-}
-
-impl Caller {
-    /// A caller the portal made from a session: a verified token's, or the
-    /// dev sign-in's (loopback only).
-    pub(crate) fn from_session(
-        subject: String,
-        perms: HashSet<String>,
-        unix_name: Option<UnixName>,
-        uid: Option<i32>,
-    ) -> Caller {
-        Caller {
-            subject,
-            from_service: false,
-            perms,
-            unix_name,
-            uid,
-        }
+/// Verifies the bearer token of a request: who is calling, and what the
+/// orchestrator lets them do.
+pub async fn authenticate(
+    headers: &axum::http::HeaderMap,
+    verifier: &Verifier,
+) -> Result<Caller, OpError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| OpError::Unauthorized("a bearer token is required".into()))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            OpError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?;
+    let Verified {
+        claims,
+        perms,
+        from_service,
+    } = verifier.verify(token).await?;
+    let unix_name = match claims.unix_name.as_deref() {
+        Some(name) => Some(UnixName::parse(name).map_err(|e| {
+            OpError::Unauthorized(format!("the token's unix_name is unusable: {e}"))
+        })?),
+        None => None,
+    };
+    if matches!(claims.uid, Some(uid) if uid < 1000) {
+        return Err(OpError::Unauthorized(
+            "the token's uid is below 1000".into(),
+        ));
     }
-
-    pub fn can(&self, perm: &str) -> bool {
-        self.perms.contains(perm)
-    }
-
-    pub fn require(&self, perm: &str) -> Result<(), ApiError> {
-        if self.can(perm) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "this needs the `{perm}` permission"
-            )))
-        }
-    }
-}
-
-impl Caller {
-    /// Verifies the bearer token of a request.
-    pub async fn authenticate(
-        headers: &axum::http::HeaderMap,
-        state: &AppState,
-    ) -> Result<Caller, ApiError> {
-        let header = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
-            })?;
-        let Verified {
-            claims,
-            perms,
-            from_service,
-        } = state.verifier.verify(token).await?;
-        let unix_name = match claims.unix_name.as_deref() {
-            Some(name) => Some(UnixName::parse(name).map_err(|e| {
-                ApiError::Unauthorized(format!("the token's unix_name is unusable: {e}"))
-            })?),
-            None => None,
-        };
-        if matches!(claims.uid, Some(uid) if uid < 1000) {
-            return Err(ApiError::Unauthorized(
-                "the token's uid is below 1000".into(),
-            ));
-        }
-        Ok(Caller {
-            from_service,
-            subject: claims.sub,
-            perms,
-            unix_name,
-            uid: claims.uid,
-        })
-    }
+    Ok(Caller::new(
+        claims.sub,
+        from_service,
+        perms,
+        unix_name,
+        claims.uid,
+    ))
 }
 
 /// The caller the `authorize` middleware established.
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+    type Rejection = OpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OpError> {
         match parts.extensions.get::<Caller>() {
             Some(c) => Ok(c.clone()),
-            None => Caller::authenticate(&parts.headers, state).await,
+            None => authenticate(&parts.headers, &state.verifier).await,
         }
     }
 }

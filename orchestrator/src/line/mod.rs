@@ -218,7 +218,7 @@ async fn place(
     audit::record(
         &mut *conn,
         ACTOR,
-        "vessel.place",
+        audit::Action::VesselPlace,
         Some(&id.to_string()),
         "ok",
         serde_json::json!({ "name": w.name, "owner": w.waiter.owner_id, "placement": placed }),
@@ -248,7 +248,7 @@ async fn expire(
         audit::record(
             &mut *conn,
             ACTOR,
-            "vessel.expire",
+            audit::Action::VesselExpire,
             Some(&id.to_string()),
             "ok",
             serde_json::json!({ "name": row.name, "owner": row.owner_id }),

@@ -1,11 +1,11 @@
 //! The Admin pages: hosts (drain / undrain) and the waiting line (move to
 //! front, cancel); people and their limits per queue; the audit log with
-//! filters. Each page checks the route row of the API call it makes, so
-//! someone without the permission gets the API's refusal, not the page.
+//! filters. Each page calls the operations the API calls, as the signed-in
+//! person, so someone without the permission gets the same refusal.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
+use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -14,12 +14,11 @@ use vessel_api::fleet::HostState;
 use vessel_api::line::SetLimits;
 
 use super::fleet::PER_PAGE;
-use super::pages::{act, allowed, confirmed, nav, refusal, Fields};
+use super::pages::{act, confirmed, nav, refusal, Fields};
 use super::session::Signed;
 use super::view::{action_form, csrf, live_page, page, Button};
-use crate::api::error::ApiError;
-use crate::api::{audit as api_audit, fleet as api_fleet, hosts, line, users, vessels};
-use crate::api::{AppState, JsonBody};
+use crate::api::AppState;
+use crate::ops::{self, Action, OpError};
 
 fn tabs(current: &str) -> Markup {
     html! {
@@ -46,22 +45,23 @@ pub async fn hosts_and_line(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let caller = &s.session.caller;
-    if let Err(e) = allowed(caller, "POST", "/v1/hosts/{name}/drain") {
+    if let Err(e) = caller.require(Action::DrainHost) {
         return refusal(Some(&s), e);
     }
-    let count: u32 = match api_fleet::totals(&state).await {
+    let count: u32 = match ops::fleet::totals(&state.ctx, caller).await {
         Ok(t) => t.values().map(|t| t.hosts).sum(),
         Err(e) => return refusal(Some(&s), e),
     };
     let pages = (count as usize).div_ceil(PER_PAGE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
     let offset = ((page - 1) * PER_PAGE) as i64;
-    let hosts = match api_fleet::hosts_page(&state, None, offset, PER_PAGE as i64).await {
-        Ok(h) => h,
-        Err(e) => return refusal(Some(&s), e),
-    };
-    let l = match line::show(State(state)).await {
-        Ok(Json(l)) => l,
+    let hosts =
+        match ops::fleet::hosts_page(&state.ctx, caller, None, offset, PER_PAGE as i64).await {
+            Ok(h) => h,
+            Err(e) => return refusal(Some(&s), e),
+        };
+    let l = match ops::line::show(&state.ctx, caller).await {
+        Ok(l) => l,
         Err(e) => return refusal(Some(&s), e),
     };
     let token = &s.session.csrf;
@@ -126,39 +126,16 @@ pub async fn host_action(
     Path((name, action)): Path<(String, String)>,
     Form(form): Fields,
 ) -> Response {
-    let drain = match action.as_str() {
-        "drain" => true,
-        "undrain" => false,
-        _ => {
-            return refusal(
-                Some(&s),
-                ApiError::NotFound(format!("no action `{action}`")),
-            )
-        }
+    let to = match action.as_str() {
+        "drain" => HostState::Draining,
+        "undrain" => HostState::Active,
+        _ => return refusal(Some(&s), OpError::NotFound(format!("no action `{action}`"))),
     };
-    let path = if drain {
-        "/v1/hosts/{name}/drain"
-    } else {
-        "/v1/hosts/{name}/undrain"
-    };
-    act(
-        &s,
-        &form,
-        Ok(()),
-        ("POST", path),
-        "/admin",
-        |caller| async move {
-            if drain {
-                hosts::drain(State(state), caller, Path(name))
-                    .await
-                    .map(|_| ())
-            } else {
-                hosts::undrain(State(state), caller, Path(name))
-                    .await
-                    .map(|_| ())
-            }
-        },
-    )
+    act(&s, &form, Ok(()), "/admin", |caller| async move {
+        ops::hosts::set_state(&state.ctx, &caller, &name, to)
+            .await
+            .map(|_| ())
+    })
     .await
 }
 
@@ -168,9 +145,8 @@ pub async fn line_front(
     Path(id): Path<Uuid>,
     Form(form): Fields,
 ) -> Response {
-    let row = ("POST", "/v1/line/{vessel}/front");
-    act(&s, &form, Ok(()), row, "/admin", |caller| async move {
-        line::to_front(State(state), caller, Path(id.to_string()))
+    act(&s, &form, Ok(()), "/admin", |caller| async move {
+        ops::line::to_front(&state.ctx, &caller, id)
             .await
             .map(|_| ())
     })
@@ -184,19 +160,11 @@ pub async fn line_cancel(
     Path(id): Path<Uuid>,
     Form(form): Fields,
 ) -> Response {
-    let row = ("DELETE", "/v1/vessels/{vessel}");
-    act(
-        &s,
-        &form,
-        confirmed(&form),
-        row,
-        "/admin",
-        |caller| async move {
-            vessels::kill(State(state), caller, Path(id.to_string()))
-                .await
-                .map(|_| ())
-        },
-    )
+    act(&s, &form, confirmed(&form), "/admin", |caller| async move {
+        ops::vessels::kill(&state.ctx, &caller, &id.to_string())
+            .await
+            .map(|_| ())
+    })
     .await
 }
 
@@ -205,11 +173,8 @@ fn limit_text(n: Option<u32>) -> String {
 }
 
 pub async fn people(State(state): State<AppState>, s: Signed) -> Response {
-    if let Err(e) = allowed(&s.session.caller, "GET", "/v1/users") {
-        return refusal(Some(&s), e);
-    }
-    let list = match users::list(State(state.clone())).await {
-        Ok(Json(l)) => l,
+    let list = match ops::people::list(&state.ctx, &s.session.caller).await {
+        Ok(l) => l,
         Err(e) => return refusal(Some(&s), e),
     };
     let token = &s.session.csrf;
@@ -251,7 +216,7 @@ fn limits_form(state: &AppState, subject: &str, name: &str, token: &str) -> Mark
             (csrf(token))
             div {
                 label for=(id("q")) { "Queue" }
-                select id=(id("q")) name="queue" { @for q in state.config.queues.keys() { option { (q) } } }
+                select id=(id("q")) name="queue" { @for q in state.ctx.config.queues.keys() { option { (q) } } }
             }
             div { label for=(id("g")) { "Max GPUs" } input id=(id("g")) name="max_gpus" type="number" min="0" size="4"; }
             div { label for=(id("v")) { "Max vessels" } input id=(id("v")) name="max_vessels" type="number" min="0" size="4"; }
@@ -264,11 +229,11 @@ fn limits_form(state: &AppState, subject: &str, name: &str, token: &str) -> Mark
 fn limit_field(
     form: &std::collections::HashMap<String, String>,
     key: &str,
-) -> Result<Option<u32>, ApiError> {
+) -> Result<Option<u32>, OpError> {
     match form.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
-            ApiError::invalid(key, format!("`{v}` is not a whole number of 0 or more"))
+            OpError::invalid(key, format!("`{v}` is not a whole number of 0 or more"))
         }),
     }
 }
@@ -290,10 +255,9 @@ pub async fn set_limits(
         Ok(b) => (Ok(()), Some(b)),
         Err(e) => (Err(e), None),
     };
-    let row = ("PUT", "/v1/users/{subject}/limits/{queue}");
-    act(&s, &form, check, row, "/admin/users", |caller| async move {
-        let body = body.ok_or_else(|| ApiError::bug("limits without a parsed body"))?;
-        line::set_limits(State(state), caller, Path((subject, queue)), JsonBody(body))
+    act(&s, &form, check, "/admin/users", |caller| async move {
+        let body = body.ok_or_else(|| OpError::bug("limits without a parsed body"))?;
+        ops::line::set_limits(&state.ctx, &caller, &subject, &queue, body)
             .await
             .map(|_| ())
     })
@@ -305,9 +269,6 @@ pub async fn audit(
     s: Signed,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    if let Err(e) = allowed(&s.session.caller, "GET", "/v1/audit") {
-        return refusal(Some(&s), e);
-    }
     // Empty fields from the form mean "any".
     let some = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
     let query = AuditQuery {
@@ -317,8 +278,8 @@ pub async fn audit(
         outcome: some(&q.outcome),
         limit: Some(q.limit.unwrap_or(100)),
     };
-    let list = match api_audit::list(State(state), Query(query.clone())).await {
-        Ok(Json(l)) => l,
+    let list = match ops::audit::list(&state.ctx, &s.session.caller, &query).await {
+        Ok(l) => l,
         Err(e) => return refusal(Some(&s), e),
     };
     let value = |v: &Option<String>| v.clone().unwrap_or_default();

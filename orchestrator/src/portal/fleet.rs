@@ -16,11 +16,12 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use vessel_api::fleet::{GpuSlot, HostState, HostStatus};
 
-use super::pages::{allowed, nav, refusal};
+use super::pages::{nav, refusal};
 use super::session::Signed;
 use super::usage::{Snapshot, Usage};
 use super::view::{live_page, sparkline};
-use crate::api::{fleet as api_fleet, AppState};
+use crate::api::AppState;
+use crate::ops;
 
 /// Hosts per page of the grid: 400 GPU cells at 8 a host, well under the
 /// 100 KB a page may weigh.
@@ -85,11 +86,8 @@ pub async fn page(
     s: Signed,
     Query(q): Query<FleetQuery>,
 ) -> Response {
-    if let Err(e) = allowed(&s.session.caller, "GET", "/v1/fleet") {
-        return refusal(Some(&s), e);
-    }
-    let idle_below = state.config.undertaker.gpu_idle_below;
-    let totals = match api_fleet::totals(&state).await {
+    let idle_below = state.ctx.config.undertaker.gpu_idle_below;
+    let totals = match ops::fleet::totals(&state.ctx, &s.session.caller).await {
         Ok(t) => t,
         Err(e) => return refusal(Some(&s), e),
     };
@@ -101,11 +99,18 @@ pub async fn page(
     let pages = (count as usize).div_ceil(PER_PAGE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
     let offset = ((page - 1) * PER_PAGE) as i64;
-    let hosts =
-        match api_fleet::hosts_page(&state, q.queue.as_deref(), offset, PER_PAGE as i64).await {
-            Ok(h) => h,
-            Err(e) => return refusal(Some(&s), e),
-        };
+    let hosts = match ops::fleet::hosts_page(
+        &state.ctx,
+        &s.session.caller,
+        q.queue.as_deref(),
+        offset,
+        PER_PAGE as i64,
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => return refusal(Some(&s), e),
+    };
     let snap = usage.snapshot();
     let link = |queue: Option<&str>, page: usize| match queue {
         Some(qn) => format!("/fleet?queue={qn}&page={page}"),

@@ -14,15 +14,15 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use futures::stream::{self, Stream};
 use serde::Deserialize;
 use vessel_api::vessels::ListQuery;
 
 use super::session::{Sessions, Signed};
 use super::usage::Usage;
-use crate::api::auth::{perm, Caller};
-use crate::api::{fleet, line, vessels, AppState};
+use crate::api::AppState;
+use crate::ops::{self, Action, Caller};
 
 const EVERY: Duration = Duration::from_secs(1);
 
@@ -41,13 +41,7 @@ async fn digest(state: &AppState, caller: &Caller, usage: Option<&Arc<Usage>>) -
     if let Some(u) = usage {
         u.snapshot().at.hash(&mut h);
     }
-    if let Ok(Json(list)) = vessels::list(
-        State(state.clone()),
-        caller.clone(),
-        Query(ListQuery::default()),
-    )
-    .await
-    {
+    if let Ok(list) = ops::vessels::list(&state.ctx, caller, ListQuery::default()).await {
         for v in list.vessels {
             (v.id, v.state.as_str(), &v.host, v.expires_at).hash(&mut h);
             v.line.map(|p| (p.position, p.of)).hash(&mut h);
@@ -59,13 +53,13 @@ async fn digest(state: &AppState, caller: &Caller, usage: Option<&Arc<Usage>>) -
     // The queues' totals, from the hosts' counters: any placement or
     // release moves them, and reading them costs no GPU rows (the full
     // grid of a thousand hosts, once a second per open page, would).
-    if caller.can(perm::FLEET_READ) {
-        if let Ok(t) = fleet::totals(state).await {
+    if caller.may(Action::ReadFleet) {
+        if let Ok(t) = ops::fleet::totals(&state.ctx, caller).await {
             serde_json::to_string(&t).unwrap_or_default().hash(&mut h);
         }
     }
-    if caller.can(perm::FLEET_MANAGE) {
-        if let Ok(Json(l)) = line::show(State(state.clone())).await {
+    if caller.may(Action::DrainHost) {
+        if let Ok(l) = ops::line::show(&state.ctx, caller).await {
             serde_json::to_string(&l).unwrap_or_default().hash(&mut h);
         }
     }

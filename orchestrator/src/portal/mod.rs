@@ -109,10 +109,10 @@ impl Default for PortalConfig {
 /// middleware.
 pub fn router(state: &AppState) -> Router<AppState> {
     let sessions = Arc::new(Sessions::new(
-        std::time::Duration::from_secs(state.config.portal.session_hours * 3600),
-        state.config.tls.is_some(),
+        std::time::Duration::from_secs(state.ctx.config.portal.session_hours * 3600),
+        state.ctx.config.tls.is_some(),
     ));
-    let usage = Usage::new(state.config.undertaker.prometheus_url.as_deref());
+    let usage = Usage::new(state.ctx.config.undertaker.prometheus_url.as_deref());
     Router::new()
         .route("/", get(pages::my_vessels))
         .route("/new", get(pages::new_form).post(pages::new_submit))

@@ -19,9 +19,8 @@ use sha2::{Digest, Sha256};
 
 use super::session::{self, Sessions, COOKIE};
 use super::PortalOidc;
-use crate::api::auth::Caller;
-use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::ops::OpError;
 
 /// Binds the flow to the browser that started it: the `state` the issuer
 /// hands back must equal this cookie.
@@ -56,13 +55,13 @@ fn redirect_uri(config: &PortalOidc, headers: &HeaderMap, tls: bool) -> Option<S
     Some(format!("{scheme}://{host}/sign-in/callback"))
 }
 
-async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery, ApiError> {
+async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery, OpError> {
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
     let fail = |e: reqwest::Error| {
-        ApiError::Internal(format!("the issuer's discovery document at {url}: {e}").into())
+        OpError::Internal(format!("the issuer's discovery document at {url}: {e}").into())
     };
     http.get(&url)
         .send()
@@ -74,12 +73,12 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery, Api
         .map_err(fail)
 }
 
-fn client() -> Result<reqwest::Client, ApiError> {
+fn client() -> Result<reqwest::Client, OpError> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| ApiError::Internal(Box::new(e)))
+        .map_err(|e| OpError::Internal(Box::new(e)))
 }
 
 /// Starts the flow: a fresh state and PKCE verifier, kept server-side, and
@@ -89,16 +88,16 @@ pub async fn start(
     Extension(sessions): Extension<Arc<Sessions>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(config) = &state.config.portal.oidc else {
+    let Some(config) = &state.ctx.config.portal.oidc else {
         return super::pages::refusal(
             None,
-            ApiError::NotFound("single sign-on is not set up (`[portal.oidc]`)".into()),
+            OpError::NotFound("single sign-on is not set up (`[portal.oidc]`)".into()),
         );
     };
-    let Some(redirect) = redirect_uri(config, &headers, state.config.tls.is_some()) else {
+    let Some(redirect) = redirect_uri(config, &headers, state.ctx.config.tls.is_some()) else {
         return super::pages::refusal(
             None,
-            ApiError::invalid("host", "no Host header to come back to"),
+            OpError::invalid("host", "no Host header to come back to"),
         );
     };
     let http = match client() {
@@ -130,7 +129,7 @@ pub async fn start(
         Err(e) => {
             return super::pages::refusal(
                 None,
-                ApiError::Internal(format!("the issuer's authorization endpoint: {e}").into()),
+                OpError::Internal(format!("the issuer's authorization endpoint: {e}").into()),
             )
         }
     };
@@ -153,8 +152,8 @@ pub async fn callback(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let refuse = |why: String| super::pages::refusal(None, ApiError::Unauthorized(why));
-    let Some(config) = &state.config.portal.oidc else {
+    let refuse = |why: String| super::pages::refusal(None, OpError::Unauthorized(why));
+    let Some(config) = &state.ctx.config.portal.oidc else {
         return refuse("single sign-on is not set up (`[portal.oidc]`)".into());
     };
     if let Some(e) = q.get("error") {
@@ -209,7 +208,7 @@ pub async fn callback(
         return refuse("the access token is not a header value".into());
     };
     bearer.insert(header::AUTHORIZATION, value);
-    let caller = match Caller::authenticate(&bearer, &state).await {
+    let caller = match crate::api::auth::authenticate(&bearer, &state.verifier).await {
         Ok(c) => c,
         Err(e) => return super::pages::refusal(None, e),
     };

@@ -1,45 +1,27 @@
 //! The researcher's pages: My vessels (with Extend, Keep, Kill) and New
 //! vessel, and the checks every page and form post shares. Every action
-//! checks its `ROUTES` row with the session's caller and then calls the
-//! API's own handler, so the portal can do no more than the same person
-//! could over `/v1`.
+//! calls the operation (`crate::ops`) the API calls, as the session's
+//! caller, so the portal can do no more than the same person could over
+//! `/v1`, and is refused in the same words.
 
 use std::collections::HashMap;
 use std::future::Future;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
+use axum::Form;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use vessel_api::grammar;
-use vessel_api::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselView};
+use vessel_api::vessels::{CreateVessel, ListQuery, VesselView};
 
 use super::session::{self, Signed};
 use super::view::{action_form, csrf, live_page, page, state_badge, Button, Nav};
-use crate::api::auth::{perm, Caller};
-use crate::api::error::ApiError;
-use crate::api::{fleet as api_fleet, vessels, AppState, JsonBody, ROUTES};
+use crate::api::AppState;
+use crate::ops::{self, Action, Caller, OpError};
 
 pub(super) type Fields = Form<HashMap<String, String>>;
-
-/// The API's check for `method path`, with the session's caller: the same
-/// row of `ROUTES` the bearer-token middleware reads.
-pub(super) fn allowed(caller: &Caller, method: &str, path: &str) -> Result<(), ApiError> {
-    let route = ROUTES
-        .iter()
-        .find(|r| r.method == method && r.path == path)
-        .ok_or_else(|| ApiError::bug(format!("{method} {path} has no row in ROUTES")))?;
-    if route.perms.iter().any(|p| caller.can(p)) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "this needs one of: {}",
-            route.perms.join(", ")
-        )))
-    }
-}
 
 pub(super) fn nav(s: &Signed) -> Nav<'_> {
     // The unix name where the token has one: an issuer's `sub` is often
@@ -50,13 +32,13 @@ pub(super) fn nav(s: &Signed) -> Nav<'_> {
             .unix_name
             .as_ref()
             .map_or(caller.subject.as_str(), |u| u.as_str()),
-        admin: s.session.caller.can(perm::FLEET_MANAGE),
+        admin: s.session.caller.may(Action::DrainHost),
         csrf: &s.session.csrf,
     }
 }
 
 /// An API refusal as a page, with the API's status and words.
-pub(super) fn refusal(s: Option<&Signed>, e: ApiError) -> Response {
+pub(super) fn refusal(s: Option<&Signed>, e: OpError) -> Response {
     let status = StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::BAD_REQUEST);
     let text = e.to_string();
     let n = s.map(nav);
@@ -71,7 +53,7 @@ pub(super) fn csrf_refused(s: &Signed, form: &HashMap<String, String>) -> Option
         Some(t) if session::same(t, &s.session.csrf) => None,
         _ => Some(refusal(
             Some(s),
-            ApiError::Forbidden(
+            OpError::Forbidden(
                 "the form is stale or forged (no valid CSRF token); reload the page and try again"
                     .into(),
             ),
@@ -81,33 +63,32 @@ pub(super) fn csrf_refused(s: &Signed, form: &HashMap<String, String>) -> Option
 
 /// What destroys asks for a ticked box; the form's checkbox is `required`,
 /// and this is the server's half for browsers that skip that.
-pub(super) fn confirmed(form: &HashMap<String, String>) -> Result<(), ApiError> {
+pub(super) fn confirmed(form: &HashMap<String, String>) -> Result<(), OpError> {
     if form.contains_key("confirm") {
         Ok(())
     } else {
-        Err(ApiError::invalid("confirm", "tick the box to confirm"))
+        Err(OpError::invalid("confirm", "tick the box to confirm"))
     }
 }
 
 /// A form post's one shape: the CSRF token, then `check` (a confirm box,
-/// a field), then the route's permission row, then the API's handler as
-/// the signed-in person; back to `back` when done, the API's words when
+/// a field), then the operation as the signed-in person (which checks its
+/// permission); back to `back` when done, the operation's words when
 /// refused.
 pub(super) async fn act<Fut>(
     s: &Signed,
     form: &HashMap<String, String>,
-    check: Result<(), ApiError>,
-    (method, path): (&str, &str),
+    check: Result<(), OpError>,
     back: &str,
     call: impl FnOnce(Caller) -> Fut,
 ) -> Response
 where
-    Fut: Future<Output = Result<(), ApiError>>,
+    Fut: Future<Output = Result<(), OpError>>,
 {
     if let Some(r) = csrf_refused(s, form) {
         return r;
     }
-    let done = match check.and_then(|()| allowed(&s.session.caller, method, path)) {
+    let done = match check {
         Ok(()) => call(s.session.caller.clone()).await,
         Err(e) => Err(e),
     };
@@ -214,22 +195,11 @@ fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
 
 pub async fn my_vessels(State(state): State<AppState>, s: Signed) -> Response {
     let caller = &s.session.caller;
-    let list = match allowed(caller, "GET", "/v1/vessels") {
-        Ok(()) => {
-            vessels::list(
-                State(state.clone()),
-                caller.clone(),
-                Query(ListQuery::default()),
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    let list = match list {
-        Ok(Json(l)) => l.vessels,
+    let list = match ops::vessels::list(&state.ctx, caller, ListQuery::default()).await {
+        Ok(l) => l.vessels,
         Err(e) => return refusal(Some(&s), e),
     };
-    let now = state.clock.now();
+    let now = state.ctx.clock.now();
     let body = html! {
         @if list.is_empty() {
             p.card { "You have no vessels. " a href="/new" { "Start one" } "." }
@@ -256,7 +226,7 @@ async fn new_page(
     general: Option<String>,
 ) -> Response {
     // Only the totals: the GPU grid of every host is not read here.
-    let totals = api_fleet::totals(state).await.ok();
+    let totals = ops::fleet::totals(&state.ctx, &s.session.caller).await.ok();
     let chosen = values.get("queue").map(String::as_str).unwrap_or_default();
     let field_error = |key: &str| {
         html! { @if let Some(e) = errors.get(key) { p.field-error id={ "e-" (key) } role="alert" { (e) } } }
@@ -267,7 +237,7 @@ async fn new_page(
             (csrf(&s.session.csrf))
             label for="f-queue" { "Queue" }
             select id="f-queue" name="queue" aria-describedby="e-queue" {
-                @for (name, q) in &state.config.queues {
+                @for (name, q) in &state.ctx.config.queues {
                     @let t = totals.as_ref().and_then(|f| f.iter().find(|(k, _)| k.as_str() == name).map(|(_, t)| t));
                     option value=(name) selected[name == chosen] {
                         (name) " — " (q.gpus) " GPU default"
@@ -313,7 +283,7 @@ pub async fn new_submit(State(state): State<AppState>, s: Signed, Form(form): Fi
     if let Some(r) = csrf_refused(&s, &form) {
         return r;
     }
-    if let Err(e) = allowed(&s.session.caller, "POST", "/v1/vessels") {
+    if let Err(e) = s.session.caller.require(Action::CreateVessel) {
         return refusal(Some(&s), e);
     }
     // Field by field through the grammar Slack and the CLI use, so each
@@ -334,22 +304,16 @@ pub async fn new_submit(State(state): State<AppState>, s: Signed, Form(form): Fi
     if !errors.is_empty() {
         return new_page(&state, &s, &form, &errors, None).await;
     }
-    match vessels::create(
-        State(state.clone()),
-        s.session.caller.clone(),
-        JsonBody(request),
-    )
-    .await
-    {
+    match ops::create::create(&state.ctx, &s.session.caller, request).await {
         Ok(_) => Redirect::to("/").into_response(),
-        Err(ApiError::Invalid {
+        Err(OpError::Invalid {
             field: Some(f),
             message,
         }) => {
             errors.insert(form_key(&f).to_string(), message);
             new_page(&state, &s, &form, &errors, None).await
         }
-        Err(e @ (ApiError::Invalid { .. } | ApiError::Conflict { .. })) => {
+        Err(e @ (OpError::Invalid { .. } | OpError::Conflict { .. })) => {
             new_page(&state, &s, &form, &errors, Some(e.to_string())).await
         }
         Err(e) => refusal(Some(&s), e),
@@ -362,9 +326,8 @@ pub async fn kill(
     Path(id): Path<String>,
     Form(form): Fields,
 ) -> Response {
-    let row = ("DELETE", "/v1/vessels/{vessel}");
-    act(&s, &form, confirmed(&form), row, "/", |caller| async move {
-        vessels::kill(State(state), caller, Path(id))
+    act(&s, &form, confirmed(&form), "/", |caller| async move {
+        ops::vessels::kill(&state.ctx, &caller, &id)
             .await
             .map(|_| ())
     })
@@ -380,12 +343,11 @@ pub async fn extend(
     let (check, by) = match grammar::parse_span(form.get("by").map(String::as_str).unwrap_or("1d"))
     {
         Ok(by) => (Ok(()), Some(by)),
-        Err(e) => (Err(ApiError::invalid("by", e.to_string())), None),
+        Err(e) => (Err(OpError::invalid("by", e.to_string())), None),
     };
-    let row = ("POST", "/v1/vessels/{vessel}/extend");
-    act(&s, &form, check, row, "/", |caller| async move {
-        let by = by.ok_or_else(|| ApiError::bug("extend without a parsed span"))?;
-        vessels::extend(State(state), caller, Path(id), JsonBody(Extend { by }))
+    act(&s, &form, check, "/", |caller| async move {
+        let by = by.ok_or_else(|| OpError::bug("extend without a parsed span"))?;
+        ops::vessels::extend(&state.ctx, &caller, &id, by)
             .await
             .map(|_| ())
     })
@@ -399,10 +361,8 @@ pub async fn keep(
     Path(id): Path<String>,
     Form(form): Fields,
 ) -> Response {
-    let row = ("POST", "/v1/vessels/{vessel}/keep");
-    act(&s, &form, Ok(()), row, "/", |caller| async move {
-        let body = Keep::default();
-        vessels::keep(State(state), caller, Path(id), JsonBody(body))
+    act(&s, &form, Ok(()), "/", |caller| async move {
+        ops::vessels::keep(&state.ctx, &caller, &id, None)
             .await
             .map(|_| ())
     })

@@ -13,8 +13,8 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::Rng;
 
-use crate::api::auth::Caller;
 use crate::api::AppState;
+use crate::ops::Caller;
 
 pub const COOKIE: &str = "vessel_session";
 /// The sign-in form's own CSRF token (double-submit), before any session.
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn an_expired_session_is_gone() {
         let s = Sessions::new(Duration::from_millis(0), false);
-        let caller = Caller::from_session("u".into(), Default::default(), None, None);
+        let caller = Caller::new("u".into(), false, Default::default(), None, None);
         let (id, _) = s.start(caller, None);
         assert!(s.get(&id).is_none());
     }

@@ -14,10 +14,10 @@ use super::pages::{csrf_refused, refusal, Fields};
 use super::session::{self, Signed, COOKIE, PRE_COOKIE};
 use super::view::page;
 use super::Sessions;
-use crate::api::auth::Caller;
-use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::domain::UnixName;
+use crate::ops::Caller;
+use crate::ops::OpError;
 
 pub async fn sign_in_page(
     State(state): State<AppState>,
@@ -25,10 +25,10 @@ pub async fn sign_in_page(
 ) -> Response {
     let pre = session::token();
     let body = html! {
-        @if let Some(o) = &state.config.portal.oidc {
+        @if let Some(o) = &state.ctx.config.portal.oidc {
             p.card { a.button href="/sign-in/oidc" { "Sign in with " (o.issuer) } }
         }
-        @if state.config.portal.dev_sign_in {
+        @if state.ctx.config.portal.dev_sign_in {
             form.card method="post" action="/sign-in/dev" {
                 p.muted { "Dev sign-in (loopback only): any subject, no password. For the local quick start." }
                 input type="hidden" name="csrf" value=(pre);
@@ -37,7 +37,7 @@ pub async fn sign_in_page(
                 p { button type="submit" { "Sign in" } }
             }
         }
-        @if state.config.portal.oidc.is_none() && !state.config.portal.dev_sign_in {
+        @if state.ctx.config.portal.oidc.is_none() && !state.ctx.config.portal.dev_sign_in {
             p.card { "No sign-in is set up for the portal: see `[portal]` in the orchestrator's config." }
         }
     };
@@ -52,8 +52,8 @@ pub async fn dev_sign_in(
     headers: HeaderMap,
     Form(form): Fields,
 ) -> Response {
-    let refuse = |why: &str| refusal(None, ApiError::Forbidden(why.to_string()));
-    if !state.config.portal.dev_sign_in {
+    let refuse = |why: &str| refusal(None, OpError::Forbidden(why.to_string()));
+    if !state.ctx.config.portal.dev_sign_in {
         return refuse("the dev sign-in is off (`[portal] dev_sign_in`)");
     }
     if !peer.is_some_and(|Extension(ConnectInfo(p))| p.ip().is_loopback()) {
@@ -70,13 +70,13 @@ pub async fn dev_sign_in(
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
     else {
-        return refusal(None, ApiError::invalid("subject", "give a subject"));
+        return refusal(None, OpError::invalid("subject", "give a subject"));
     };
     // Like a token without a unix_name claim: the name is derived from the
     // subject where it can be.
     let unix_name = UnixName::parse(subject).ok();
     let perms = state.verifier.role_of(subject);
-    let caller = Caller::from_session(subject.to_string(), perms, unix_name, None);
+    let caller = Caller::new(subject.to_string(), false, perms, unix_name, None);
     let (id, ttl) = sessions.start(caller, None);
     (
         [(header::SET_COOKIE, sessions.cookie(COOKIE, &id, ttl))],

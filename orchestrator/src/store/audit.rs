@@ -15,10 +15,55 @@ fn source() -> String {
         .unwrap_or_else(|_| "system".into())
 }
 
+/// What was done, with one spelling each: the audit log's `action` column
+/// and its filter (`vessel` matches every `vessel.…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    VesselCreate,
+    VesselCancel,
+    VesselKill,
+    VesselExtend,
+    VesselKeep,
+    VesselShow,
+    VesselPlace,
+    VesselExpire,
+    VesselBury,
+    HostDrain,
+    HostUndrain,
+    KeyAdd,
+    KeyRemove,
+    LineFront,
+    UserSet,
+    UserLimits,
+}
+
+impl Action {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::VesselCreate => "vessel.create",
+            Action::VesselCancel => "vessel.cancel",
+            Action::VesselKill => "vessel.kill",
+            Action::VesselExtend => "vessel.extend",
+            Action::VesselKeep => "vessel.keep",
+            Action::VesselShow => "vessel.show",
+            Action::VesselPlace => "vessel.place",
+            Action::VesselExpire => "vessel.expire",
+            Action::VesselBury => "vessel.bury",
+            Action::HostDrain => "host.drain",
+            Action::HostUndrain => "host.undrain",
+            Action::KeyAdd => "key.add",
+            Action::KeyRemove => "key.remove",
+            Action::LineFront => "line.front",
+            Action::UserSet => "user.set",
+            Action::UserLimits => "user.limits",
+        }
+    }
+}
+
 pub async fn record(
     conn: &mut PgConnection,
     actor: &str,
-    action: &str,
+    action: Action,
     target: Option<&str>,
     outcome: &str,
     detail: serde_json::Value,
@@ -27,7 +72,7 @@ pub async fn record(
         "INSERT INTO audit_log (actor, action, target, outcome, detail, source)
          VALUES ($1, $2, $3, $4, $5, $6)",
         actor,
-        action,
+        action.as_str(),
         target,
         outcome,
         detail,
@@ -43,7 +88,7 @@ pub async fn record(
 pub async fn record_denied(
     conn: &mut PgConnection,
     actor: &str,
-    action: &str,
+    action: Action,
     target: &str,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
@@ -54,7 +99,7 @@ pub async fn record_denied(
                            WHERE actor = $1 AND action = $2 AND target = $3
                              AND outcome = 'denied' AND at > now() - interval '1 minute')",
         actor,
-        action,
+        action.as_str(),
         target,
         detail,
         source()

@@ -102,15 +102,18 @@ pub async fn add_key(db: &PgPool, user: &User, key: &SshPublicKey) -> Result<boo
     .await?
     .rows_affected()
         == 1;
-    super::audit::record(
-        &mut tx,
-        &user.id,
-        "key.add",
-        Some(&key.fingerprint),
-        "ok",
-        serde_json::json!({}),
-    )
-    .await?;
+    // A key that was there already changes nothing: nothing to audit.
+    if added {
+        super::audit::record(
+            &mut tx,
+            &user.id,
+            super::audit::Action::KeyAdd,
+            Some(&key.fingerprint),
+            "ok",
+            serde_json::json!({}),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(added)
 }
@@ -130,7 +133,7 @@ pub async fn remove_key(db: &PgPool, user: &User, fingerprint: &str) -> Result<b
         super::audit::record(
             &mut tx,
             &user.id,
-            "key.remove",
+            super::audit::Action::KeyRemove,
             Some(fingerprint),
             "ok",
             serde_json::json!({}),

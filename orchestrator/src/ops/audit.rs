@@ -1,18 +1,13 @@
 //! Reading the audit log (admins): who did what to which target, and what
 //! was refused.
 
-use axum::extract::{Query, State};
-use axum::Json;
 use vessel_api::audit::{AuditList, AuditQuery};
 
-use super::error::ApiError;
-use super::AppState;
+use super::{Action, Caller, Ctx, OpError};
 use crate::store::audit;
 
-pub async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<AuditList>, ApiError> {
+pub async fn list(ctx: &Ctx, caller: &Caller, q: &AuditQuery) -> Result<AuditList, OpError> {
+    caller.require(Action::ReadAudit)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let filter = audit::Filter {
         actor: q.actor.as_deref(),
@@ -20,6 +15,6 @@ pub async fn list(
         action: q.action.as_deref(),
         outcome: q.outcome.as_deref(),
     };
-    let entries = audit::list(&state.db, filter, limit).await?;
-    Ok(Json(AuditList { entries }))
+    let entries = audit::list(&ctx.db, filter, limit).await?;
+    Ok(AuditList { entries })
 }

@@ -3,21 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
-use axum::Json;
 use vessel_api::fleet::{FleetStatus, HostState, HostStatus, QueueStatus};
 use vessel_api::QueueName;
 
-use super::error::ApiError;
-use super::AppState;
+use super::{Action, Caller, Ctx, OpError};
 use crate::store::hosts;
 
-fn host_view(h: hosts::HostStatus) -> Result<HostStatus, ApiError> {
+fn host_view(h: hosts::HostStatus) -> Result<HostStatus, OpError> {
     Ok(HostStatus {
         queue: QueueName::parse(&h.queue)
-            .map_err(|e| ApiError::bug(format!("host {}: {e}", h.name)))?,
+            .map_err(|e| OpError::bug(format!("host {}: {e}", h.name)))?,
         name: h.name,
-        state: if h.state == "draining" {
+        state: if h.state == HostState::Draining.as_str() {
             HostState::Draining
         } else {
             HostState::Active
@@ -61,9 +58,8 @@ fn queue_totals(
     queues
 }
 
-fn configured(state: &AppState) -> Vec<QueueName> {
-    state
-        .config
+fn configured(ctx: &Ctx) -> Vec<QueueName> {
+    ctx.config
         .queues
         .keys()
         .filter_map(|q| QueueName::parse(q).ok())
@@ -72,10 +68,10 @@ fn configured(state: &AppState) -> Vec<QueueName> {
 
 /// Each queue's waiting count, from the line.
 async fn add_waiting(
-    state: &AppState,
+    ctx: &Ctx,
     queues: &mut BTreeMap<QueueName, QueueStatus>,
-) -> Result<(), ApiError> {
-    for l in crate::store::line::lines(&state.db).await? {
+) -> Result<(), OpError> {
+    for l in crate::store::line::lines(&ctx.db).await? {
         if let Some(q) = QueueName::parse(&l.queue)
             .ok()
             .and_then(|n| queues.get_mut(&n))
@@ -86,21 +82,24 @@ async fn add_waiting(
     Ok(())
 }
 
-pub async fn status(State(state): State<AppState>) -> Result<Json<FleetStatus>, ApiError> {
-    let hosts = hosts_page(&state, None, 0, i64::MAX).await?;
-    let mut queues = queue_totals(&configured(&state), &hosts);
-    add_waiting(&state, &mut queues).await?;
-    Ok(Json(FleetStatus { hosts, queues }))
+/// Every host's GPU grid and the queues' totals.
+pub async fn status(ctx: &Ctx, caller: &Caller) -> Result<FleetStatus, OpError> {
+    let hosts = hosts_page(ctx, caller, None, 0, i64::MAX).await?;
+    let mut queues = queue_totals(&configured(ctx), &hosts);
+    add_waiting(ctx, &mut queues).await?;
+    Ok(FleetStatus { hosts, queues })
 }
 
 /// A page of hosts with their GPUs and holders (by queue, then name).
 pub async fn hosts_page(
-    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
     queue: Option<&str>,
     offset: i64,
     limit: i64,
-) -> Result<Vec<HostStatus>, ApiError> {
-    hosts::status_of(&state.db, queue, offset, limit)
+) -> Result<Vec<HostStatus>, OpError> {
+    caller.require(Action::ReadFleet)?;
+    hosts::status_of(&ctx.db, queue, offset, limit)
         .await?
         .into_iter()
         .map(host_view)
@@ -110,13 +109,17 @@ pub async fn hosts_page(
 /// The per-queue totals of `status` without reading a GPU row: from the
 /// counters every host row keeps. What the portal's summaries show at a
 /// thousand hosts.
-pub async fn totals(state: &AppState) -> Result<BTreeMap<QueueName, QueueStatus>, ApiError> {
-    let mut queues: BTreeMap<QueueName, QueueStatus> = configured(state)
+pub async fn totals(
+    ctx: &Ctx,
+    caller: &Caller,
+) -> Result<BTreeMap<QueueName, QueueStatus>, OpError> {
+    caller.require(Action::ReadFleet)?;
+    let mut queues: BTreeMap<QueueName, QueueStatus> = configured(ctx)
         .into_iter()
         .map(|q| (q, QueueStatus::default()))
         .collect();
     let n = |v: i64| v.max(0) as u64;
-    for t in hosts::totals(&state.db).await? {
+    for t in hosts::totals(&ctx.db).await? {
         let Ok(name) = QueueName::parse(&t.queue) else {
             continue;
         };
@@ -135,6 +138,12 @@ pub async fn totals(state: &AppState) -> Result<BTreeMap<QueueName, QueueStatus>
             },
         );
     }
-    add_waiting(state, &mut queues).await?;
+    add_waiting(ctx, &mut queues).await?;
     Ok(queues)
+}
+
+/// `/metrics` in the Prometheus text format.
+pub async fn metrics(ctx: &Ctx, caller: &Caller) -> Result<String, OpError> {
+    caller.require(Action::ReadMetrics)?;
+    Ok(crate::metrics::text(&ctx.db, &ctx.config).await?)
 }
