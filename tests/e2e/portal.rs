@@ -199,6 +199,35 @@ async fn portal_creates_shows_and_kills_a_vessel_with_field_errors_in_place() ->
         "the error follows its field"
     );
 
+    // The image is a choice among what the queue allows, not free text; a
+    // typed tag must still be one the queue allows, refused in place.
+    assert!(
+        form.body.contains(r#"<select id="f-image" name="image""#)
+            && form.body.contains(r#"<option value="vessel/absent:1">"#),
+        "{}",
+        form.body
+    );
+    let tag = alice
+        .post(
+            "/new",
+            &[
+                ("csrf", &csrf),
+                ("queue", "3090"),
+                ("image_tag", "lab/other:1"),
+            ],
+        )
+        .await?;
+    assert_eq!(tag.status, 422, "{}", tag.body);
+    let err = tag
+        .body
+        .find(r#"id="e-image""#)
+        .context("the image error")?;
+    assert!(
+        tag.body[err..].contains("allows these images"),
+        "{}",
+        tag.body
+    );
+
     let made = alice
         .post(
             "/new",

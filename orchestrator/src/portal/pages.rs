@@ -213,7 +213,6 @@ const FORM_FIELDS: &[(&str, &str, &str)] = &[
     ("gpu", "GPUs", "number"),
     ("cpu", "CPUs", "number"),
     ("mem", "Memory (e.g. 64G)", "text"),
-    ("image", "Image", "text"),
     ("name", "Name", "text"),
     ("for", "Lifetime (e.g. 2d, 24h)", "text"),
 ];
@@ -246,6 +245,8 @@ async fn new_page(
                 }
             }
             (field_error("queue"))
+            (image_choice(state, values))
+            (field_error("image"))
             @for (key, label, kind) in FORM_FIELDS {
                 label for={ "f-" (key) } { (label) }
                 input id={ "f-" (key) } name=(key) type=(kind) value=(values.get(*key).map(String::as_str).unwrap_or_default()) aria-describedby={ "e-" (key) };
@@ -262,6 +263,36 @@ async fn new_page(
         StatusCode::UNPROCESSABLE_ENTITY
     };
     (status, page("New vessel", Some(&nav(s)), body)).into_response()
+}
+
+/// The images each queue allows, as a choice: the queue's default unless
+/// another is picked; a `repo:*` entry (any tag of one repository) is
+/// typed into the tag field instead.
+fn image_choice(state: &AppState, values: &HashMap<String, String>) -> Markup {
+    let chosen = values.get("image").map(String::as_str).unwrap_or_default();
+    let queues = &state.ctx.config.queues;
+    let repos: Vec<&str> = queues
+        .values()
+        .flat_map(|q| q.images.iter())
+        .filter_map(|i| i.strip_suffix(":*"))
+        .collect();
+    html! {
+        label for="f-image" { "Image" }
+        select id="f-image" name="image" aria-describedby="e-image" {
+            option value="" { "the queue's default" }
+            @for (name, q) in queues {
+                optgroup label={ "Queue " (name) } {
+                    @for image in ops::plan::images_of(&q.image, &q.images).iter().filter(|i| !i.ends_with(":*")) {
+                        option value=(image) selected[image == chosen] { (image) }
+                    }
+                }
+            }
+        }
+        @if !repos.is_empty() {
+            label for="f-image_tag" { "Or a tag of " (repos.join(", ")) }
+            input id="f-image_tag" name="image_tag" type="text" placeholder={ (repos[0]) ":TAG" } value=(values.get("image_tag").map(String::as_str).unwrap_or_default()) aria-describedby="e-image";
+        }
+    }
 }
 
 pub async fn new_form(State(state): State<AppState>, s: Signed) -> Response {
@@ -290,8 +321,17 @@ pub async fn new_submit(State(state): State<AppState>, s: Signed, Form(form): Fi
     // error has the same words and sits next to its own field.
     let mut request = CreateVessel::default();
     let mut errors = HashMap::new();
-    for key in std::iter::once("queue").chain(FORM_FIELDS.iter().map(|f| f.0)) {
-        let Some(value) = form.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+    let filled = |key: &str| form.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    for key in ["queue", "image"]
+        .into_iter()
+        .chain(FORM_FIELDS.iter().map(|f| f.0))
+    {
+        // A typed tag wins over the list's choice.
+        let value = match key {
+            "image" => filled("image_tag").or_else(|| filled("image")),
+            _ => filled(key),
+        };
+        let Some(value) = value else {
             continue;
         };
         if let Err(e) = grammar::set_option(&mut request, key, value) {
