@@ -249,148 +249,29 @@ fn check_images() -> Result<()> {
     Ok(())
 }
 
-impl Rig {
-    pub async fn start(decls: &[HostDecl]) -> Result<Rig> {
-        Rig::start_with(decls, Options::default()).await
-    }
-
-    pub async fn start_with(decls: &[HostDecl], options: Options) -> Result<Rig> {
-        // Logs land in the test's captured output (RUST_LOG to see more).
-        vessel_orchestrator::telemetry::init();
-        check_images()?;
-        let id = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let dir = std::env::temp_dir().join(format!("vessel-{id}"));
-        std::fs::create_dir_all(dir.join("homes"))?;
-
-        // The orchestrator's key to the hosts, the hosts' own keys (pinned),
-        // and the researcher's key.
-        let ops_key = keygen(&dir, "ops")?;
-        let user_key = keygen(&dir, "alice")?;
-
-        let network = format!("vessel-{id}");
-        let subnet = create_network(&network, &id, options.network_icc)?;
-        let mut rig = Rig {
-            id: id.clone(),
-            dir: dir.clone(),
-            network: network.clone(),
-            hosts: Vec::new(),
-            app: None,
-            http: reqwest::Client::new(),
-            db: create_database(&id).await?,
-            user_key,
-            config_text: String::new(),
-            hosts_toml: String::new(),
-            base_url: None,
-        };
-
-        let mut host_tables = String::new();
-        let direct = decls.iter().filter(|d| !d.tailscale).count();
-        let mut pools = (0..direct).map(|j| pool_slice(&subnet, j, direct));
-        for (n, decl) in decls.iter().enumerate() {
-            let host_key = keygen(&dir, &format!("host-{}", decl.name))?;
-            let container = format!("vessel-{id}-{}", decl.name);
-            // UUIDs as nvidia-smi prints them (GPU- and hex), unique per
-            // rig (the id after its `t` is hex), host and index.
-            let gpus_csv: String = match &decl.nvidia_smi {
-                Some(lines) => lines.clone(),
-                None => (0..decl.gpus)
-                    .map(|i| {
-                        format!(
-                            "{i}, GPU-{}-{n:04x}-{i:04x}, NVIDIA GeForce RTX 3090, 24576 MiB, 00000000:{:02X}:00.0\n",
-                            &id[1..],
-                            i + 1
-                        )
-                    })
-                    .collect(),
-            };
-            let authorized = std::fs::read_to_string(ops_key.with_extension("pub"))?;
-            let home_root = dir.join("homes").join(&decl.name);
-            std::fs::create_dir_all(&home_root)?;
-            let home = home_root.display().to_string();
-            let mut args = vec![
-                "run".to_string(),
-                "-d".into(),
-                "--name".into(),
-                container.clone(),
-                "--network".into(),
-                network.clone(),
-                // A fixed address, so a host that is stopped and started
-                // again is where the config says it is.
-                "--ip".into(),
-                subnet.replace(".0/24", &format!(".{}", 10 + n)),
-                "--label".into(),
-                format!("vessel.test={id}"),
-                "-e".into(),
-                format!("AUTHORIZED_KEYS={}", authorized.trim()),
-                "-v".into(),
-                "/var/run/docker.sock:/var/run/docker.sock".into(),
-                "-v".into(),
-                format!("{home}:{home}"),
-                "-v".into(),
-                format!("{}:/etc/ssh/ssh_host_ed25519_key:ro", host_key.display()),
-                "-v".into(),
+/// The stand-in `nvidia-smi`'s lines for a host: its own, or UUIDs as
+/// nvidia-smi prints them (GPU- and hex), unique per rig (the id after its
+/// `t` is hex), host and index.
+fn gpus_csv(id: &str, n: usize, decl: &HostDecl) -> String {
+    match &decl.nvidia_smi {
+        Some(lines) => lines.clone(),
+        None => (0..decl.gpus)
+            .map(|i| {
                 format!(
-                    "{}:/etc/ssh/ssh_host_ed25519_key.pub:ro",
-                    host_key.with_extension("pub").display()
-                ),
-            ];
-            if decl.gpus > 0 || decl.nvidia_smi.is_some() {
-                args.push("-e".into());
-                args.push(format!("GPUS_CSV={gpus_csv}"));
-            }
-            args.push(TEST_HOST_IMAGE.into());
-            let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
-            docker(&args_ref)?;
-            let address = address_on(&network, &container)?;
-            let pinned = std::fs::read_to_string(host_key.with_extension("pub"))?;
-            let pinned: Vec<&str> = pinned.split_whitespace().take(2).collect();
-            let network_table = if decl.tailscale {
-                format!(
-                    "mode = \"tailscale\"\ndocker_network = \"{network}\"\nsubnet = \"{subnet}\""
+                    "{i}, GPU-{}-{n:04x}-{i:04x}, NVIDIA GeForce RTX 3090, 24576 MiB, 00000000:{:02X}:00.0\n",
+                    &id[1..],
+                    i + 1
                 )
-            } else {
-                format!(
-                    "mode = \"direct\"\ndocker_network = \"{network}\"\nsubnet = \"{subnet}\"\npool = \"{}\"",
-                    pools.next().expect("one pool per direct host")
-                )
-            };
-            host_tables.push_str(&format!(
-                r#"
-[[hosts]]
-name = "{name}"
-queue = "{queue}"
-home_root = "{home}"
-gpu_runtime = "none"
-[hosts.ssh]
-address = "{address}:22"
-user = "root"
-key_path = "{ops}"
-host_key = "{pinned}"
-[hosts.network]
-{network_table}
-"#,
-                name = decl.name,
-                queue = decl.queue,
-                ops = ops_key.display(),
-                pinned = pinned.join(" "),
-            ));
-            rig.hosts.push(TestHost {
-                name: decl.name.clone(),
-                container,
-                address,
-            });
-        }
-        for host in &rig.hosts {
-            let address = host.address.clone();
-            eventually("the test host's sshd", Duration::from_secs(30), || {
-                let address = address.clone();
-                async move { Ok(ssh_banner(&address).await.then_some(())) }
             })
-            .await?;
-        }
+            .collect(),
+    }
+}
 
-        rig.config_text = format!(
-            r#"
+/// The orchestrator's config for a rig: its database, the test queues, the
+/// hosts' tables and the test's extra keys.
+fn config_text(id: &str, options: &Options, host_tables: &str) -> String {
+    let mut text = format!(
+        r#"
 listen = "127.0.0.1:0"
 database_url = "{db}"
 fleet = "{id}"
@@ -430,30 +311,83 @@ image = "{VESSEL_IMAGE}"
 images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
 {host_tables}
 {extra}"#,
-            db = database_url(&id),
-            admins = ADMINS
-                .iter()
-                .map(|a| format!("\"{a}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            workers = options.workers,
-            ready = options.ready_timeout,
-            extra = options.extra_config,
-            probe = options.probe_schedule,
-            queue_3090 = options.queue_3090,
-        );
-        rig.hosts_toml = host_tables;
-        // Periodic jobs the test drives by hand (or not at all) must not
-        // fire on the wall clock mid-test; a test that wants one names
-        // its section.
-        for section in ["reconciler", "undertaker"] {
-            if !options.extra_config.contains(&format!("[{section}]")) {
-                rig.config_text.push_str(&format!(
-                    "\n[{section}]\nschedule = \"{}\"\n",
-                    vessel_orchestrator::schedule::NEVER
-                ));
-            }
+        db = database_url(id),
+        admins = ADMINS
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        workers = options.workers,
+        ready = options.ready_timeout,
+        extra = options.extra_config,
+        probe = options.probe_schedule,
+        queue_3090 = options.queue_3090,
+    );
+    // Periodic jobs the test drives by hand (or not at all) must not fire
+    // on the wall clock mid-test; a test that wants one names its section.
+    for section in ["reconciler", "undertaker"] {
+        if !options.extra_config.contains(&format!("[{section}]")) {
+            text.push_str(&format!(
+                "\n[{section}]\nschedule = \"{}\"\n",
+                vessel_orchestrator::schedule::NEVER
+            ));
         }
+    }
+    text
+}
+
+impl Rig {
+    pub async fn start(decls: &[HostDecl]) -> Result<Rig> {
+        Rig::start_with(decls, Options::default()).await
+    }
+
+    pub async fn start_with(decls: &[HostDecl], options: Options) -> Result<Rig> {
+        // Logs land in the test's captured output (RUST_LOG to see more).
+        vessel_orchestrator::telemetry::init();
+        check_images()?;
+        let id = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let dir = std::env::temp_dir().join(format!("vessel-{id}"));
+        std::fs::create_dir_all(dir.join("homes"))?;
+
+        // The orchestrator's key to the hosts, the hosts' own keys (pinned),
+        // and the researcher's key.
+        let ops_key = keygen(&dir, "ops")?;
+        let user_key = keygen(&dir, "alice")?;
+
+        let network = format!("vessel-{id}");
+        let subnet = create_network(&network, &id, options.network_icc)?;
+        let mut rig = Rig {
+            id: id.clone(),
+            dir: dir.clone(),
+            network: network.clone(),
+            hosts: Vec::new(),
+            app: None,
+            http: reqwest::Client::new(),
+            db: create_database(&id).await?,
+            user_key,
+            config_text: String::new(),
+            hosts_toml: String::new(),
+            base_url: None,
+        };
+        let mut host_tables = String::new();
+        let direct = decls.iter().filter(|d| !d.tailscale).count();
+        let mut pools = (0..direct).map(|j| pool_slice(&subnet, j, direct));
+        for (n, decl) in decls.iter().enumerate() {
+            let pool = (!decl.tailscale).then(|| pools.next().expect("one pool per direct host"));
+            let (host, table) = rig.start_host(n, decl, &ops_key, &subnet, pool)?;
+            host_tables.push_str(&table);
+            rig.hosts.push(host);
+        }
+        for host in &rig.hosts {
+            let address = host.address.clone();
+            eventually("the test host's sshd", Duration::from_secs(30), || {
+                let address = address.clone();
+                async move { Ok(ssh_banner(&address).await.then_some(())) }
+            })
+            .await?;
+        }
+        rig.config_text = config_text(&id, &options, &host_tables);
+        rig.hosts_toml = host_tables;
         let config = Config::from_toml_str(&rig.config_text)?;
         if !options.orchestrator {
             return Ok(rig);
@@ -465,6 +399,96 @@ images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
             None => Application::build(config).await?,
         });
         Ok(rig)
+    }
+
+    /// Starts the `n`th test host (a container running sshd, with the
+    /// engine's socket and its home root) and returns it with its
+    /// `[[hosts]]` table.
+    fn start_host(
+        &self,
+        n: usize,
+        decl: &HostDecl,
+        ops_key: &Path,
+        subnet: &str,
+        pool: Option<String>,
+    ) -> Result<(TestHost, String)> {
+        let host_key = keygen(&self.dir, &format!("host-{}", decl.name))?;
+        let container = format!("vessel-{}-{}", self.id, decl.name);
+        let authorized = std::fs::read_to_string(ops_key.with_extension("pub"))?;
+        let home_root = self.dir.join("homes").join(&decl.name);
+        std::fs::create_dir_all(&home_root)?;
+        let home = home_root.display().to_string();
+        let (key, key_pub) = (host_key.display(), host_key.with_extension("pub"));
+        let mut args = vec![
+            "run".to_string(),
+            "-d".into(),
+            "--name".into(),
+            container.clone(),
+            "--network".into(),
+            self.network.clone(),
+            // A fixed address, so a host that is stopped and started
+            // again is where the config says it is.
+            "--ip".into(),
+            subnet.replace(".0/24", &format!(".{}", 10 + n)),
+            "--label".into(),
+            format!("vessel.test={}", self.id),
+            "-e".into(),
+            format!("AUTHORIZED_KEYS={}", authorized.trim()),
+            "-v".into(),
+            "/var/run/docker.sock:/var/run/docker.sock".into(),
+            "-v".into(),
+            format!("{home}:{home}"),
+            "-v".into(),
+            format!("{key}:/etc/ssh/ssh_host_ed25519_key:ro"),
+            "-v".into(),
+            format!("{}:/etc/ssh/ssh_host_ed25519_key.pub:ro", key_pub.display()),
+        ];
+        if decl.gpus > 0 || decl.nvidia_smi.is_some() {
+            args.push("-e".into());
+            args.push(format!("GPUS_CSV={}", gpus_csv(&self.id, n, decl)));
+        }
+        args.push(TEST_HOST_IMAGE.into());
+        let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args_ref)?;
+        let address = address_on(&self.network, &container)?;
+        let pinned = std::fs::read_to_string(host_key.with_extension("pub"))?;
+        let pinned: Vec<&str> = pinned.split_whitespace().take(2).collect();
+        let network_table = match pool {
+            None => format!(
+                "mode = \"tailscale\"\ndocker_network = \"{}\"\nsubnet = \"{subnet}\"",
+                self.network
+            ),
+            Some(pool) => format!(
+                "mode = \"direct\"\ndocker_network = \"{}\"\nsubnet = \"{subnet}\"\npool = \"{pool}\"",
+                self.network
+            ),
+        };
+        let table = format!(
+            r#"
+[[hosts]]
+name = "{name}"
+queue = "{queue}"
+home_root = "{home}"
+gpu_runtime = "none"
+[hosts.ssh]
+address = "{address}:22"
+user = "root"
+key_path = "{ops}"
+host_key = "{pinned}"
+[hosts.network]
+{network_table}
+"#,
+            name = decl.name,
+            queue = decl.queue,
+            ops = ops_key.display(),
+            pinned = pinned.join(" "),
+        );
+        let host = TestHost {
+            name: decl.name.clone(),
+            container,
+            address,
+        };
+        Ok((host, table))
     }
 
     pub fn url(&self, path: &str) -> String {
