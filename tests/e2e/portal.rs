@@ -453,3 +453,84 @@ async fn portal_tells_an_open_page_when_what_it_shows_changes() -> Result<()> {
     told.context("no `changed` within 20 s of a new vessel")??;
     Ok(())
 }
+
+/// The attack: a subject shaped like a path (`../hosts/gpu-1/drain?x=`)
+/// put into an admin's limits form action, so the admin's own post (with
+/// their CSRF token) lands on another route. And an admin's portal actions
+/// must be audited as that admin, via the portal, from the browser's
+/// address, not as `system`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_shaped_subject_cannot_redirect_an_admins_form_and_portal_actions_are_audited_as_the_person(
+) -> Result<()> {
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            extra_config: "[portal]\ndev_sign_in = true\n".into(),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let evil = "../hosts/gpu-1/drain?x=";
+    let mut eve = Browser::new(&rig);
+    eve.sign_in(evil).await?;
+    // Her first page makes her a user, so she is listed to admins.
+    assert_eq!(eve.get("/").await?.status, 200);
+
+    let mut admin = Browser::new(&rig);
+    admin.sign_in("root-admin").await?;
+    let csrf = admin.csrf().await?;
+    let people = admin.get("/admin/users").await?;
+    assert_eq!(people.status, 200, "{}", people.body);
+    let action = people
+        .body
+        .split(r#"action=""#)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|a| a.contains("hosts"))
+        .context("eve's limits form")?
+        .to_string();
+    // As a browser resolves it: still under /admin/users/.
+    let resolved = url::Url::parse("http://portal/admin/users")?.join(&action)?;
+    assert!(
+        resolved.path().starts_with("/admin/users/") && resolved.query().is_none(),
+        "{action} resolves to {resolved}"
+    );
+    let posted = admin
+        .post(
+            &action,
+            &[("csrf", &csrf), ("queue", "3090"), ("max_gpus", "1")],
+        )
+        .await?;
+    assert_eq!(posted.status, 303, "{}", posted.body);
+
+    let root = rig.token("root-admin", vessel_api::perm::ADMIN);
+    let (_, fleet) = rig
+        .call(reqwest::Method::GET, "/v1/fleet", &root, None)
+        .await?;
+    assert_eq!(fleet["hosts"][0]["state"], "active", "{fleet}");
+    let (_, users) = rig
+        .call(reqwest::Method::GET, "/v1/users", &root, None)
+        .await?;
+    let eves = users["users"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["id"] == evil))
+        .context("eve in the user list")?;
+    assert_eq!(eves["queues"][0]["max_gpus"], 1, "{users}");
+
+    let (_, audit) = rig
+        .call(
+            reqwest::Method::GET,
+            "/v1/audit?action=user.limits",
+            &root,
+            None,
+        )
+        .await?;
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["actor"], "root-admin", "{audit}");
+    let source = entry["source"].as_str().unwrap_or_default();
+    assert!(
+        source.contains("127.0.0.1") && source.ends_with("via portal"),
+        "{audit}"
+    );
+    Ok(())
+}

@@ -16,7 +16,7 @@ use vessel_api::line::SetLimits;
 use super::fleet::PER_PAGE;
 use super::pages::{act, confirmed, nav, refusal, Fields};
 use super::session::Signed;
-use super::view::{action_form, csrf, live_page, page, Button};
+use super::view::{action_form, csrf, live_page, page, seg, Button};
 use crate::api::AppState;
 use crate::ops::{self, Action, OpError};
 
@@ -78,7 +78,7 @@ pub async fn hosts_and_line(
                         td { (h.vessels) }
                         td {
                             @let action = if h.state == HostState::Draining { "undrain" } else { "drain" };
-                            (action_form(&format!("/admin/hosts/{}/{action}", h.name), token, action, Button::Quiet, None))
+                            (action_form(&format!("/admin/hosts/{}/{action}", seg(&h.name)), token, action, Button::Quiet, None))
                         }
                     }
                 }
@@ -212,7 +212,7 @@ pub async fn people(State(state): State<AppState>, s: Signed) -> Response {
 fn limits_form(state: &AppState, subject: &str, name: &str, token: &str) -> Markup {
     let id = |field: &str| format!("{field}-{name}");
     html! {
-        form.filters method="post" action={ "/admin/users/" (subject) "/limits" } {
+        form.filters method="post" action={ "/admin/users/" (seg(subject)) "/limits" } {
             (csrf(token))
             div {
                 label for=(id("q")) { "Queue" }

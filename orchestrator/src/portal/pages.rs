@@ -20,6 +20,7 @@ use super::session::{self, Signed};
 use super::view::{action_form, csrf, live_page, page, state_badge, Button, Nav};
 use crate::api::AppState;
 use crate::ops::{self, Action, Caller, OpError};
+use crate::store::audit::SOURCE;
 
 pub(super) type Fields = Form<HashMap<String, String>>;
 
@@ -88,8 +89,13 @@ where
     if let Some(r) = csrf_refused(s, form) {
         return r;
     }
+    // Audited as the person, via the portal, from the browser's address.
     let done = match check {
-        Ok(()) => call(s.session.caller.clone()).await,
+        Ok(()) => {
+            SOURCE
+                .scope(s.source(), call(s.session.caller.clone()))
+                .await
+        }
         Err(e) => Err(e),
     };
     match done {
@@ -344,7 +350,11 @@ pub async fn new_submit(State(state): State<AppState>, s: Signed, Form(form): Fi
     if !errors.is_empty() {
         return new_page(&state, &s, &form, &errors, None).await;
     }
-    match ops::create::create(&state.ctx, &s.session.caller, request).await {
+    let created = SOURCE.scope(
+        s.source(),
+        ops::create::create(&state.ctx, &s.session.caller, request),
+    );
+    match created.await {
         Ok(_) => Redirect::to("/").into_response(),
         Err(OpError::Invalid {
             field: Some(f),

@@ -148,6 +148,15 @@ impl Sessions {
 pub struct Signed {
     pub id: String,
     pub session: Session,
+    /// The browser's address, for the audit log.
+    pub peer: String,
+}
+
+impl Signed {
+    /// "From where" in the audit log for what this person does here.
+    pub fn source(&self) -> String {
+        format!("{} via portal", self.peer)
+    }
 }
 
 impl FromRequestParts<AppState> for Signed {
@@ -159,8 +168,15 @@ impl FromRequestParts<AppState> for Signed {
             .get::<Arc<Sessions>>()
             .cloned()
             .ok_or_else(|| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
         cookie_value(&parts.headers, COOKIE)
-            .and_then(|id| sessions.get(&id).map(|session| Signed { id, session }))
+            .and_then(|id| {
+                let session = sessions.get(&id)?;
+                Some(Signed { id, session, peer })
+            })
             .ok_or_else(|| Redirect::to("/sign-in").into_response())
     }
 }

@@ -249,3 +249,33 @@ mod tests {
         assert!(!quiet.contains("confirm"), "{quiet}");
     }
 }
+
+/// The characters a path segment keeps as they are (RFC 3986 unreserved);
+/// everything else, `/` and `.` runs included, is percent-encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One path segment of a link or form action, percent-encoded: a subject
+/// or host name like `../hosts/gpu-1/drain` stays one segment.
+pub fn seg(s: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(s, SEGMENT).to_string();
+    // `.` is unreserved but `.`/`..` alone are path steps: encode dots too.
+    encoded.replace('.', "%2E")
+}
+
+#[cfg(test)]
+mod segment_tests {
+    use super::seg;
+
+    #[test]
+    fn a_segment_cannot_climb_or_split_the_path() {
+        assert_eq!(
+            seg("../hosts/gpu-1/drain?x="),
+            "%2E%2E%2Fhosts%2Fgpu-1%2Fdrain%3Fx%3D"
+        );
+        assert_eq!(seg("U0123ABC"), "U0123ABC");
+        assert_eq!(seg("alice@lab.org"), "alice%40lab%2Eorg");
+    }
+}
