@@ -59,7 +59,11 @@ async fn sign_in(http: &reqwest::Client, rig: &Rig, subject: &str) -> Result<Str
     let signed = http
         .post(rig.url("/sign-in/dev"))
         .header("cookie", &pre)
-        .form(&[("csrf", csrf), ("subject", subject)])
+        .form(&[
+            ("csrf", csrf),
+            ("subject", subject),
+            ("key", &rig.dev_key()),
+        ])
         .send()
         .await?;
     set_cookie(&signed, "session")

@@ -114,10 +114,18 @@ cpus = 1
 memory = "1G"
 image = "vessel/base:latest"
 # The web portal at http://127.0.0.1:$PORT/: a sign-in form that takes a
-# name without a password, allowed only because listen is loopback.
+# name and the key in dev-sign-in.key (only you can read it), allowed only
+# because listen is loopback.
 [portal]
 dev_sign_in = true
+dev_sign_in_key_file = "$STATE/dev-sign-in.key"
 TOML
+
+# The dev sign-in's key: kept across runs, readable by you alone.
+if [ ! -s "$STATE/dev-sign-in.key" ]; then
+  (umask 077; od -An -tx1 -N16 /dev/urandom | tr -d ' \n' > "$STATE/dev-sign-in.key")
+fi
+chmod 600 "$STATE/dev-sign-in.key"
 
 cat > "$STATE/vessel-bot.toml" <<TOML
 orchestrator_url = "http://127.0.0.1:$PORT"
@@ -168,6 +176,13 @@ The API: export TOKEN=\$($BIN --config $STATE/vessel.toml token console:$ME --ke
   curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels
   curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/fleet
   curl -X DELETE -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/v1/vessels/demo
+MSG
+
+cat <<MSG
+The portal (this link carries the dev sign-in's key: keep it to yourself):
+
+  http://127.0.0.1:$PORT/sign-in?key=$(cat "$STATE/dev-sign-in.key")
+
 MSG
 
 # The CLI's way in for the demo: a token file, private to you.

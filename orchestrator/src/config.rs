@@ -1503,12 +1503,15 @@ docker_network = "vessels"
 
     #[test]
     fn the_portals_dev_sign_in_is_loopback_only_and_its_issuer_one_we_trust() {
-        let open = format!(
-            "listen = \"0.0.0.0:8700\"\nallow_plaintext = true\n{MINIMAL}\n[portal]\ndev_sign_in = true\n"
+        let key = crate::portal::tests::private_key_file("config");
+        let dev = format!(
+            "[portal]\ndev_sign_in = true\ndev_sign_in_key_file = \"{}\"\n",
+            key.display()
         );
+        let open = format!("listen = \"0.0.0.0:8700\"\nallow_plaintext = true\n{MINIMAL}\n{dev}");
         let err = Config::from_toml_str(&open).unwrap_err().to_string();
         assert!(err.starts_with("portal.dev_sign_in:"), "{err}");
-        let local = format!("{MINIMAL}\n[portal]\ndev_sign_in = true\n");
+        let local = format!("{MINIMAL}\n{dev}");
         assert!(Config::from_toml_str(&local).is_ok());
         let stranger = format!(
             "{MINIMAL}\n[portal.oidc]\nissuer = \"https://nobody.example/\"\nclient_id = \"p\"\naudience = \"a\"\n"

@@ -249,6 +249,20 @@ fn check_images() -> Result<()> {
     Ok(())
 }
 
+/// Writes `text` to a file only its owner may read.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 /// The stand-in `nvidia-smi`'s lines for a host: its own, or UUIDs as
 /// nvidia-smi prints them (GPU- and hex), unique per rig (the id after its
 /// `t` is hex), host and index.
@@ -269,7 +283,14 @@ fn gpus_csv(id: &str, n: usize, decl: &HostDecl) -> String {
 
 /// The orchestrator's config for a rig: its database, the test queues, the
 /// hosts' tables and the test's extra keys.
-fn config_text(id: &str, options: &Options, host_tables: &str) -> String {
+fn config_text(id: &str, options: &Options, host_tables: &str, key_file: &Path) -> String {
+    let extra = options.extra_config.replace(
+        "dev_sign_in = true",
+        &format!(
+            "dev_sign_in = true\ndev_sign_in_key_file = \"{}\"",
+            key_file.display()
+        ),
+    );
     let mut text = format!(
         r#"
 listen = "127.0.0.1:0"
@@ -319,7 +340,6 @@ images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
             .join(", "),
         workers = options.workers,
         ready = options.ready_timeout,
-        extra = options.extra_config,
         probe = options.probe_schedule,
         queue_3090 = options.queue_3090,
     );
@@ -386,7 +406,11 @@ impl Rig {
             })
             .await?;
         }
-        rig.config_text = config_text(&id, &options, &host_tables);
+        // The dev sign-in's key, as an operator keeps it: a file only its
+        // owner reads.
+        let key_file = dir.join("dev-sign-in.key");
+        write_private(&key_file, &uuid::Uuid::new_v4().simple().to_string())?;
+        rig.config_text = config_text(&id, &options, &host_tables, &key_file);
         rig.hosts_toml = host_tables;
         let config = Config::from_toml_str(&rig.config_text)?;
         if !options.orchestrator {
@@ -489,6 +513,11 @@ host_key = "{pinned}"
             address,
         };
         Ok((host, table))
+    }
+
+    /// The dev sign-in's key (`[portal] dev_sign_in_key_file`).
+    pub fn dev_key(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dev-sign-in.key")).unwrap_or_default()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -80,7 +80,14 @@ impl<'a> Browser<'a> {
         let page = self.get("/sign-in").await?;
         let csrf = csrf_in(&page.body)?;
         let done = self
-            .post("/sign-in/dev", &[("csrf", &csrf), ("subject", subject)])
+            .post(
+                "/sign-in/dev",
+                &[
+                    ("csrf", &csrf),
+                    ("subject", subject),
+                    ("key", &self.rig.dev_key()),
+                ],
+            )
             .await?;
         if done.status != 303 || !self.cookies.contains_key("vessel_session") {
             bail!("dev sign-in as {subject}: {} {}", done.status, done.body);
@@ -532,5 +539,92 @@ async fn a_path_shaped_subject_cannot_redirect_an_admins_form_and_portal_actions
         source.contains("127.0.0.1") && source.ends_with("via portal"),
         "{audit}"
     );
+    Ok(())
+}
+
+/// The attack: anything that reaches loopback (a reverse proxy on the same
+/// host, an `ssh -L`, another local account) used the dev sign-in to become
+/// any admin. It now takes the operator's key; every sign-in is audited
+/// with its method and peer; a sign-in that is off is not routed at all;
+/// and pages carry their guard headers (no framing, no caching, HSTS and
+/// `Secure` cookies behind an https `public_url`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_sign_in_needs_the_operators_key_and_every_sign_in_is_audited() -> Result<()> {
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            extra_config: "[portal]\ndev_sign_in = true\npublic_url = \"https://vessel.test\"\n"
+                .into(),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let mut mallory = Browser::new(&rig);
+    let page = mallory.get("/sign-in").await?;
+    let csrf = csrf_in(&page.body)?;
+    for key in ["", "guess-guess-guess-guess"] {
+        let tried = mallory
+            .post(
+                "/sign-in/dev",
+                &[("csrf", &csrf), ("subject", "root-admin"), ("key", key)],
+            )
+            .await?;
+        assert_eq!(tried.status, 403, "key {key:?}: {}", tried.body);
+        assert!(!mallory.cookies.contains_key("vessel_session"));
+    }
+    let mut admin = Browser::new(&rig);
+    admin.sign_in("root-admin").await?;
+    let root = rig.token("root-admin", vessel_api::perm::ADMIN);
+    let (_, audit) = rig
+        .call(
+            reqwest::Method::GET,
+            "/v1/audit?action=portal.sign_in",
+            &root,
+            None,
+        )
+        .await?;
+    let entries = audit["entries"].as_array().context("entries")?;
+    let ok = entries
+        .iter()
+        .find(|e| e["outcome"] == "ok")
+        .context("the sign-in's row")?;
+    assert_eq!(ok["actor"], "root-admin", "{audit}");
+    assert_eq!(ok["detail"]["method"], "dev", "{audit}");
+    assert_eq!(ok["source"], "127.0.0.1 via portal", "{audit}");
+    assert!(
+        entries.iter().any(|e| e["outcome"] == "denied"),
+        "the refused tries are audited: {audit}"
+    );
+
+    // Guard headers on a page with SSH material; an https public URL makes
+    // the session cookie Secure and sends HSTS.
+    let resp = admin
+        .http
+        .get(rig.url("/"))
+        .header(
+            "cookie",
+            format!("vessel_session={}", admin.cookies["vessel_session"]),
+        )
+        .send()
+        .await?;
+    let h = resp.headers();
+    assert_eq!(h["cache-control"], "no-store");
+    let csp = h["content-security-policy"].to_str()?;
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(h.contains_key("strict-transport-security"));
+    let signed = Browser::new(&rig).get("/sign-in").await?;
+    assert_eq!(signed.status, 200);
+    let again = reqwest::get(rig.url("/sign-in")).await?;
+    let cookie = again.headers()["set-cookie"].to_str()?.to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
+    // Without `dev_sign_in` the route is not there at all.
+    let plain = Rig::start_with(&[gpu_host("gpu-1", 1, "3090")], Options::default()).await?;
+    let off = reqwest::Client::new()
+        .post(plain.url("/sign-in/dev"))
+        .form(&[("subject", "root-admin")])
+        .send()
+        .await?;
+    assert_eq!(off.status(), 404);
     Ok(())
 }

@@ -29,9 +29,10 @@ async fn browser(rig: &Rig, test: &str) -> Result<Browser> {
     Browser::start(&rig.url(""), &profile, shots(test)).await
 }
 
-/// Signs in with the dev sign-in form, as a person would type it.
-async fn sign_in(b: &Browser, subject: &str) -> Result<()> {
-    b.goto("/sign-in").await?;
+/// Signs in with the dev sign-in form, as a person would type it, from the
+/// link with the key the quick start prints.
+async fn sign_in(b: &Browser, rig: &Rig, subject: &str) -> Result<()> {
+    b.goto(&format!("/sign-in?key={}", rig.dev_key())).await?;
     b.type_into("#f-subject", subject).await?;
     b.click("form[action='/sign-in/dev'] button").await?;
     b.wait_for("the signed-in page", "form.signout", DEADLINE)
@@ -99,7 +100,7 @@ async fn a_researcher_waits_runs_copies_logs_in_and_kills_in_a_real_browser() ->
     b.goto("/fleet").await?;
     ensure!(b.path().await? == "/sign-in", "sent to sign in");
     b.screenshot("sign-in").await?;
-    sign_in(&b, "alice").await?;
+    sign_in(&b, &rig, "alice").await?;
     ensure!(b.path().await? == "/", "home after sign-in");
     ensure!(
         b.client.find(Locator::LinkText("Admin")).await.is_err(),
@@ -291,7 +292,7 @@ async fn admin_pages_are_an_admins_and_forms_need_their_token_in_a_real_browser(
 
     // A researcher: no admin page, in the API's words.
     let b = browser(&rig, "admin").await?;
-    sign_in(&b, "alice").await?;
+    sign_in(&b, &rig, "alice").await?;
     b.goto("/admin").await?;
     let refused = b.text("p.error").await?;
     ensure!(refused.contains("needs one of"), "{refused}");
@@ -301,7 +302,7 @@ async fn admin_pages_are_an_admins_and_forms_need_their_token_in_a_real_browser(
         .await?;
 
     // An admin: hosts and line, people and limits, the audit log.
-    sign_in(&b, "root-admin").await?;
+    sign_in(&b, &rig, "root-admin").await?;
     b.click("nav a[href='/admin']").await?;
     b.wait_for(
         "the hosts table",

@@ -31,9 +31,19 @@ pub use usage::{Snapshot, Usage};
 pub struct PortalConfig {
     /// A sign-in form that takes any subject without a password, for the
     /// local quick start. Refused at startup unless `listen` is loopback,
-    /// and answered only to loopback peers.
+    /// answered only to loopback peers, and only with the key in
+    /// `dev_sign_in_key_file`.
     #[serde(default)]
     pub dev_sign_in: bool,
+    /// The dev sign-in's key: a file only its owner may read (mode 0600 or
+    /// stricter), at least 16 characters. Being on the same machine is not
+    /// enough to sign in as anyone (a local proxy, `ssh -L` or another
+    /// account reach loopback too); holding this file is.
+    pub dev_sign_in_key_file: Option<std::path::PathBuf>,
+    /// Where people reach the portal, e.g. `https://vessel.lab`: behind a
+    /// TLS proxy, an `https` URL makes cookies `Secure`, adds HSTS and is
+    /// the OIDC redirect's base.
+    pub public_url: Option<String>,
     /// How long a session lives after sign-in.
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
@@ -87,7 +97,53 @@ impl PortalConfig {
         if self.session_hours == 0 {
             return Err(("portal.session_hours", "must be at least 1".into()));
         }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.ends_with('/') {
+                return Err((
+                    "portal.public_url",
+                    format!("`{url}` must be an http(s) URL without a trailing `/`"),
+                ));
+            }
+        }
+        if self.dev_sign_in {
+            self.dev_key()?;
+        }
         Ok(())
+    }
+
+    /// Whether people reach the portal over https (through a proxy, or our
+    /// own TLS): cookies are then `Secure` and HSTS is sent.
+    pub fn is_https(&self, own_tls: bool) -> bool {
+        own_tls
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// The dev sign-in's key, read from its file, which only its owner may
+    /// read. Errors are (key, message).
+    pub fn dev_key(&self) -> Result<vessel_common::Secret, (&'static str, String)> {
+        const KEY: &str = "portal.dev_sign_in_key_file";
+        let path = self.dev_sign_in_key_file.as_ref().ok_or((
+            KEY,
+            "the dev sign-in needs a key file only you can read (e.g. `umask 077; head -c 24 /dev/urandom | base64 > dev-sign-in.key`)".to_string(),
+        ))?;
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| (KEY, format!("{shown}: {e}")))?;
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err((
+                KEY,
+                format!("{shown} may be read by others: `chmod 600 {shown}`"),
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| (KEY, format!("{shown}: {e}")))?;
+        let key = text.trim();
+        if key.chars().count() < 16 {
+            return Err((KEY, format!("{shown} holds fewer than 16 characters")));
+        }
+        Ok(vessel_common::Secret::new(key.to_string()))
     }
 }
 
@@ -99,6 +155,8 @@ impl Default for PortalConfig {
     fn default() -> Self {
         PortalConfig {
             dev_sign_in: false,
+            dev_sign_in_key_file: None,
+            public_url: None,
             session_hours: default_session_hours(),
             oidc: None,
         }
@@ -108,12 +166,22 @@ impl Default for PortalConfig {
 /// The portal's routes; merged into the API router outside its bearer-token
 /// middleware.
 pub fn router(state: &AppState) -> Router<AppState> {
+    let portal = &state.ctx.config.portal;
     let sessions = Arc::new(Sessions::new(
-        std::time::Duration::from_secs(state.ctx.config.portal.session_hours * 3600),
-        state.ctx.config.tls.is_some(),
+        std::time::Duration::from_secs(portal.session_hours * 3600),
+        portal.is_https(state.ctx.config.tls.is_some()),
     ));
     let usage = Usage::new(state.ctx.config.undertaker.prometheus_url.as_deref());
-    Router::new()
+    // A sign-in that is off is not there at all (it cannot be made to read
+    // a body, or answer anything but 404). Validated at start-up.
+    let dev_key = portal.dev_sign_in.then(|| portal.dev_key().ok()).flatten();
+    let mut router = Router::new();
+    if let Some(key) = dev_key {
+        router = router
+            .route("/sign-in/dev", post(signin::dev_sign_in))
+            .layer(axum::Extension(signin::DevKey(Arc::new(key))));
+    }
+    router
         .route("/", get(pages::my_vessels))
         .route("/new", get(pages::new_form).post(pages::new_submit))
         .route("/fleet", get(fleet::page))
@@ -128,7 +196,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/line/{id}/front", post(admin::line_front))
         .route("/admin/line/{id}/cancel", post(admin::line_cancel))
         .route("/sign-in", get(signin::sign_in_page))
-        .route("/sign-in/dev", post(signin::dev_sign_in))
         .route("/sign-in/oidc", get(oidc::start))
         .route("/sign-in/callback", get(oidc::callback))
         .route("/sign-out", post(signin::sign_out))
@@ -137,4 +204,87 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal.js", get(view::js))
         .layer(axum::Extension(usage))
         .layer(axum::Extension(sessions))
+        .layer(axum::middleware::from_fn_with_state(
+            portal.is_https(state.ctx.config.tls.is_some()),
+            guard_headers,
+        ))
+}
+
+/// What every portal answer carries: no framing by other sites and only our
+/// own scripts and styles (a content security policy), pages never stored
+/// by a cache (they carry SSH material and Jupyter tokens), and on https
+/// HSTS.
+async fn guard_headers(
+    axum::extract::State(https): axum::extract::State<bool>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let is_page = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html") || v.starts_with("text/event-stream"));
+    if is_page {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if https {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    resp
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::PortalConfig;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A dev sign-in key file, 0600, unique to the test.
+    pub(crate) fn private_key_file(name: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "vessel-dev-key-{name}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, "0123456789abcdef0123\n").expect("writing the key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn the_dev_sign_in_needs_a_private_key_file() {
+        let mut portal = PortalConfig {
+            dev_sign_in: true,
+            ..PortalConfig::default()
+        };
+        let err = portal.validate(std::iter::empty()).unwrap_err();
+        assert_eq!(err.0, "portal.dev_sign_in_key_file");
+        let path = private_key_file("portal");
+        portal.dev_sign_in_key_file = Some(path.clone());
+        assert_eq!(
+            portal.dev_key().map(|k| k.expose().to_string()),
+            Ok("0123456789abcdef0123".to_string())
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = portal.validate(std::iter::empty()).unwrap_err();
+        assert!(err.1.contains("may be read by others"), "{err:?}");
+        std::fs::write(&path, "short").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(portal.dev_key().is_err());
+        let _ = std::fs::remove_file(path);
+    }
 }

@@ -46,9 +46,19 @@ pub fn challenge(verifier: &str) -> String {
 /// Where the issuer sends the browser back: configured, or this request's
 /// own host (the issuer accepts only redirect URIs registered for the
 /// client, so a forged Host header leads nowhere).
-fn redirect_uri(config: &PortalOidc, headers: &HeaderMap, tls: bool) -> Option<String> {
+fn redirect_uri(
+    config: &PortalOidc,
+    public_url: Option<&str>,
+    headers: &HeaderMap,
+    tls: bool,
+) -> Option<String> {
     if let Some(url) = &config.redirect_url {
         return Some(url.clone());
+    }
+    // Behind a proxy the request's own scheme is http: the public URL says
+    // what people use.
+    if let Some(base) = public_url {
+        return Some(format!("{base}/sign-in/callback"));
     }
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let scheme = if tls { "https" } else { "http" };
@@ -94,7 +104,12 @@ pub async fn start(
             OpError::NotFound("single sign-on is not set up (`[portal.oidc]`)".into()),
         );
     };
-    let Some(redirect) = redirect_uri(config, &headers, state.ctx.config.tls.is_some()) else {
+    let Some(redirect) = redirect_uri(
+        config,
+        state.ctx.config.portal.public_url.as_deref(),
+        &headers,
+        state.ctx.config.tls.is_some(),
+    ) else {
         return super::pages::refusal(
             None,
             OpError::invalid("host", "no Host header to come back to"),
@@ -149,6 +164,7 @@ pub async fn start(
 pub async fn callback(
     State(state): State<AppState>,
     Extension(sessions): Extension<Arc<Sessions>>,
+    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -212,6 +228,13 @@ pub async fn callback(
         Ok(c) => c,
         Err(e) => return super::pages::refusal(None, e),
     };
+    let source = peer.map_or_else(
+        || "unknown via portal".to_string(),
+        |Extension(axum::extract::ConnectInfo(p))| format!("{} via portal", p.ip()),
+    );
+    if let Err(e) = super::signin::audited(&state, &caller.subject, &source, "oidc", true).await {
+        return super::pages::refusal(None, e);
+    }
     let lives = tokens.expires_in.map(Duration::from_secs);
     let (id, ttl) = sessions.start(caller, lives);
     let cookies = [

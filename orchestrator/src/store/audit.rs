@@ -35,6 +35,8 @@ pub enum Action {
     LineFront,
     UserSet,
     UserLimits,
+    /// A portal sign-in (`detail.method`: `dev` or `oidc`).
+    SignIn,
 }
 
 impl Action {
@@ -56,6 +58,7 @@ impl Action {
             Action::LineFront => "line.front",
             Action::UserSet => "user.set",
             Action::UserLimits => "user.limits",
+            Action::SignIn => "portal.sign_in",
         }
     }
 }
