@@ -16,6 +16,7 @@ pub mod line;
 pub mod names;
 pub mod perm;
 pub mod signin;
+pub mod ssh;
 pub mod units;
 pub mod users;
 pub mod vessels;
