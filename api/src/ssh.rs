@@ -38,7 +38,14 @@ pub struct SshFieldError {
 
 /// At most 60 characters of `s`, control characters escaped.
 fn quoted(s: &str) -> String {
-    let mut out: String = s.chars().take(60).flat_map(char::escape_debug).collect();
+    let mut out = String::new();
+    for c in s.chars().take(60) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
     if s.chars().count() > 60 {
         out.push('…');
     }
