@@ -11,6 +11,7 @@ use vessel_api::{ErrorCode, VesselState};
 use crate::args::{self, Cli, Command};
 use crate::ctx::Ctx;
 use crate::error::{from_client, CliError};
+use crate::vessel::Vessel;
 use crate::{login, paths, render, ssh, sshconf, wait};
 
 pub const CREATE_USAGE: &str =
@@ -87,24 +88,22 @@ async fn whoami(ctx: &mut Ctx) -> Result<(), CliError> {
 }
 
 async fn list(ctx: &mut Ctx, ls: &args::Ls) -> Result<(), CliError> {
-    let token = ctx.token().await?;
     let query = ListQuery {
         all: ls.all,
         ended: ls.ended,
         owner: None,
     };
-    let list = ctx
-        .client
-        .list(&token, &query)
-        .await
-        .map_err(|e| from_client("cannot list vessels", e))?;
-    ctx.show(&list, |l| render::vessels(&l.vessels));
+    let list = ctx.vessels(&query).await?;
+    ctx.show(&list, |l| {
+        let views: Vec<VesselView> = l.vessels.iter().map(|v| v.view.clone()).collect();
+        render::vessels(&views)
+    });
     Ok(())
 }
 
 async fn show(ctx: &mut Ctx, name: &str) -> Result<(), CliError> {
     let v = ctx.vessel(name).await?;
-    ctx.show(&v, render::vessel);
+    ctx.show(&v, |v| render::vessel(&v.view));
     Ok(())
 }
 
@@ -113,7 +112,7 @@ async fn extend(ctx: &mut Ctx, name: &str, by: &str) -> Result<(), CliError> {
         grammar::parse_span(by).map_err(|e| CliError::usage(e.0, "vessel extend NAME [24h]"))?;
     let token = ctx.token().await?;
     let v = match ctx.client.extend(&token, name, by).await {
-        Ok(v) => v,
+        Ok(v) => Vessel::parse(v)?.view,
         Err(e) => return Err(ctx.about(name, "cannot extend", e).await),
     };
     ctx.show(&v, |v| {
@@ -135,7 +134,7 @@ async fn keep(ctx: &mut Ctx, name: &str, for_: Option<&str>) -> Result<(), CliEr
         .map_err(|e| CliError::usage(e.0, "vessel keep NAME [FOR]"))?;
     let token = ctx.token().await?;
     let v = match ctx.client.keep(&token, name, for_).await {
-        Ok(v) => v,
+        Ok(v) => Vessel::parse(v)?.view,
         Err(e) => return Err(ctx.about(name, "cannot keep", e).await),
     };
     ctx.show(&v, |v| format!("{} is kept from idle reclaim.\n", v.name));
@@ -145,7 +144,7 @@ async fn keep(ctx: &mut Ctx, name: &str, for_: Option<&str>) -> Result<(), CliEr
 async fn kill(ctx: &mut Ctx, name: &str) -> Result<(), CliError> {
     let token = ctx.token().await?;
     let v = match ctx.client.kill(&token, name).await {
-        Ok(v) => v,
+        Ok(v) => Vessel::parse(v)?.view,
         Err(e) => return Err(ctx.about(name, "cannot kill", e).await),
     };
     ctx.show(&v, |v| match v.state {
@@ -188,7 +187,7 @@ async fn fleet(ctx: &mut Ctx, view: Option<args::FleetView>) -> Result<(), CliEr
 async fn to_front(ctx: &mut Ctx, vessel: &str) -> Result<(), CliError> {
     let token = ctx.token().await?;
     let v = match ctx.client.to_front(&token, vessel).await {
-        Ok(v) => v,
+        Ok(v) => Vessel::parse(v)?.view,
         Err(e) => return Err(ctx.about(vessel, "cannot move it", e).await),
     };
     ctx.show(&v, |v| match &v.line {
@@ -233,8 +232,9 @@ async fn create(ctx: &mut Ctx, c: &args::Create) -> Result<(), CliError> {
         .create(&token, &request)
         .await
         .map_err(|e| from_client("the request was not taken", e))?;
+    let v = Vessel::parse(v)?;
     if !c.wait {
-        ctx.show(&v, taken);
+        ctx.show(&v, |v| taken(&v.view));
         return Ok(());
     }
     let ran = wait::follow(ctx, v).await?;
@@ -295,16 +295,16 @@ fn taken(v: &VesselView) -> String {
 
 /// After `create --wait`: the vessel's Host block, pinned by a known-hosts
 /// file of its own so the block works pasted anywhere.
-fn print_ssh_access(ran: &VesselView) -> Result<(), CliError> {
+fn print_ssh_access(ran: &Vessel) -> Result<(), CliError> {
     let identity = ssh::identity(None)?;
-    let Some(entry) = sshconf::Entry::of(ran) else {
+    let Some(entry) = &ran.login else {
         return Ok(());
     };
-    let known = ssh::pin(&entry)?;
+    let known = ssh::pin(entry)?;
     println!(
         "\n# SSH config for {name} (host key pinned; `vessel config-ssh` keeps every running vessel's in ~/.ssh/config.d/vessel):\n{block}\n# known_hosts ({known}):\n{line}\n\nLog in: vessel ssh {name}    VS Code: vessel code {name}",
-        name = ran.name,
-        block = sshconf::block(&entry, &known, identity.as_deref()).trim_end(),
+        name = ran.view.name,
+        block = sshconf::block(entry, &known, identity.as_deref()).trim_end(),
         known = known.display(),
         line = entry.known_hosts,
     );
@@ -316,13 +316,8 @@ async fn config_ssh(
     file: Option<PathBuf>,
     identity: Option<PathBuf>,
 ) -> Result<(), CliError> {
-    let token = ctx.token().await?;
-    let list = ctx
-        .client
-        .list(&token, &ListQuery::default())
-        .await
-        .map_err(|e| from_client("cannot list vessels", e))?;
-    let entries: Vec<sshconf::Entry> = list.vessels.iter().filter_map(sshconf::Entry::of).collect();
+    let vessels = ctx.vessels(&ListQuery::default()).await?;
+    let entries = vessels.logins();
     let layout = sshconf::Layout::new(file)?;
     let identity = ssh::identity(identity)?;
     let outcome = sshconf::apply(&layout, &entries, identity.as_deref())?;

@@ -7,11 +7,13 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use vessel_api::vessels::{ListQuery, VesselView};
+use vessel_api::vessels::ListQuery;
 use vessel_api::{Client, ClientError, ErrorCode};
 
 use crate::error::{from_client, CliError};
+use crate::secure_url;
 use crate::session::Credentials;
+use crate::vessel::{Vessel, Vessels};
 
 /// A signed-in session with one orchestrator.
 pub struct Ctx {
@@ -21,8 +23,10 @@ pub struct Ctx {
     pub json: bool,
 }
 
-/// The contract's client for `server`, telling the audit log it is us.
+/// The contract's client for `server`, telling the audit log it is us;
+/// over https, or plain http to this machine only.
 pub fn client_for(server: &str) -> Result<Client, CliError> {
+    secure_url::check(server, "the orchestrator")?;
     Client::new(server, Duration::from_secs(30))
         .map(|c| c.with_via("vessel-cli"))
         .map_err(|e| CliError::user(e.to_string()))
@@ -67,14 +71,27 @@ impl Ctx {
 
     /// A vessel by name or id; an unknown one is named along with what
     /// exists.
-    pub async fn vessel(&mut self, name: &str) -> Result<VesselView, CliError> {
+    pub async fn vessel(&mut self, name: &str) -> Result<Vessel, CliError> {
         let token = self.token().await?;
         match self.client.show(&token, name).await {
-            Ok(v) => Ok(v),
+            Ok(v) => Vessel::parse(v),
             Err(e) => Err(self
                 .about(name, &format!("cannot read vessel {name}"), e)
                 .await),
         }
+    }
+
+    /// The vessels `query` asks for, every one's SSH access parsed.
+    pub async fn vessels(&mut self, query: &ListQuery) -> Result<Vessels, CliError> {
+        let token = self.token().await?;
+        let list = self
+            .client
+            .list(&token, query)
+            .await
+            .map_err(|e| from_client("cannot list vessels", e))?;
+        Ok(Vessels {
+            vessels: Vessel::parse_all(list.vessels)?,
+        })
     }
 
     /// "no vessel `x`; yours are a, b".

@@ -57,6 +57,20 @@ pub enum CliError {
         #[source]
         source: serde_json::Error,
     },
+    /// A URL the CLI would send a token to, or take SSH access from, over
+    /// plain http to another machine.
+    #[error(
+        "refusing {url} for {what}: use https (plain http goes only to this machine: 127.0.0.0/8, ::1, localhost)"
+    )]
+    PlainHttp { what: &'static str, url: String },
+    /// The orchestrator's answer carries SSH access the CLI must not use
+    /// (it would go into `~/.ssh`, a file name or ssh's command line).
+    #[error("refusing the orchestrator's answer about vessel {vessel}")]
+    Untrusted {
+        vessel: String,
+        #[source]
+        source: vessel_api::ssh::SshFieldError,
+    },
     #[error("{what}")]
     Io {
         what: String,
@@ -90,12 +104,14 @@ impl CliError {
             CliError::Usage { .. }
             | CliError::NotLoggedIn
             | CliError::SessionEnded { .. }
-            | CliError::Io { .. } => Exit::User,
+            | CliError::Io { .. }
+            | CliError::PlainHttp { .. } => Exit::User,
             CliError::Refused(_) => Exit::Refused,
             CliError::NotFound(_) => Exit::NotFound,
-            CliError::Remote(_) | CliError::Http { .. } | CliError::Unreadable { .. } => {
-                Exit::Server
-            }
+            CliError::Remote(_)
+            | CliError::Http { .. }
+            | CliError::Unreadable { .. }
+            | CliError::Untrusted { .. } => Exit::Server,
             CliError::Orchestrator { source, .. } => exit_of(source),
         }
     }

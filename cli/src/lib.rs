@@ -11,9 +11,11 @@ pub mod login;
 pub mod oidc;
 pub mod paths;
 pub mod render;
+pub mod secure_url;
 pub mod session;
 pub mod ssh;
 pub mod sshconf;
+pub mod vessel;
 pub mod wait;
 
 pub use commands::create_request;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use vessel_api::signin::SignInConfig;
 
 use crate::error::CliError;
+use crate::secure_url;
 
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -113,7 +114,10 @@ impl Provider {
         Ok(Provider { http })
     }
 
+    /// The issuer's discovery document; it and the endpoints it names are
+    /// https (or plain http to this machine).
     pub async fn discover(&self, issuer: &str) -> Result<Discovery, CliError> {
+        secure_url::check(issuer, "the identity provider")?;
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -143,6 +147,13 @@ impl Provider {
                 "the discovery document at {url} is for `{}`, not `{issuer}`",
                 doc.issuer
             )));
+        }
+        secure_url::check(
+            &doc.token_endpoint,
+            "the identity provider's token endpoint",
+        )?;
+        if let Some(device) = &doc.device_authorization_endpoint {
+            secure_url::check(device, "the identity provider's device endpoint")?;
         }
         Ok(doc)
     }
@@ -258,6 +269,8 @@ impl Provider {
     }
 
     async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, String), CliError> {
+        // A sign-in kept from before this rule still sends no token in the clear.
+        secure_url::check(url, "the identity provider's token endpoint")?;
         let resp = self
             .http
             .post(url)

@@ -1,15 +1,19 @@
 //! `vessel ssh NAME [-- CMD…]` and `vessel code NAME`: OpenSSH with a
 //! known-hosts file written from the vessel's pinned host key and
 //! `StrictHostKeyChecking yes`, so the first login is as safe as the
-//! hundredth.
+//! hundredth. Every value from the orchestrator is parsed first, and the
+//! destination goes after `--` on ssh's command line.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use vessel_api::ssh::SshLogin;
+use vessel_api::vessels::ListQuery;
 use vessel_api::VesselState;
 
 use crate::ctx::Ctx;
-use crate::error::{from_client, CliError};
+use crate::error::CliError;
+use crate::vessel::Vessel;
 use crate::{paths, render, sshconf};
 
 /// The private key to log in with: the one given, else the one `keys add`
@@ -38,20 +42,21 @@ pub fn identity(given: Option<PathBuf>) -> Result<Option<PathBuf>, CliError> {
 
 /// Writes the vessel's known-hosts line to a file of its own and returns
 /// it. One file per vessel, rewritten each time: a vessel's address may
-/// have been another's, so no old line may vouch for it.
-pub fn pin(entry: &sshconf::Entry) -> Result<PathBuf, CliError> {
+/// have been another's, so no old line may vouch for it. The file is named
+/// by the vessel's name, which cannot hold a `/` or be `..`.
+pub fn pin(login: &SshLogin) -> Result<PathBuf, CliError> {
     let dir = paths::config_dir()?.join("known_hosts.d");
     paths::private_dir(&dir)?;
-    let known = dir.join(&entry.alias);
-    paths::write_private(&known, format!("{}\n", entry.known_hosts).as_bytes(), 0o600)?;
+    let known = dir.join(login.alias.as_str());
+    paths::write_private(&known, format!("{}\n", login.known_hosts).as_bytes(), 0o600)?;
     Ok(known)
 }
 
-/// The running vessel's entry, or why there is none.
-async fn reachable(ctx: &mut Ctx, name: &str) -> Result<sshconf::Entry, CliError> {
-    let v = ctx.vessel(name).await?;
-    if let Some(e) = sshconf::Entry::of(&v) {
-        return Ok(e);
+/// The running vessel's SSH access, or why there is none.
+async fn reachable(ctx: &mut Ctx, name: &str) -> Result<SshLogin, CliError> {
+    let Vessel { view: v, login } = ctx.vessel(name).await?;
+    if let Some(login) = login {
+        return Ok(login);
     }
     Err(CliError::Refused(match (v.state, &v.line) {
         (VesselState::Pending, Some(p)) => {
@@ -68,53 +73,54 @@ async fn reachable(ctx: &mut Ctx, name: &str) -> Result<sshconf::Entry, CliError
     }))
 }
 
+/// ssh's arguments: our options only, then `--`, then the destination
+/// and the user's command, so nothing after the options is read as one.
+pub fn ssh_args(
+    login: &SshLogin,
+    known: &Path,
+    identity: Option<&Path>,
+    command: &[String],
+) -> Vec<String> {
+    let mut args = Vec::new();
+    for (k, v) in sshconf::host_options(known, identity) {
+        args.push("-o".to_string());
+        args.push(format!("{k}={v}"));
+    }
+    args.push("-l".to_string());
+    args.push(login.user.to_string());
+    args.push("--".to_string());
+    // Ask for the name the known-hosts line vouches for.
+    args.push(login.host_name().to_string());
+    args.extend(command.iter().cloned());
+    args
+}
+
 pub async fn ssh(
     ctx: &mut Ctx,
     name: &str,
     identity: Option<PathBuf>,
     command: &[String],
 ) -> Result<(), CliError> {
-    let entry = reachable(ctx, name).await?;
+    let login = reachable(ctx, name).await?;
     let identity = self::identity(identity)?;
-    let known = pin(&entry)?;
-    let mut cmd = std::process::Command::new("ssh");
-    for (k, v) in sshconf::host_options(&known, identity.as_deref()) {
-        cmd.arg("-o").arg(format!("{k}={v}"));
-    }
-    // Ask for the name the known-hosts line vouches for.
-    let host = entry
-        .known_hosts
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.split(',').next())
-        .unwrap_or(&entry.address)
-        .to_string();
-    cmd.arg("-l").arg(&entry.user).arg(host);
-    if !command.is_empty() {
-        cmd.arg("--").args(command);
-    }
+    let known = pin(&login)?;
+    let args = ssh_args(&login, &known, identity.as_deref(), command);
     // ssh takes over this process: its terminal, its exit code.
-    let err = cmd.exec();
-    Err(CliError::user(format!(
-        "cannot run ssh: {err} (install OpenSSH's client)"
-    )))
+    let err = std::process::Command::new("ssh").args(args).exec();
+    Err(CliError::io("cannot run ssh (install OpenSSH's client)")(
+        err,
+    ))
 }
 
 pub async fn code(ctx: &mut Ctx, name: &str, identity: Option<PathBuf>) -> Result<(), CliError> {
-    let entry = reachable(ctx, name).await?;
-    let v = ctx.vessel(name).await?;
+    let login = reachable(ctx, name).await?;
     // VS Code's Remote-SSH finds hosts in ~/.ssh/config: keep it current.
-    let token = ctx.token().await?;
-    let list = ctx
-        .client
-        .list(&token, &Default::default())
-        .await
-        .map_err(|e| from_client("cannot list vessels", e))?;
-    let entries: Vec<sshconf::Entry> = list.vessels.iter().filter_map(sshconf::Entry::of).collect();
+    let vessels = ctx.vessels(&ListQuery::default()).await?;
     let layout = sshconf::Layout::new(None)?;
     let identity = self::identity(identity)?;
-    sshconf::apply(&layout, &entries, identity.as_deref())?;
-    let folder = format!("/home/{}", entry.user);
+    sshconf::apply(&layout, &vessels.logins(), identity.as_deref())?;
+    let folder = format!("/home/{}", login.user);
+    let remote = format!("ssh-remote+{}", login.alias);
     let has_code = std::process::Command::new("code")
         .arg("--version")
         .stdout(std::process::Stdio::null())
@@ -124,15 +130,57 @@ pub async fn code(ctx: &mut Ctx, name: &str, identity: Option<PathBuf>) -> Resul
     if has_code {
         let err = std::process::Command::new("code")
             .arg("--remote")
-            .arg(format!("ssh-remote+{}", entry.alias))
+            .arg(&remote)
             .arg(&folder)
             .exec();
-        return Err(CliError::user(format!("cannot run code: {err}")));
+        return Err(CliError::io("cannot run code")(err));
     }
-    let url = v
-        .ssh
-        .map(|s| s.vscode_url)
-        .unwrap_or_else(|| format!("vscode://vscode-remote/ssh-remote+{}{folder}", entry.alias));
-    println!("VS Code is not on PATH here. Open this in a browser or your desktop:\n{url}");
+    // Made here from the parsed fields, as the orchestrator makes it.
+    println!(
+        "VS Code is not on PATH here. Open this in a browser or your desktop:\nvscode://vscode-remote/{remote}{folder}"
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destination_comes_after_a_double_dash() {
+        let login = SshLogin::parse(&vessel_api::vessels::SshAccess {
+            host_alias: "train".into(),
+            address: "100.64.0.9".into(),
+            user: "alice".into(),
+            config: String::new(),
+            known_hosts: "train.ts.net,100.64.0.9 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnzCY/0Yze03fsgzUCAhYiHbNIit35RU+RbelDWmMfn".into(),
+            vscode_url: String::new(),
+            jupyter_url: None,
+        })
+        .unwrap();
+        let args = ssh_args(
+            &login,
+            Path::new("/k/train"),
+            Some(Path::new("/k/id")),
+            &["-v".to_string()],
+        );
+        assert_eq!(
+            args,
+            [
+                "-o",
+                "UserKnownHostsFile=/k/train",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentityFile=/k/id",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-l",
+                "alice",
+                "--",
+                "train.ts.net",
+                "-v",
+            ]
+        );
+    }
 }

@@ -4,13 +4,15 @@
 //! includes it — one line, added at the top, never another line touched,
 //! the old file backed up. `vessel ssh` uses the same known-hosts lines.
 //! Rendering and the Include edit are pure functions; `apply` writes.
+//! Every value from the orchestrator arrives parsed (`SshLogin`): a name,
+//! a host or a known_hosts line that cannot hold a newline or an option.
 //!
 //! Paths in what we write are absolute: OpenSSH expands `~` and relative
 //! `Include`s from the password database, not `$HOME`.
 
 use std::path::{Path, PathBuf};
 
-use vessel_api::vessels::VesselView;
+use vessel_api::ssh::SshLogin;
 
 use crate::error::CliError;
 use crate::paths;
@@ -18,38 +20,6 @@ use crate::paths;
 /// The first line of the file we own.
 pub const HEADER: &str = "# Written by `vessel config-ssh`: one block per running vessel.\n\
 # Run it again to update; edits here are overwritten.\n";
-
-/// One vessel's entry: what the orchestrator gave for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub alias: String,
-    pub address: String,
-    pub user: String,
-    pub known_hosts: String,
-}
-
-impl Entry {
-    pub fn of(v: &VesselView) -> Option<Entry> {
-        let ssh = v.ssh.as_ref()?;
-        Some(Entry {
-            alias: ssh.host_alias.clone(),
-            address: ssh.address.clone(),
-            user: ssh.user.clone(),
-            known_hosts: ssh.known_hosts.clone(),
-        })
-    }
-
-    /// `HostName`: the name the known-hosts line vouches for first
-    /// (MagicDNS), else the address.
-    fn host_name(&self) -> &str {
-        self.known_hosts
-            .split_whitespace()
-            .next()
-            .and_then(|names| names.split(',').next())
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&self.address)
-    }
-}
 
 /// A path as an ssh_config argument: quoted when it has spaces.
 fn arg(path: &Path) -> String {
@@ -75,7 +45,7 @@ pub fn host_options(known_hosts: &Path, identity: Option<&Path>) -> Vec<(String,
 }
 
 /// One `Host` block.
-pub fn block(e: &Entry, known_hosts: &Path, identity: Option<&Path>) -> String {
+pub fn block(e: &SshLogin, known_hosts: &Path, identity: Option<&Path>) -> String {
     let mut out = format!(
         "Host {}\n    HostName {}\n    User {}\n",
         e.alias,
@@ -89,8 +59,8 @@ pub fn block(e: &Entry, known_hosts: &Path, identity: Option<&Path>) -> String {
 }
 
 /// The whole file: the header and one block per entry, by name.
-pub fn render(entries: &[Entry], known_hosts: &Path, identity: Option<&Path>) -> String {
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
+pub fn render(entries: &[&SshLogin], known_hosts: &Path, identity: Option<&Path>) -> String {
+    let mut sorted: Vec<&SshLogin> = entries.to_vec();
     sorted.sort_by(|a, b| a.alias.cmp(&b.alias));
     let mut out = HEADER.to_string();
     for e in sorted {
@@ -100,8 +70,8 @@ pub fn render(entries: &[Entry], known_hosts: &Path, identity: Option<&Path>) ->
     out
 }
 
-pub fn render_known_hosts(entries: &[Entry]) -> String {
-    let mut lines: Vec<&str> = entries.iter().map(|e| e.known_hosts.trim()).collect();
+pub fn render_known_hosts(entries: &[&SshLogin]) -> String {
+    let mut lines: Vec<String> = entries.iter().map(|e| e.known_hosts.to_string()).collect();
     lines.sort();
     lines.dedup();
     lines.iter().map(|l| format!("{l}\n")).collect()
@@ -195,7 +165,7 @@ impl Layout {
 /// vessels touches no file.
 pub fn apply(
     layout: &Layout,
-    entries: &[Entry],
+    entries: &[&SshLogin],
     identity: Option<&Path>,
 ) -> Result<Outcome, CliError> {
     let mut outcome = Outcome::default();
@@ -253,20 +223,28 @@ fn file_mode(path: &Path) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn entry(alias: &str, address: &str) -> Entry {
-        Entry {
-            alias: alias.into(),
+    const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIOnzCY/0Yze03fsgzUCAhYiHbNIit35RU+RbelDWmMfn";
+
+    fn entry(alias: &str, address: &str, known_as: &str) -> SshLogin {
+        SshLogin::parse(&vessel_api::vessels::SshAccess {
+            host_alias: alias.into(),
             address: address.into(),
             user: "alice".into(),
-            known_hosts: format!("{address} ssh-ed25519 AAAAC3Nza{alias}"),
-        }
+            config: String::new(),
+            known_hosts: format!("{known_as} ssh-ed25519 {KEY}"),
+            vscode_url: String::new(),
+            jupyter_url: None,
+        })
+        .unwrap()
     }
 
     #[test]
     fn blocks_pin_the_host_key_and_name_the_identity() {
         let known = Path::new("/home/a/.ssh/config.d/vessel.known_hosts");
+        let train = entry("train", "10.0.0.9", "10.0.0.9");
+        let eval = entry("eval", "10.0.0.8", "10.0.0.8");
         let text = render(
-            &[entry("train", "10.0.0.9"), entry("eval", "10.0.0.8")],
+            &[&train, &eval],
             known,
             Some(Path::new("/home/a/my keys/id")),
         );
@@ -278,11 +256,12 @@ mod tests {
         assert!(text.contains("UserKnownHostsFile /home/a/.ssh/config.d/vessel.known_hosts\n"));
         assert!(text.contains("StrictHostKeyChecking yes\n"));
         assert!(text.contains("IdentityFile \"/home/a/my keys/id\"\n"));
-        let dns = Entry {
-            known_hosts: "train.tail.ts.net,100.64.0.9 ssh-ed25519 AAAA".into(),
-            ..entry("train", "100.64.0.9")
-        };
+        let dns = entry("train", "100.64.0.9", "train.tail.ts.net,100.64.0.9");
         assert!(block(&dns, known, None).contains("HostName train.tail.ts.net\n"));
+        assert_eq!(
+            render_known_hosts(&[&dns, &dns]),
+            format!("train.tail.ts.net,100.64.0.9 ssh-ed25519 {KEY}\n")
+        );
     }
 
     #[test]

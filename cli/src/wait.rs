@@ -13,6 +13,7 @@ use vessel_api::VesselState;
 use crate::ctx::Ctx;
 use crate::error::{from_client, CliError};
 use crate::render;
+use crate::vessel::Vessel;
 
 /// How often the vessel is read while following it.
 const EVERY: Duration = Duration::from_millis(500);
@@ -119,20 +120,22 @@ impl Screen {
 }
 
 /// Follows `v` until it runs; returns it running (with its SSH access).
-pub async fn follow(ctx: &mut Ctx, mut v: VesselView) -> Result<VesselView, CliError> {
+/// Each reading is parsed: hostile SSH access ends the wait.
+pub async fn follow(ctx: &mut Ctx, mut vessel: Vessel) -> Result<Vessel, CliError> {
     let mut screen = Screen {
         tty: std::io::stderr().is_terminal(),
         last: String::new(),
     };
-    let id = v.id.to_string();
+    let id = vessel.view.id.to_string();
     // Registered before the first line is shown, so a Ctrl-C at any point
     // reaches the question rather than ending the process.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(CliError::io("cannot watch for Ctrl-C"))?;
     let mut placed = false;
     loop {
+        let v = &vessel.view;
         if !placed && v.state.is_live() {
-            if let Some(line) = placement(&v) {
+            if let Some(line) = placement(v) {
                 // Its own line even on a terminal: where it went stays on
                 // screen.
                 screen.show(&line);
@@ -140,7 +143,7 @@ pub async fn follow(ctx: &mut Ctx, mut v: VesselView) -> Result<VesselView, CliE
                 placed = true;
             }
         }
-        match progress(&v) {
+        match progress(v) {
             Progress::Ready => {
                 screen.show(&format!(
                     "{}: ready on {}",
@@ -148,7 +151,7 @@ pub async fn follow(ctx: &mut Ctx, mut v: VesselView) -> Result<VesselView, CliE
                     v.host.as_deref().unwrap_or("its host")
                 ));
                 screen.done();
-                return Ok(v);
+                return Ok(vessel);
             }
             Progress::Ended { why, failed } => {
                 screen.done();
@@ -164,21 +167,22 @@ pub async fn follow(ctx: &mut Ctx, mut v: VesselView) -> Result<VesselView, CliE
             _ = tokio::time::sleep(EVERY) => {}
             _ = interrupt.recv() => {
                 screen.done();
-                return interrupted(ctx, &v).await;
+                return interrupted(ctx, &vessel.view).await;
             }
         }
         let token = ctx.token().await?;
-        v = ctx
+        let seen = ctx
             .client
             .show(&token, &id)
             .await
-            .map_err(|e| from_client(format!("cannot follow {}", v.name), e))?;
+            .map_err(|e| from_client(format!("cannot follow {}", vessel.view.name), e))?;
+        vessel = Vessel::parse(seen)?;
     }
 }
 
 /// Ctrl-C while following: on a terminal, ask whether to cancel; without
 /// one (a script), leave the request as it is and say how to cancel.
-async fn interrupted(ctx: &mut Ctx, v: &VesselView) -> Result<VesselView, CliError> {
+async fn interrupted(ctx: &mut Ctx, v: &VesselView) -> Result<Vessel, CliError> {
     let keep = || {
         CliError::Refused(format!(
             "stopped following {name}; it is still requested (vessel show {name}, vessel kill {name})",
