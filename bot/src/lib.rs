@@ -5,6 +5,7 @@
 //! orchestrator.
 
 pub mod actions;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod console;
