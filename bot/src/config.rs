@@ -7,15 +7,21 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// What is wrong with the config. Each says what failed; the TOML or I/O
+/// error it wraps (its `source`) says why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read the config {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Parse(String),
+    #[error("the config {origin} is not a bot config")]
+    Parse {
+        /// The file, or where the text came from.
+        origin: String,
+        source: toml::de::Error,
+    },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
 }
@@ -116,19 +122,22 @@ impl BotConfig {
             path: path.into(),
             source,
         })?;
-        let mut table: toml::Table = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        let parse = |source| ConfigError::Parse {
+            origin: path.display().to_string(),
+            source,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(parse)?;
         vessel_common::apply_env_overrides(&mut table, "VESSEL_BOT_", std::env::vars());
-        let config: BotConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        let config: BotConfig = toml::Value::Table(table).try_into().map_err(parse)?;
         config.validate()?;
         Ok(config)
     }
 
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: BotConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let config: BotConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: "text".into(),
+            source,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -172,5 +181,32 @@ impl BotConfig {
 
     pub fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.auth.token_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_error_says_what_failed_and_its_cause_says_why_once() {
+        let e = BotConfig::from_toml_str("orchestrator_url = ").unwrap_err();
+        let toml_says = std::error::Error::source(&e)
+            .expect("the TOML error")
+            .to_string();
+        assert!(!e.to_string().contains(&toml_says), "{e}");
+        assert_eq!(crate::chain(&e), format!("{e}: {toml_says}"));
+
+        let missing = Path::new("/nonexistent/vessel-bot.toml");
+        let e = BotConfig::load(missing).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read the config /nonexistent/vessel-bot.toml"
+        );
+        assert!(
+            crate::chain(&e).ends_with("No such file or directory (os error 2)"),
+            "{}",
+            crate::chain(&e)
+        );
     }
 }
