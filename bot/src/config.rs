@@ -109,6 +109,16 @@ pub struct SlackConfig {
     pub admin_channel: Option<String>,
 }
 
+impl SlackConfig {
+    /// Whether start-up warns that every workspace is served: HTTP mode
+    /// without `team_id`, where a request signed for any workspace the app
+    /// is installed in is acted on. (Socket Mode is not warned about; the
+    /// check holds there too once `team_id` is set.)
+    pub fn serves_any_workspace(&self) -> bool {
+        self.mode == SlackMode::Http && self.team_id.is_none()
+    }
+}
+
 fn listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 3000))
 }
@@ -187,6 +197,45 @@ impl BotConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn slack(extra: &str) -> SlackConfig {
+        toml::from_str(&format!(
+            "signing_secret = \"s\"\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn start_up_warns_only_when_http_mode_serves_every_workspace() {
+        for (extra, warns) in [
+            ("", true),
+            ("mode = \"http\"", true),
+            ("mode = \"http\"\nteam_id = \"T0LAB\"", false),
+            ("mode = \"socket\"", false),
+            ("mode = \"socket\"\nteam_id = \"T0LAB\"", false),
+        ] {
+            assert_eq!(slack(extra).serves_any_workspace(), warns, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_reads_and_names_its_workspace() {
+        let example = include_str!("../../manifests/vessel-bot.example.toml");
+        // Its secrets are files on the deployed machine; any text will do.
+        let mut text = String::new();
+        for line in example.lines() {
+            let line = match line.split_once("{ file = ") {
+                Some((key, _)) => format!("{key}\"a secret\""),
+                None => line.to_string(),
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let config: BotConfig = toml::from_str(&text).expect("the example parses");
+        let slack = config.slack.expect("the example has [slack]");
+        assert!(slack.team_id.as_deref().is_some_and(|t| t.starts_with('T')));
+        assert!(!slack.serves_any_workspace());
+    }
 
     #[test]
     fn a_config_error_says_what_failed_and_its_cause_says_why_once() {
