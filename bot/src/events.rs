@@ -166,7 +166,7 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
             Ok(Some(saved)) => break Cursor::from_state(saved),
             Ok(None) => break Cursor::default(),
             Err(e) => {
-                warn!(error = %crate::chain(&e), "cannot read the event cursor; retrying");
+                warn!(error = %e, "cannot read the event cursor; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -188,7 +188,7 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
         let batch = match polled {
             Ok(b) => b,
             Err(e) => {
-                warn!(error = %crate::chain(&e), "cannot read events; retrying");
+                warn!(error = %e, "cannot read events; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -206,7 +206,7 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
             let mut attempt = 0;
             while let Err(e) = handle(&bot, inbox.as_ref(), &mut edits, event).await {
                 attempt += 1;
-                warn!(event = id, error = %crate::chain(&e), attempt, "cannot deliver an event");
+                warn!(event = id, error = %e, attempt, "cannot deliver an event");
                 if attempt >= 5 {
                     break;
                 }
@@ -215,7 +215,7 @@ pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key:
             cursor.delivered(id);
             cursor.settle(Instant::now());
             if let Err(e) = bot.orch.state_put(&key, &cursor.to_state()).await {
-                warn!(error = %crate::chain(&e), "cannot save the event cursor");
+                warn!(error = %e, "cannot save the event cursor");
             }
         }
         if fresh == 0 && !events.is_empty() {
@@ -456,7 +456,7 @@ async fn flush_due<I: Inbox>(bot: &Bot, inbox: &I, edits: &mut LineEdits) {
         match show_place(bot, inbox, &dm).await {
             Ok(()) => edits.succeeded(&dm),
             Err(e) => {
-                warn!(vessel = %dm.vessel, error = %crate::chain(&e), "cannot edit a waiting DM; trying again");
+                warn!(vessel = %dm.vessel, error = %e, "cannot edit a waiting DM; trying again");
                 edits.failed(dm, now);
             }
         }

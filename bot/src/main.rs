@@ -40,8 +40,7 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|| std::env::var("VESSEL_BOT_CONFIG").ok())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("vessel-bot.toml"));
-    // The error names the file; `main`'s report adds the TOML's reason.
-    let config = BotConfig::load(&path)?;
+    let config = BotConfig::load(&path).with_context(|| format!("config {}", path.display()))?;
     match args.first().map(String::as_str) {
         Some("serve") => {
             init_logs(false);

@@ -38,12 +38,6 @@ pub async fn start(config: BotConfig) -> anyhow::Result<RunningBot> {
         .slack
         .clone()
         .context("slack: the [slack] section is needed to serve Slack")?;
-    if slack.serves_any_workspace() {
-        tracing::warn!(
-            "slack.team_id is unset: requests signed for any workspace this app is \
-             installed in are served; set it to your workspace's id (T…)"
-        );
-    }
     let web = Arc::new(
         SlackWeb::new(&slack.api_url, slack.bot_token.expose()).context("slack web client")?,
     );

@@ -80,7 +80,7 @@ fn refused(
     _states: SlackClientEventsUserState,
 ) -> StatusCode {
     let status = signature::refusal(err.as_ref());
-    warn!(reason = %crate::chain(err.as_ref()), status = status.as_u16(), "refused a Slack request");
+    warn!(reason = %err, status = status.as_u16(), "refused a Slack request");
     status
 }
 
@@ -116,7 +116,7 @@ async fn refuse_replays(
         // Without the shared guard a replay could act twice: refuse, and
         // Slack retries (it retries on 5xx).
         Err(e) => {
-            warn!(error = %crate::chain(&e), "cannot check a Slack request for replays");
+            warn!(error = %e, "cannot check a Slack request for replays");
             reject(StatusCode::SERVICE_UNAVAILABLE, &e)
         }
     }
@@ -133,7 +133,7 @@ fn reject(status: StatusCode, error: &dyn std::error::Error) -> Response {
 }
 
 fn undecodable(error: &dyn std::error::Error) -> Response {
-    debug!(error = %crate::chain(error), "an undecodable Slack request");
+    debug!(%error, "an undecodable Slack request");
     reject(StatusCode::BAD_REQUEST, error)
 }
 
@@ -155,7 +155,7 @@ async fn commands(State(state): State<Arc<HttpState>>, body: String) -> Response
         if let Err(Some(message)) = tx.send(answer) {
             // The inline budget passed: finish through response_url.
             if let Err(e) = app.web.respond(&cmd.response_url, &message).await {
-                warn!(error = %crate::chain(&e), "cannot send a late answer");
+                warn!(error = %e, "cannot send a late answer");
             }
         }
     });

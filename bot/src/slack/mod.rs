@@ -118,8 +118,7 @@ impl SlackApp {
                 Ok(()) => None,
                 Err(e) => Some(views::error(
                     &format!(
-                        "cannot open the form ({}); use `/vessel create queue=… gpu=…` instead",
-                        crate::chain(&e)
+                        "cannot open the form ({e}); use `/vessel create queue=… gpu=…` instead"
                     ),
                     Some(commands::CREATE_USAGE),
                 )),
@@ -193,7 +192,7 @@ impl SlackApp {
                 if v.state != vessel_api::VesselState::Pending {
                     let msg = crate::actions::created(&v);
                     if let Err(e) = self.web.post_dm(&user.0, &msg).await {
-                        warn!(error = %crate::chain(&e), "cannot DM the provisioning notice");
+                        warn!(error = %e, "cannot DM the provisioning notice");
                     }
                 }
                 SlackViewSubmissionResponse::Clear(SlackViewSubmissionClearResponse::new())
@@ -229,7 +228,7 @@ impl SlackApp {
             None => self.web.post_dm(&user.0, &message).await.map(|_| ()),
         };
         if let Err(e) = sent {
-            warn!(error = %crate::chain(&e), "cannot answer a button");
+            warn!(error = %e, "cannot answer a button");
         }
     }
 
@@ -243,7 +242,7 @@ impl SlackApp {
             .map(|l| l.vessels)
             .unwrap_or_default();
         if let Err(e) = self.web.publish_home(user, home::home(&vessels)).await {
-            warn!(error = %crate::chain(&e), "cannot publish App Home");
+            warn!(error = %e, "cannot publish App Home");
         }
     }
 }

@@ -86,12 +86,13 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, SystemClock};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
-    /// The machine's time: slack-morphism checks the window against it,
-    /// not against a clock of ours.
     fn now() -> i64 {
-        SystemClock.now().timestamp()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
     }
 
     #[test]

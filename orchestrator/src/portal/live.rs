@@ -73,6 +73,13 @@ pub async fn stream(
     Query(on): Query<Listening>,
     s: Signed,
 ) -> Response {
+    let Some(slot) = sessions.open_stream(&s.id) else {
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too many live pages open for this session; close some tabs",
+        )
+            .into_response();
+    };
     let usage = (on.page.as_deref() == Some("/fleet")).then_some(usage);
     let drawn_stale = usage
         .as_ref()
@@ -82,7 +89,7 @@ pub async fn stream(
     } else {
         digest(&state, &s.session.caller, usage.as_ref()).await
     };
-    let changes = changes(state, sessions, s, usage, first);
+    let changes = changes(state, sessions, s, usage, first, slot);
     Sse::new(changes)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -96,8 +103,13 @@ fn changes(
     s: Signed,
     usage: Option<Arc<Usage>>,
     first: u64,
+    slot: super::session::StreamSlot,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    // The slot lives as long as the stream: dropped with it when the
+    // browser goes away.
+    let slot = Arc::new(slot);
     stream::unfold(first, move |last| {
+        let _slot = slot.clone();
         let state = state.clone();
         let sessions = sessions.clone();
         let id = s.id.clone();

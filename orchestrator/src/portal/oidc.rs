@@ -26,7 +26,7 @@ use crate::ops::OpError;
 /// hands back must equal this cookie.
 pub const FLOW_COOKIE: &str = "vessel_oidc";
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
@@ -65,7 +65,28 @@ fn redirect_uri(
     Some(format!("{scheme}://{host}/sign-in/callback"))
 }
 
+/// How long a discovery document is reused: an issuer moves its endpoints
+/// rarely, and anonymous sign-in starts must not each fetch it again.
+const DISCOVERY_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The last discovery document, by issuer, with when it was fetched. One
+/// lock held across the fetch, so a burst at expiry fetches once.
+static DISCOVERED: tokio::sync::Mutex<Option<(String, std::time::Instant, Discovery)>> =
+    tokio::sync::Mutex::const_new(None);
+
 async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery, OpError> {
+    let mut cached = DISCOVERED.lock().await;
+    if let Some((who, at, doc)) = cached.as_ref() {
+        if who == issuer && at.elapsed() < DISCOVERY_LIFETIME {
+            return Ok(doc.clone());
+        }
+    }
+    let doc = fetch_discovery(http, issuer).await?;
+    *cached = Some((issuer.to_string(), std::time::Instant::now(), doc.clone()));
+    Ok(doc)
+}
+
+async fn fetch_discovery(http: &reqwest::Client, issuer: &str) -> Result<Discovery, OpError> {
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
@@ -148,7 +169,15 @@ pub async fn start(
             )
         }
     };
-    sessions.begin_flow(&flow, verifier, redirect);
+    if !sessions.begin_flow(&flow, verifier, redirect) {
+        return super::pages::refusal(
+            None,
+            OpError::conflict(
+                vessel_api::ErrorCode::Busy,
+                "too many sign-ins are under way; try again in a few minutes",
+            ),
+        );
+    }
     (
         [(
             header::SET_COOKIE,

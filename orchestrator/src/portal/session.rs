@@ -3,7 +3,7 @@
 //! signed in, what they may do, their CSRF token and when it all expires.
 //! Kept in memory: a restart signs everyone out, which is the safe side.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,9 +36,46 @@ struct Flow {
 
 pub struct Sessions {
     by_id: Mutex<HashMap<String, Session>>,
-    flows: Mutex<HashMap<String, Flow>>,
+    flows: Mutex<Flows>,
+    /// Open `/live` streams per session id.
+    streams: Arc<Mutex<HashMap<String, usize>>>,
     ttl: Duration,
     secure: bool,
+}
+
+/// Sign-ins under way, bounded: each lives ten minutes, so the order they
+/// began in is the order they expire in, and expiring is popping the front
+/// (never a scan of the whole table under its lock).
+#[derive(Default)]
+struct Flows {
+    by_state: HashMap<String, Flow>,
+    order: VecDeque<(Instant, String)>,
+}
+
+/// The most sign-ins under way at once: anonymous requests start them, so
+/// they must not grow the table without end.
+pub const MAX_FLOWS: usize = 10_000;
+/// How long a sign-in at the issuer may take.
+const FLOW_TTL: Duration = Duration::from_secs(600);
+/// The most live-update streams one session may hold open (a few tabs).
+pub const MAX_STREAMS: usize = 8;
+
+/// One open `/live` stream; its session's count goes down when it ends.
+pub struct StreamSlot {
+    streams: Arc<Mutex<HashMap<String, usize>>>,
+    id: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.lock().expect("streams lock");
+        if let Some(n) = open.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// A random token, hex: session ids and CSRF tokens.
@@ -71,7 +108,8 @@ impl Sessions {
     pub fn new(ttl: Duration, secure: bool) -> Self {
         Sessions {
             by_id: Mutex::new(HashMap::new()),
-            flows: Mutex::new(HashMap::new()),
+            flows: Mutex::new(Flows::default()),
+            streams: Arc::default(),
             ttl,
             secure,
         }
@@ -116,25 +154,58 @@ impl Sessions {
         }
     }
 
-    /// Remembers a sign-in started at the issuer for ten minutes.
-    pub fn begin_flow(&self, state: &str, verifier: String, redirect: String) {
+    /// Remembers a sign-in started at the issuer for ten minutes; `false`
+    /// when `MAX_FLOWS` are already under way.
+    pub fn begin_flow(&self, state: &str, verifier: String, redirect: String) -> bool {
         let mut flows = self.flows.lock().expect("flows lock");
         let now = Instant::now();
-        flows.retain(|_, f| f.expires > now);
-        flows.insert(
+        while flows.order.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, old)) = flows.order.pop_front() {
+                flows.by_state.remove(&old);
+            }
+        }
+        if flows.by_state.len() >= MAX_FLOWS {
+            return false;
+        }
+        let expires = now + FLOW_TTL;
+        flows.order.push_back((expires, state.to_string()));
+        flows.by_state.insert(
             state.to_string(),
             Flow {
                 verifier,
                 redirect,
-                expires: now + Duration::from_secs(600),
+                expires,
             },
         );
+        true
+    }
+
+    /// A slot for one more `/live` stream of session `id`, unless it holds
+    /// `MAX_STREAMS` already.
+    pub fn open_stream(&self, id: &str) -> Option<StreamSlot> {
+        let mut open = self.streams.lock().expect("streams lock");
+        let n = open.entry(id.to_string()).or_default();
+        if *n >= MAX_STREAMS {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            streams: self.streams.clone(),
+            id: id.to_string(),
+        })
     }
 
     /// The verifier and redirect of a live flow, once: a replayed callback
     /// finds nothing.
     pub fn take_flow(&self, state: &str) -> Option<(String, String)> {
-        let flow = self.flows.lock().expect("flows lock").remove(state)?;
+        // Its entry in `order` stays until it expires: popped then, it
+        // finds nothing to remove.
+        let flow = self
+            .flows
+            .lock()
+            .expect("flows lock")
+            .by_state
+            .remove(state)?;
         (flow.expires > Instant::now()).then_some((flow.verifier, flow.redirect))
     }
 
@@ -184,6 +255,24 @@ impl FromRequestParts<AppState> for Signed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_ins_under_way_are_bounded_and_streams_capped() {
+        let s = Sessions::new(Duration::from_secs(60), false);
+        for i in 0..MAX_FLOWS {
+            assert!(s.begin_flow(&i.to_string(), "v".into(), "r".into()));
+        }
+        assert!(!s.begin_flow("one-more", "v".into(), "r".into()));
+        assert!(s.take_flow("7").is_some() && s.take_flow("7").is_none());
+        let slots: Vec<_> = (0..MAX_STREAMS)
+            .filter_map(|_| s.open_stream("a"))
+            .collect();
+        assert_eq!(slots.len(), MAX_STREAMS);
+        assert!(s.open_stream("a").is_none());
+        assert!(s.open_stream("b").is_some());
+        drop(slots);
+        assert!(s.open_stream("a").is_some());
+    }
 
     #[test]
     fn an_expired_session_is_gone() {
