@@ -12,8 +12,12 @@ use crate::actions::Bot;
 use crate::commands::{self, VesselCommand};
 use crate::events::{self, DeliveryError, Inbox, SavedCursor};
 use crate::orchestrator::Actor;
+use crate::shutdown;
 use crate::slack::web::MessageRef;
 use crate::views::{Button, Message};
+
+/// How long `quit` waits for the messages in hand to be shown.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The buttons of the last message shown, by number.
 type Choices = Arc<Mutex<Vec<Button>>>;
@@ -84,7 +88,13 @@ pub async fn run(bot: Arc<Bot>, user: &str, admin: bool) -> anyhow::Result<()> {
         choices: choices.clone(),
         counter: AtomicU64::new(1),
     });
-    let delivery = tokio::spawn(events::deliver_forever(bot.clone(), inbox, Some(key)));
+    let (stopper, shutdown) = shutdown::channel();
+    let delivery = tokio::spawn(events::deliver_until_stopped(
+        bot.clone(),
+        inbox,
+        Some(key),
+        shutdown,
+    ));
 
     println!(
         "Vessel console — acting as `{user}`{}. Type /vessel help, a number to press a button, or quit.\n",
@@ -123,7 +133,11 @@ pub async fn run(bot: Arc<Bot>, user: &str, admin: bool) -> anyhow::Result<()> {
         let reply = answer(&bot, &actor, line).await;
         show(&reply, &choices, "");
     }
-    delivery.abort();
+    // The last places of waiting requests are shown before the prompt goes.
+    stopper.stop();
+    if tokio::time::timeout(STOP_GRACE, delivery).await.is_err() {
+        eprintln!("(stopped before the last messages could be shown)");
+    }
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use vessel_api::{ErrorCode, VesselState};
 
 use crate::actions::Bot;
 use crate::orchestrator::Actor;
+use crate::shutdown::Shutdown;
 use crate::slack::web::MessageRef;
 use crate::throttle::{self, Throttle, Verdict};
 use crate::views::{line, vessel, Message};
@@ -158,70 +159,147 @@ async fn until(due: Option<tokio::time::Instant>) {
     }
 }
 
-/// Reads the outbox forever, delivering through `inbox`.
-pub async fn deliver_forever<I: Inbox>(bot: Arc<Bot>, inbox: Arc<I>, cursor_key: Option<String>) {
+/// Reads the outbox and delivers through `inbox` until `shutdown`; then
+/// sends the waiting DMs' deferred edits (the latest place is never
+/// dropped) and returns. An event is delivered whole or left for the next
+/// start: the stop is looked at between events, not inside one.
+pub async fn deliver_until_stopped<I: Inbox>(
+    bot: Arc<Bot>,
+    inbox: Arc<I>,
+    cursor_key: Option<String>,
+    shutdown: Shutdown,
+) {
     let key = cursor_key.unwrap_or_else(|| CURSOR_KEY.to_string());
-    let mut cursor = loop {
-        match bot.orch.state_get(&key).await {
-            Ok(Some(saved)) => break Cursor::from_state(saved),
-            Ok(None) => break Cursor::default(),
-            Err(e) => {
-                warn!(error = %e, "cannot read the event cursor; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
+    let Some(mut cursor) = load_cursor(&bot, &key, &shutdown).await else {
+        return;
     };
     info!(after = cursor.after(), "delivering events");
     let mut edits = LineEdits::new(throttle::EVERY);
-    loop {
-        flush_due(&bot, inbox.as_ref(), &mut edits).await;
-        // Deferred edits of waiting DMs go out while the long poll waits:
-        // the poll is kept (pinned), not restarted, around each flush.
-        let poll = bot.orch.events(cursor.after(), Duration::from_secs(25));
-        tokio::pin!(poll);
-        let polled = loop {
-            tokio::select! {
-                polled = &mut poll => break polled,
-                () = until(edits.next_due()) => flush_due(&bot, inbox.as_ref(), &mut edits).await,
-            }
-        };
-        let batch = match polled {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "cannot read events; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let events = batch.events;
-        let mut fresh = 0;
-        for event in &events {
-            let id = event.id;
-            if !cursor.is_new(id) {
-                continue;
-            }
-            fresh += 1;
-            // A failed delivery is retried (the cursor stays put), but one
-            // event must not stop all others forever.
-            let mut attempt = 0;
-            while let Err(e) = handle(&bot, inbox.as_ref(), &mut edits, event).await {
-                attempt += 1;
-                warn!(event = id, error = %e, attempt, "cannot deliver an event");
-                if attempt >= 5 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
-            }
-            cursor.delivered(id);
+    let mut outbox = Outbox {
+        bot: &bot,
+        inbox: inbox.as_ref(),
+        edits: &mut edits,
+        shutdown: &shutdown,
+    };
+    while let Some(events) = outbox.next_batch(&cursor).await {
+        let fresh = outbox.deliver(&events, &mut cursor, &key).await;
+        if fresh == 0 && !events.is_empty() && !shutdown.is_stopping() {
+            // Only already-delivered events above a hole: do not spin.
+            shutdown.sleep(Duration::from_millis(250)).await;
             cursor.settle(Instant::now());
-            if let Err(e) = bot.orch.state_put(&key, &cursor.to_state()).await {
-                warn!(error = %e, "cannot save the event cursor");
+        }
+    }
+    outbox.flush_deferred().await;
+    info!("stopped delivering events");
+}
+
+/// The saved cursor, retried until it is read; None when stopped first.
+async fn load_cursor(bot: &Bot, key: &str, shutdown: &Shutdown) -> Option<Cursor> {
+    loop {
+        match bot.orch.state_get(key).await {
+            Ok(Some(saved)) => return Some(Cursor::from_state(saved)),
+            Ok(None) => return Some(Cursor::default()),
+            Err(e) => {
+                warn!(error = %crate::chain(&e), "cannot read the event cursor; retrying");
+                if !shutdown.sleep(Duration::from_secs(1)).await {
+                    return None;
+                }
             }
         }
-        if fresh == 0 && !events.is_empty() {
-            // Only already-delivered events above a hole: do not spin.
-            tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What delivering needs at hand, for one run of the loop.
+struct Outbox<'a, I> {
+    bot: &'a Bot,
+    inbox: &'a I,
+    edits: &'a mut LineEdits,
+    shutdown: &'a Shutdown,
+}
+
+impl<I: Inbox> Outbox<'_, I> {
+    /// The next events after `cursor`, long-polled; due edits of waiting
+    /// DMs go out meanwhile. None once the stop is asked.
+    async fn next_batch(&mut self, cursor: &Cursor) -> Option<Vec<Event>> {
+        loop {
+            if self.shutdown.is_stopping() {
+                return None;
+            }
+            flush_due(self.bot, self.inbox, self.edits).await;
+            // The poll is kept (pinned), not restarted, around each flush.
+            let poll = self
+                .bot
+                .orch
+                .events(cursor.after(), Duration::from_secs(25));
+            tokio::pin!(poll);
+            let polled = loop {
+                tokio::select! {
+                    polled = &mut poll => break polled,
+                    () = until(self.edits.next_due()) => {
+                        flush_due(self.bot, self.inbox, self.edits).await;
+                    }
+                    () = self.shutdown.wait() => return None,
+                }
+            };
+            match polled {
+                Ok(batch) => return Some(batch.events),
+                Err(e) => {
+                    warn!(error = %crate::chain(&e), "cannot read events; retrying");
+                    self.shutdown.sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Delivers the events `cursor` has not seen, saving it after each;
+    /// returns how many were new. Stops early, between events, at a stop.
+    async fn deliver(&mut self, events: &[Event], cursor: &mut Cursor, key: &str) -> usize {
+        let mut fresh = 0;
+        for event in events {
+            if !cursor.is_new(event.id) {
+                continue;
+            }
+            if self.shutdown.is_stopping() {
+                break;
+            }
+            fresh += 1;
+            if !self.deliver_one(event).await {
+                break;
+            }
+            cursor.delivered(event.id);
             cursor.settle(Instant::now());
+            if let Err(e) = self.bot.orch.state_put(key, &cursor.to_state()).await {
+                warn!(error = %crate::chain(&e), "cannot save the event cursor");
+            }
+        }
+        fresh
+    }
+
+    /// Delivers one event, retrying a failure a few times: one event must
+    /// not stop all others forever. False when a stop came between tries:
+    /// the event is then left for the next start.
+    async fn deliver_one(&mut self, event: &Event) -> bool {
+        let mut attempt = 0;
+        while let Err(e) = handle(self.bot, self.inbox, self.edits, event).await {
+            attempt += 1;
+            warn!(event = event.id, error = %crate::chain(&e), attempt, "cannot deliver an event");
+            if attempt >= 5 {
+                break;
+            }
+            let backoff = Duration::from_millis(200 * (1 << attempt));
+            if !self.shutdown.sleep(backoff).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// At a stop: every deferred edit of a waiting DM, now, once.
+    async fn flush_deferred(&mut self) {
+        for dm in self.edits.take_deferred(tokio::time::Instant::now()) {
+            if let Err(e) = show_place(self.bot, self.inbox, &dm).await {
+                warn!(vessel = %dm.vessel, error = %crate::chain(&e), "cannot edit a waiting DM before stopping");
+            }
         }
     }
 }
@@ -456,7 +534,7 @@ async fn flush_due<I: Inbox>(bot: &Bot, inbox: &I, edits: &mut LineEdits) {
         match show_place(bot, inbox, &dm).await {
             Ok(()) => edits.succeeded(&dm),
             Err(e) => {
-                warn!(vessel = %dm.vessel, error = %e, "cannot edit a waiting DM; trying again");
+                warn!(vessel = %dm.vessel, error = %crate::chain(&e), "cannot edit a waiting DM; trying again");
                 edits.failed(dm, now);
             }
         }

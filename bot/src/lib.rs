@@ -5,12 +5,50 @@
 //! orchestrator.
 
 pub mod actions;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod console;
 pub mod events;
 pub mod orchestrator;
+pub mod shutdown;
 pub mod slack;
 pub mod startup;
 pub mod throttle;
 pub mod views;
+
+/// An error and its causes on one line, each said once (a library's error
+/// that repeats its source is not repeated): what a log line or a user
+/// reads. Our errors say what failed; their sources say why.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_chain_says_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Slack's chat.update failed")]
+        struct Ours(#[source] Repeating);
+        /// A library error that also prints its source.
+        #[derive(Debug, thiserror::Error)]
+        #[error("http: {0}")]
+        struct Repeating(#[source] std::io::Error);
+        let e = Ours(Repeating(std::io::Error::other("connection reset")));
+        assert_eq!(
+            super::chain(&e),
+            "Slack's chat.update failed: http: connection reset"
+        );
+    }
+}

@@ -40,12 +40,15 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|| std::env::var("VESSEL_BOT_CONFIG").ok())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("vessel-bot.toml"));
-    let config = BotConfig::load(&path).with_context(|| format!("config {}", path.display()))?;
+    // The error names the file; `main`'s report adds the TOML's reason.
+    let config = BotConfig::load(&path)?;
     match args.first().map(String::as_str) {
         Some("serve") => {
             init_logs(false);
-            let _running = vessel_bot::startup::start(config).await?;
-            tokio::signal::ctrl_c().await?;
+            let running = vessel_bot::startup::start(config).await?;
+            // SIGTERM or SIGINT: the waiting DMs' last edits go out, then
+            // it exits 0.
+            running.run_until_stopped().await?;
             Ok(())
         }
         Some("console") => {

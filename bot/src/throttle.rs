@@ -5,7 +5,8 @@
 //! updates join it, and whoever flushes it renders the state *then* (the
 //! latest wins). A final edit (the request left the line) is never
 //! throttled and drops a deferred one, which would show an older state
-//! after it.
+//! after it. A stop sends what is deferred at once: the latest state is
+//! never dropped.
 //!
 //! Pure bookkeeping over instants the caller passes: the events loop passes
 //! `Instant::now()`, tests pass their own, so no test waits on a clock.
@@ -96,6 +97,20 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
         due
     }
 
+    /// Every key with a deferred edit, due or not, each counted as edited
+    /// now: the bot is stopping and will not be there when they fall due.
+    /// This once, an edit may follow the last one sooner than `every`.
+    pub fn take_deferred(&mut self, now: Instant) -> Vec<K> {
+        let mut deferred = Vec::new();
+        for (key, slot) in &mut self.slots {
+            if slot.due.take().is_some() {
+                slot.last = Some(now);
+                deferred.push(key.clone());
+            }
+        }
+        deferred
+    }
+
     /// A deferred edit of `key` failed at `now`: try again one interval
     /// later, a few times.
     pub fn failed(&mut self, key: K, now: Instant) {
@@ -174,6 +189,23 @@ mod tests {
         t.finish(&"a");
         assert_eq!(t.next_due(), None);
         assert!(t.take_due(t0 + s(10)).is_empty());
+    }
+
+    #[test]
+    fn a_stop_takes_every_deferred_edit_due_or_not() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(EVERY);
+        t.update("a", t0);
+        t.update("b", t0);
+        t.update("c", t0);
+        assert!(matches!(t.update("a", t0 + s(1)), Verdict::Deferred(_)));
+        assert!(matches!(t.update("b", t0 + s(2)), Verdict::Deferred(_)));
+        // `c` was edited and nothing is pending: nothing to send for it.
+        let mut taken = t.take_deferred(t0 + s(2));
+        taken.sort();
+        assert_eq!(taken, vec!["a", "b"]);
+        assert_eq!(t.next_due(), None, "nothing is left to send");
+        assert!(t.take_deferred(t0 + s(2)).is_empty(), "sent once");
     }
 
     #[test]

@@ -80,7 +80,7 @@ fn refused(
     _states: SlackClientEventsUserState,
 ) -> StatusCode {
     let status = signature::refusal(err.as_ref());
-    warn!(reason = %err, status = status.as_u16(), "refused a Slack request");
+    warn!(reason = %crate::chain(err.as_ref()), status = status.as_u16(), "refused a Slack request");
     status
 }
 
@@ -116,7 +116,7 @@ async fn refuse_replays(
         // Without the shared guard a replay could act twice: refuse, and
         // Slack retries (it retries on 5xx).
         Err(e) => {
-            warn!(error = %e, "cannot check a Slack request for replays");
+            warn!(error = %crate::chain(&e), "cannot check a Slack request for replays");
             reject(StatusCode::SERVICE_UNAVAILABLE, &e)
         }
     }
@@ -133,7 +133,7 @@ fn reject(status: StatusCode, error: &dyn std::error::Error) -> Response {
 }
 
 fn undecodable(error: &dyn std::error::Error) -> Response {
-    debug!(%error, "an undecodable Slack request");
+    debug!(error = %crate::chain(error), "an undecodable Slack request");
     reject(StatusCode::BAD_REQUEST, error)
 }
 
@@ -150,12 +150,13 @@ async fn commands(State(state): State<Arc<HttpState>>, body: String) -> Response
     debug!(command = %cmd.command.0, user = %cmd.user_id.0, "slash command");
     let app = state.app.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let work = tokio::spawn(async move {
+    let in_flight = app.in_flight.clone();
+    in_flight.spawn(async move {
         let answer = app.slash(&cmd).await;
         if let Err(Some(message)) = tx.send(answer) {
             // The inline budget passed: finish through response_url.
             if let Err(e) = app.web.respond(&cmd.response_url, &message).await {
-                warn!(error = %e, "cannot send a late answer");
+                warn!(error = %crate::chain(&e), "cannot send a late answer");
             }
         }
     });
@@ -170,7 +171,7 @@ async fn commands(State(state): State<Arc<HttpState>>, body: String) -> Response
             .into_response()
         }
         Err(_) => {
-            drop(work);
+            // The work goes on and answers through response_url.
             Json(ephemeral(&Message::says(
                 ":hourglass_flowing_sand: Working on it…",
             )))

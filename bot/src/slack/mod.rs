@@ -17,6 +17,7 @@ use crate::actions::Bot;
 use crate::commands::{self, Command, VesselCommand};
 use crate::events::{DeliveryError, Inbox};
 use crate::orchestrator::Actor;
+use crate::shutdown::InFlight;
 use crate::views::{self, home, modal, Message};
 use payloads::{Interaction, Unusable};
 use web::{MessageRef, SlackWeb};
@@ -31,6 +32,8 @@ pub struct SlackApp {
     pub team: Option<String>,
     /// Slack user → unix name, learned from users.info; rebuildable.
     names: Mutex<HashMap<String, Option<String>>>,
+    /// What requests left running after their answer; a stop waits for it.
+    pub in_flight: InFlight,
 }
 
 impl SlackApp {
@@ -41,6 +44,7 @@ impl SlackApp {
             admin_channel,
             team: None,
             names: Mutex::new(HashMap::new()),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -118,7 +122,8 @@ impl SlackApp {
                 Ok(()) => None,
                 Err(e) => Some(views::error(
                     &format!(
-                        "cannot open the form ({e}); use `/vessel create queue=… gpu=…` instead"
+                        "cannot open the form ({}); use `/vessel create queue=… gpu=…` instead",
+                        crate::chain(&e)
                     ),
                     Some(commands::CREATE_USAGE),
                 )),
@@ -144,7 +149,8 @@ impl SlackApp {
                 response_url,
             } => {
                 let app = self.clone();
-                tokio::spawn(async move { app.press(&user, &action, response_url.as_ref()).await });
+                self.in_flight
+                    .spawn(async move { app.press(&user, &action, response_url.as_ref()).await });
                 SlackInteractionResponse::Empty
             }
             Interaction::SubmitCreate { user, state } => {
@@ -164,7 +170,8 @@ impl SlackApp {
         if let Some(user) = payloads::home_opened(event) {
             let app = self.clone();
             let user = user.0.clone();
-            tokio::spawn(async move { app.publish_home(&user).await });
+            self.in_flight
+                .spawn(async move { app.publish_home(&user).await });
         }
     }
 
@@ -192,7 +199,7 @@ impl SlackApp {
                 if v.state != vessel_api::VesselState::Pending {
                     let msg = crate::actions::created(&v);
                     if let Err(e) = self.web.post_dm(&user.0, &msg).await {
-                        warn!(error = %e, "cannot DM the provisioning notice");
+                        warn!(error = %crate::chain(&e), "cannot DM the provisioning notice");
                     }
                 }
                 SlackViewSubmissionResponse::Clear(SlackViewSubmissionClearResponse::new())
@@ -228,7 +235,7 @@ impl SlackApp {
             None => self.web.post_dm(&user.0, &message).await.map(|_| ()),
         };
         if let Err(e) = sent {
-            warn!(error = %e, "cannot answer a button");
+            warn!(error = %crate::chain(&e), "cannot answer a button");
         }
     }
 
@@ -242,7 +249,7 @@ impl SlackApp {
             .map(|l| l.vessels)
             .unwrap_or_default();
         if let Err(e) = self.web.publish_home(user, home::home(&vessels)).await {
-            warn!(error = %e, "cannot publish App Home");
+            warn!(error = %crate::chain(&e), "cannot publish App Home");
         }
     }
 }

@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use slack_morphism::prelude::*;
 
 use super::http::ephemeral;
 use super::SlackApp;
+use crate::shutdown::Shutdown;
 
 type Client = Arc<SlackHyperClient>;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -53,8 +55,9 @@ async fn on_push(
     Ok(())
 }
 
-/// Runs until the process is told to stop.
-pub async fn serve(app: Arc<SlackApp>, app_token: &str) -> anyhow::Result<()> {
+/// Serves until `shutdown`, then closes the socket. (slack-morphism's own
+/// `serve` waits for signals itself; the bot's stop is its one signal.)
+pub async fn serve(app: Arc<SlackApp>, app_token: &str, shutdown: Shutdown) -> anyhow::Result<()> {
     let client = app.web.client();
     let callbacks = SlackSocketModeListenerCallbacks::new()
         .with_command_events(on_command)
@@ -72,7 +75,9 @@ pub async fn serve(app: Arc<SlackApp>, app_token: &str) -> anyhow::Result<()> {
     listener
         .listen_for(&token)
         .await
-        .map_err(|e| anyhow::anyhow!("Socket Mode: {e}"))?;
-    listener.serve().await;
+        .context("Socket Mode: cannot open the connection")?;
+    listener.start().await;
+    shutdown.wait().await;
+    listener.shutdown().await;
     Ok(())
 }
