@@ -3,12 +3,13 @@
 //! `Message` they get back.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use chrono::Utc;
 use vessel_api::users::SetUser;
 use vessel_api::vessels::{CreateVessel, VesselView};
 use vessel_api::{ErrorCode, QueueName, Span, VesselState};
 
+use crate::clock::{Clock, SystemClock};
 use crate::commands::{
     self, Command, FleetCommand, VesselCommand, CREATE_USAGE, FLEET_USAGE, LIMIT_USAGE,
     VESSEL_USAGE,
@@ -21,19 +22,30 @@ pub struct Bot {
     pub orch: Orchestrator,
     pub config: BotConfig,
     admins: HashSet<String>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Bot {
     pub fn new(config: BotConfig) -> Result<Self, crate::orchestrator::SetupError> {
+        Bot::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// With a clock of the caller's: tests set the time tokens and
+    /// messages are stamped with.
+    pub fn with_clock(
+        config: BotConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::orchestrator::SetupError> {
         let admins = config
             .slack
             .as_ref()
             .map(|s| s.admins.iter().cloned().collect())
             .unwrap_or_default();
         Ok(Bot {
-            orch: Orchestrator::new(&config)?,
+            orch: Orchestrator::new(&config, clock.clone())?,
             config,
             admins,
+            clock,
         })
     }
 
@@ -103,7 +115,7 @@ impl Bot {
                 .orch
                 .list(actor)
                 .await
-                .map(|l| line::mine(&l.vessels, Utc::now())),
+                .map(|l| line::mine(&l.vessels, self.clock.now())),
             VesselCommand::Show(name) => self.orch.show(actor, &name).await.map(|v| vessel::show(&v)),
             VesselCommand::Ssh(name) => self.orch.show(actor, &name).await.map(|v| {
                 if v.ssh.is_some() {
@@ -159,7 +171,7 @@ impl Bot {
                 .orch
                 .line(actor)
                 .await
-                .map(|l| line::fleet(&l, Utc::now())),
+                .map(|l| line::fleet(&l, self.clock.now())),
             FleetCommand::Limit {
                 user,
                 queue,

@@ -7,15 +7,21 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// What is wrong with the config. Each says what failed; the TOML or I/O
+/// error it wraps (its `source`) says why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read the config {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Parse(String),
+    #[error("the config {origin} is not a bot config")]
+    Parse {
+        /// The file, or where the text came from.
+        origin: String,
+        source: toml::de::Error,
+    },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
 }
@@ -103,6 +109,16 @@ pub struct SlackConfig {
     pub admin_channel: Option<String>,
 }
 
+impl SlackConfig {
+    /// Whether start-up warns that every workspace is served: HTTP mode
+    /// without `team_id`, where a request signed for any workspace the app
+    /// is installed in is acted on. (Socket Mode is not warned about; the
+    /// check holds there too once `team_id` is set.)
+    pub fn serves_any_workspace(&self) -> bool {
+        self.mode == SlackMode::Http && self.team_id.is_none()
+    }
+}
+
 fn listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 3000))
 }
@@ -116,19 +132,22 @@ impl BotConfig {
             path: path.into(),
             source,
         })?;
-        let mut table: toml::Table = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        let parse = |source| ConfigError::Parse {
+            origin: path.display().to_string(),
+            source,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(parse)?;
         vessel_common::apply_env_overrides(&mut table, "VESSEL_BOT_", std::env::vars());
-        let config: BotConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        let config: BotConfig = toml::Value::Table(table).try_into().map_err(parse)?;
         config.validate()?;
         Ok(config)
     }
 
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: BotConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let config: BotConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: "text".into(),
+            source,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -172,5 +191,71 @@ impl BotConfig {
 
     pub fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.auth.token_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slack(extra: &str) -> SlackConfig {
+        toml::from_str(&format!(
+            "signing_secret = \"s\"\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn start_up_warns_only_when_http_mode_serves_every_workspace() {
+        for (extra, warns) in [
+            ("", true),
+            ("mode = \"http\"", true),
+            ("mode = \"http\"\nteam_id = \"T0LAB\"", false),
+            ("mode = \"socket\"", false),
+            ("mode = \"socket\"\nteam_id = \"T0LAB\"", false),
+        ] {
+            assert_eq!(slack(extra).serves_any_workspace(), warns, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_reads_and_names_its_workspace() {
+        let example = include_str!("../../manifests/vessel-bot.example.toml");
+        // Its secrets are files on the deployed machine; any text will do.
+        let mut text = String::new();
+        for line in example.lines() {
+            let line = match line.split_once("{ file = ") {
+                Some((key, _)) => format!("{key}\"a secret\""),
+                None => line.to_string(),
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let config: BotConfig = toml::from_str(&text).expect("the example parses");
+        let slack = config.slack.expect("the example has [slack]");
+        assert!(slack.team_id.as_deref().is_some_and(|t| t.starts_with('T')));
+        assert!(!slack.serves_any_workspace());
+    }
+
+    #[test]
+    fn a_config_error_says_what_failed_and_its_cause_says_why_once() {
+        let e = BotConfig::from_toml_str("orchestrator_url = ").unwrap_err();
+        let toml_says = std::error::Error::source(&e)
+            .expect("the TOML error")
+            .to_string();
+        assert!(!e.to_string().contains(&toml_says), "{e}");
+        assert_eq!(crate::chain(&e), format!("{e}: {toml_says}"));
+
+        let missing = Path::new("/nonexistent/vessel-bot.toml");
+        let e = BotConfig::load(missing).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read the config /nonexistent/vessel-bot.toml"
+        );
+        assert!(
+            crate::chain(&e).ends_with("No such file or directory (os error 2)"),
+            "{}",
+            crate::chain(&e)
+        );
     }
 }

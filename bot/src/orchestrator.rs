@@ -3,7 +3,8 @@
 //! orchestrator checks every permission again, so the bot decides nothing
 //! alone.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::de::DeserializeOwned;
@@ -17,6 +18,7 @@ use vessel_api::users::{KeyAdded, KeyList, SetUser, UserView};
 use vessel_api::vessels::{CreateVessel, ListQuery, VesselList, VesselView};
 use vessel_api::{perm, Client, Span};
 
+use crate::clock::Clock;
 use crate::config::BotConfig;
 
 /// Every refusal and failure, typed by the contract.
@@ -49,10 +51,12 @@ pub struct Orchestrator {
     issuer: String,
     audience: String,
     ttl: Duration,
+    /// Stamps the tokens (issued at, expires).
+    clock: Arc<dyn Clock>,
 }
 
 impl Orchestrator {
-    pub fn new(config: &BotConfig) -> Result<Self, SetupError> {
+    pub fn new(config: &BotConfig, clock: Arc<dyn Clock>) -> Result<Self, SetupError> {
         // Above the longest long poll the bot asks for (25 s).
         let client = Client::new(&config.orchestrator_url, Duration::from_secs(70))
             .map_err(SetupError::Client)?
@@ -68,14 +72,13 @@ impl Orchestrator {
             issuer: config.auth.issuer.clone(),
             audience: config.auth.audience.clone(),
             ttl: config.token_ttl(),
+            clock,
         })
     }
 
     fn token(&self, subject: &str, perms: &[&str], unix_name: Option<&str>) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        // A clock before 1970 stamps 0: a token long expired.
+        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or_default();
         let claims = Claims {
             sub: subject.to_string(),
             iss: self.issuer.clone(),
@@ -250,5 +253,48 @@ impl Orchestrator {
         self.client
             .set_host(&self.as_user(actor), host, drain)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// The rigs' test key (`vessel-testrig`'s `SERVICE_KEY`).
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIHc5VKgns2U3K9aMOsHbT4Y0jydLl4SuDnNsiI0Cj7u2
+-----END PRIVATE KEY-----
+";
+
+    #[test]
+    fn tokens_are_stamped_by_the_bots_clock() {
+        let config = BotConfig::from_toml_str(&format!(
+            "orchestrator_url = \"http://127.0.0.1:8700\"\n\
+             [auth]\nprivate_key = \"\"\"\n{KEY}\"\"\"\ntoken_ttl_secs = 120\n"
+        ))
+        .unwrap();
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let clock = ManualClock::at(t0);
+        let orch = Orchestrator::new(&config, Arc::new(clock.clone())).unwrap();
+        let claims = |token: String| {
+            jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+                .unwrap()
+                .claims
+        };
+        let first = claims(orch.as_service());
+        assert_eq!(first.iat, t0.timestamp() as u64);
+        assert_eq!(first.exp, t0.timestamp() as u64 + 120);
+        clock.advance(chrono::Duration::hours(1));
+        let actor = Actor {
+            subject: "UALICE".into(),
+            unix_name: Some("alice".into()),
+            admin: false,
+        };
+        let later = claims(orch.as_user(&actor));
+        assert_eq!(later.iat, t0.timestamp() as u64 + 3600);
+        assert_eq!(later.sub, "UALICE");
     }
 }

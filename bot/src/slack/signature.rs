@@ -86,13 +86,12 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use crate::clock::{Clock, SystemClock};
 
+    /// The machine's time: slack-morphism checks the window against it,
+    /// not against a clock of ours.
     fn now() -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
+        SystemClock.now().timestamp()
     }
 
     #[test]

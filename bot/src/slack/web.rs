@@ -9,10 +9,18 @@ use slack_morphism::prelude::*;
 
 use crate::views::Message;
 
+/// A Web API call that failed: which one; its source says why (Slack's
+/// error code, the HTTP failure).
 #[derive(Debug, thiserror::Error)]
-pub enum SlackError {
-    #[error("slack: {0}")]
-    Api(#[from] SlackClientError),
+#[error("Slack's {method} failed")]
+pub struct SlackError {
+    pub method: &'static str,
+    source: SlackClientError,
+}
+
+/// Names the call a client error came from.
+fn failed(method: &'static str) -> impl FnOnce(SlackClientError) -> SlackError {
+    move |source| SlackError { method, source }
 }
 
 /// Where a posted message lives, to update it later.
@@ -55,14 +63,22 @@ impl SlackWeb {
         let open = SlackApiConversationsOpenRequest::new()
             .with_users(vec![user.into()])
             .with_return_im(false);
-        let channel = session.conversations_open(&open).await?.channel.id;
+        let channel = session
+            .conversations_open(&open)
+            .await
+            .map_err(failed("conversations.open"))?
+            .channel
+            .id;
         self.post(&channel.0, message).await
     }
 
     pub async fn post(&self, channel: &str, message: &Message) -> Result<MessageRef, SlackError> {
         let session = self.client.open_session(&self.token);
         let req = SlackApiChatPostMessageRequest::new(channel.into(), message.to_slack());
-        let resp = session.chat_post_message(&req).await?;
+        let resp = session
+            .chat_post_message(&req)
+            .await
+            .map_err(failed("chat.postMessage"))?;
         Ok(MessageRef {
             channel: resp.channel.0,
             ts: resp.ts.0,
@@ -76,7 +92,10 @@ impl SlackWeb {
             message.to_slack(),
             at.ts.as_str().into(),
         );
-        session.chat_update(&req).await?;
+        session
+            .chat_update(&req)
+            .await
+            .map_err(failed("chat.update"))?;
         Ok(())
     }
 
@@ -87,14 +106,20 @@ impl SlackWeb {
     ) -> Result<(), SlackError> {
         let session = self.client.open_session(&self.token);
         let req = SlackApiViewsOpenRequest::new(trigger_id.clone(), view);
-        session.views_open(&req).await?;
+        session
+            .views_open(&req)
+            .await
+            .map_err(failed("views.open"))?;
         Ok(())
     }
 
     pub async fn publish_home(&self, user: &str, view: SlackView) -> Result<(), SlackError> {
         let session = self.client.open_session(&self.token);
         let req = SlackApiViewsPublishRequest::new(user.into(), view);
-        session.views_publish(&req).await?;
+        session
+            .views_publish(&req)
+            .await
+            .map_err(failed("views.publish"))?;
         Ok(())
     }
 
@@ -102,7 +127,12 @@ impl SlackWeb {
     pub async fn user_name(&self, user: &str) -> Result<Option<String>, SlackError> {
         let session = self.client.open_session(&self.token);
         let req = SlackApiUsersInfoRequest::new(user.into());
-        Ok(session.users_info(&req).await?.user.name)
+        Ok(session
+            .users_info(&req)
+            .await
+            .map_err(failed("users.info"))?
+            .user
+            .name)
     }
 
     /// Replies through a command's or an interaction's `response_url`, as a
@@ -116,7 +146,10 @@ impl SlackWeb {
     ) -> Result<(), SlackError> {
         let req =
             SlackApiPostWebhookMessageRequest::new(message.to_slack()).with_replace_original(false);
-        self.client.respond_to_event(response_url, &req).await?;
+        self.client
+            .respond_to_event(response_url, &req)
+            .await
+            .map_err(failed("response_url"))?;
         Ok(())
     }
 }
