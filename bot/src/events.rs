@@ -353,6 +353,78 @@ fn host_text(kind: &EventKind, e: &HostEvent) -> String {
     }
 }
 
+/// Where a vessel event goes, seen from the event alone (nothing read yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Not this inbox's to deliver, or nothing to say yet (`requested`).
+    Ignore,
+    /// `pending`: the waiting DM, once.
+    JoinedLine,
+    /// `queued`: the waiting DM shows the new place (throttled).
+    Moved,
+    /// `provisioning`: the waiting DM, if any, says the request was
+    /// placed; the vessel's own DM waits for `running`.
+    LeftLine,
+    /// Anything else: read the vessel, end its waiting DM if it just left
+    /// the line, then [`decide`] about its own DM.
+    Render,
+}
+
+fn route(kind: &EventKind, for_this_inbox: bool) -> Route {
+    if !for_this_inbox {
+        return Route::Ignore;
+    }
+    match kind {
+        EventKind::Vessel(VesselState::Requested) => Route::Ignore,
+        EventKind::Vessel(VesselState::Pending) => Route::JoinedLine,
+        EventKind::VesselQueued => Route::Moved,
+        EventKind::Vessel(VesselState::Provisioning) => Route::LeftLine,
+        _ => Route::Render,
+    }
+}
+
+/// What is known of a vessel's earlier messages when its news arrives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Earlier {
+    /// Its own DM (running, then how it ended), if one was posted.
+    pub dm: Option<MessageRef>,
+    /// Whether its request had a waiting DM, just edited to say how it
+    /// left the line.
+    pub waited: bool,
+}
+
+/// What a vessel's news does to its own DM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmAction {
+    Nothing,
+    /// A new message with Keep and Kill: a warning must notify, which an
+    /// edit does not.
+    Warn,
+    /// Edit the DM in place to show the vessel as it is now.
+    Update(MessageRef),
+    /// It waited and gave up: a new message says so, as the waiting DM's
+    /// edit does not notify.
+    TellExpired,
+    /// The first DM (running, or ended without ever running): post it and
+    /// remember where, for the edits that follow.
+    PostFirst,
+}
+
+/// The DM decision, without I/O: the event, whether the vessel ever ran,
+/// and what was said before.
+pub fn decide(kind: &EventKind, ever_ran: bool, earlier: &Earlier) -> DmAction {
+    use VesselState::{Buried, Expired, Failed, Lost, Running};
+    match (kind, &earlier.dm) {
+        (EventKind::IdleWarning | EventKind::ExpiryWarning, _) => DmAction::Warn,
+        (_, Some(at)) => DmAction::Update(at.clone()),
+        (EventKind::Vessel(Expired), None) => DmAction::TellExpired,
+        // Cancelled while waiting: the waiting DM says so; nothing to add.
+        (EventKind::Vessel(Buried), None) if earlier.waited && !ever_ran => DmAction::Nothing,
+        (EventKind::Vessel(Running | Failed | Buried | Lost), None) => DmAction::PostFirst,
+        _ => DmAction::Nothing,
+    }
+}
+
 /// A vessel's news for its owner: the DM, updated in place; warnings as new
 /// messages (they must notify).
 async fn tell_owner<I: Inbox>(
@@ -363,80 +435,65 @@ async fn tell_owner<I: Inbox>(
     e: &VesselEvent,
 ) -> Result<(), DeliveryError> {
     let owner = e.owner_id.as_str();
-    if owner.is_empty() || !inbox.wants(owner) {
-        return Ok(());
-    }
-    let id = e.id.to_string();
     let dm = LineDm {
-        vessel: id.clone(),
+        vessel: e.id.to_string(),
         owner: owner.to_string(),
     };
-    match kind {
-        EventKind::Vessel(VesselState::Requested) => return Ok(()),
-        EventKind::Vessel(VesselState::Pending) => return joined_line(bot, inbox, edits, dm).await,
-        EventKind::VesselQueued => {
-            return match edits.update(dm.clone(), tokio::time::Instant::now()) {
-                Verdict::Now => show_place(bot, inbox, &dm).await,
-                // The flush renders whatever is true by then.
-                Verdict::Deferred(_) => Ok(()),
-            };
-        }
-        _ => {}
+    let route = route(kind, !owner.is_empty() && inbox.wants(owner));
+    match route {
+        Route::Ignore => return Ok(()),
+        Route::JoinedLine => return joined_line(bot, inbox, edits, dm).await,
+        Route::Moved => return moved(bot, inbox, edits, dm).await,
+        Route::LeftLine | Route::Render => {}
     }
     // Render what is true now, as the owner sees it (with the SSH config).
-    let view = bot.orch.show(&owner_actor(owner), &id).await?;
+    let view = bot.orch.show(&owner_actor(owner), &dm.vessel).await?;
     let waited = left_line(bot, inbox, edits, &dm, kind, &view).await?;
-    if matches!(kind, EventKind::Vessel(VesselState::Provisioning)) {
+    if route == Route::LeftLine {
         return Ok(());
     }
-    let message = if view.state == VesselState::Running {
-        vessel::running(&view)
-    } else {
-        vessel::ended(&view)
+    let key = message_key(&dm.vessel);
+    let earlier = Earlier {
+        dm: bot.orch.state_get(&key).await?,
+        waited,
     };
-    let key = message_key(&id);
-    let existing: Option<MessageRef> = bot.orch.state_get(&key).await?;
-    match (kind, existing) {
-        (EventKind::IdleWarning | EventKind::ExpiryWarning, _) => {
-            let text = e.message.clone().unwrap_or_else(|| {
-                format!(
-                    "`{}` looks idle and will be reclaimed unless you keep it.",
-                    view.name
-                )
-            });
-            let warning =
-                Message::says(format!(":zzz: {text}")).block(crate::views::Block::Actions(vec![
-                    crate::views::Button::action("Keep", vessel::KEEP, &id).primary(),
-                    crate::views::Button::action("Kill", vessel::KILL, &id).danger(),
-                ]));
-            inbox.post(owner, &warning).await.map(|_| ())
-        }
-        (_, Some(at)) => inbox.update(&at, &message).await,
-        // It waited and gave up: the edit does not notify, this does.
-        (EventKind::Vessel(VesselState::Expired), None) => {
-            inbox.post(owner, &line::expired(&view)).await.map(|_| ())
-        }
-        // Cancelled while waiting: the waiting DM says so; nothing to add.
-        (EventKind::Vessel(VesselState::Buried), None) if waited && view.started_at.is_none() => {
-            Ok(())
-        }
-        // A first message: running, or ended without ever running.
-        (
-            EventKind::Vessel(
-                VesselState::Running
-                | VesselState::Failed
-                | VesselState::Buried
-                | VesselState::Lost,
-            ),
-            None,
-        ) => {
-            if let Some(at) = inbox.post(owner, &message).await? {
+    match decide(kind, view.started_at.is_some(), &earlier) {
+        DmAction::Nothing => Ok(()),
+        DmAction::Warn => inbox.post(owner, &warning(e, &view)).await.map(|_| ()),
+        DmAction::Update(at) => inbox.update(&at, &vessel_dm(&view)).await,
+        DmAction::TellExpired => inbox.post(owner, &line::expired(&view)).await.map(|_| ()),
+        DmAction::PostFirst => {
+            if let Some(at) = inbox.post(owner, &vessel_dm(&view)).await? {
                 bot.orch.state_put(&key, &at).await?;
             }
             Ok(())
         }
-        _ => Ok(()),
     }
+}
+
+/// The vessel's own DM as it is now: how to reach it, or how it ended.
+fn vessel_dm(view: &VesselView) -> Message {
+    if view.state == VesselState::Running {
+        vessel::running(view)
+    } else {
+        vessel::ended(view)
+    }
+}
+
+/// An idle or expiry warning, with what the orchestrator said and the
+/// buttons to answer it.
+fn warning(e: &VesselEvent, view: &VesselView) -> Message {
+    let id = e.id.to_string();
+    let text = e.message.clone().unwrap_or_else(|| {
+        format!(
+            "`{}` looks idle and will be reclaimed unless you keep it.",
+            view.name
+        )
+    });
+    Message::says(format!(":zzz: {text}")).block(crate::views::Block::Actions(vec![
+        crate::views::Button::action("Keep", vessel::KEEP, &id).primary(),
+        crate::views::Button::action("Kill", vessel::KILL, &id).danger(),
+    ]))
 }
 
 fn owner_actor(owner: &str) -> Actor {
@@ -462,6 +519,20 @@ async fn joined_line<I: Inbox>(
         return Ok(());
     }
     show_place(bot, inbox, &dm).await
+}
+
+/// `vessel.queued`: the waiting DM shows the new place, at most once per
+/// interval; a deferred edit renders whatever is true when it is sent.
+async fn moved<I: Inbox>(
+    bot: &Bot,
+    inbox: &I,
+    edits: &mut LineEdits,
+    dm: LineDm,
+) -> Result<(), DeliveryError> {
+    match edits.update(dm.clone(), tokio::time::Instant::now()) {
+        Verdict::Now => show_place(bot, inbox, &dm).await,
+        Verdict::Deferred(_) => Ok(()),
+    }
 }
 
 /// Shows a waiting request's place as it is now: edits its waiting DM, or
@@ -501,17 +572,7 @@ async fn left_line<I: Inbox>(
     kind: &EventKind,
     view: &VesselView,
 ) -> Result<bool, DeliveryError> {
-    let EventKind::Vessel(state) = kind else {
-        return Ok(false);
-    };
-    let leaving = match state {
-        VesselState::Provisioning | VesselState::Running => true,
-        VesselState::Expired | VesselState::Buried | VesselState::Failed | VesselState::Lost => {
-            view.started_at.is_none()
-        }
-        _ => false,
-    };
-    if !leaving {
+    if !leaves_line(kind, view.started_at.is_some()) {
         return Ok(false);
     }
     let Some(at) = bot
@@ -525,6 +586,18 @@ async fn left_line<I: Inbox>(
     edits.finish(dm);
     inbox.update(&at, &line::line_dm(view)).await?;
     Ok(true)
+}
+
+/// Whether this event is the request leaving the line: placed, or ended
+/// without ever running (expired, cancelled, failed, lost).
+fn leaves_line(kind: &EventKind, ever_ran: bool) -> bool {
+    match kind {
+        EventKind::Vessel(VesselState::Provisioning | VesselState::Running) => true,
+        EventKind::Vessel(
+            VesselState::Expired | VesselState::Buried | VesselState::Failed | VesselState::Lost,
+        ) => !ever_ran,
+        _ => false,
+    }
 }
 
 /// Edits the waiting DMs whose deferred edit is due.
@@ -544,6 +617,122 @@ async fn flush_due<I: Inbox>(bot: &Bot, inbox: &I, edits: &mut LineEdits) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(s: VesselState) -> EventKind {
+        EventKind::Vessel(s)
+    }
+
+    #[test]
+    fn each_vessel_event_goes_its_way_before_anything_is_read() {
+        use Route::*;
+        use VesselState::*;
+        let cases = [
+            (state(Requested), true, Ignore),
+            (state(Pending), true, JoinedLine),
+            (EventKind::VesselQueued, true, Moved),
+            (state(Provisioning), true, LeftLine),
+            (state(Running), true, Render),
+            (state(Stopping), true, Render),
+            (state(Buried), true, Render),
+            (state(Failed), true, Render),
+            (state(Lost), true, Render),
+            (state(Expired), true, Render),
+            (EventKind::VesselExtended, true, Render),
+            (EventKind::IdleWarning, true, Render),
+            (EventKind::ExpiryWarning, true, Render),
+            // Not this inbox's owner (a console user in Slack, no owner).
+            (state(Running), false, Ignore),
+            (state(Pending), false, Ignore),
+            (EventKind::IdleWarning, false, Ignore),
+        ];
+        for (kind, for_this_inbox, expected) in cases {
+            assert_eq!(
+                route(&kind, for_this_inbox),
+                expected,
+                "{kind} {for_this_inbox}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_leaves_the_line_when_placed_or_when_it_ends_without_running() {
+        use VesselState::*;
+        let cases = [
+            (state(Provisioning), false, true),
+            (state(Running), false, true),
+            (state(Running), true, true),
+            (state(Expired), false, true),
+            (state(Buried), false, true),
+            (state(Failed), false, true),
+            (state(Lost), false, true),
+            // Ran for days, then ended: its "placed" note stays as it is.
+            (state(Buried), true, false),
+            (state(Failed), true, false),
+            (state(Lost), true, false),
+            (state(Stopping), false, false),
+            (state(Pending), false, false),
+            (EventKind::VesselQueued, false, false),
+            (EventKind::IdleWarning, true, false),
+        ];
+        for (kind, ran, expected) in cases {
+            assert_eq!(leaves_line(&kind, ran), expected, "{kind} ran={ran}");
+        }
+    }
+
+    #[test]
+    fn the_dm_decision_by_case() {
+        use DmAction::*;
+        use EventKind::{ExpiryWarning, IdleWarning, VesselExtended};
+        use VesselState::*;
+        let at = MessageRef {
+            channel: "DUALICE".into(),
+            ts: "1700000000.000001".into(),
+        };
+        let (ran, never_ran) = (true, false);
+        let none = Earlier::default();
+        let posted = Earlier {
+            dm: Some(at.clone()),
+            waited: false,
+        };
+        let waited = Earlier {
+            dm: None,
+            waited: true,
+        };
+        let edit = Update(at);
+        let unknown = EventKind::Other("vessel.renamed".into());
+        let cases = [
+            // Warnings notify: always a new message, DM or not.
+            (IdleWarning, ran, &none, Warn),
+            (IdleWarning, ran, &posted, Warn),
+            (ExpiryWarning, ran, &posted, Warn),
+            // A DM exists: every other change edits it in place.
+            (state(Running), ran, &posted, edit.clone()),
+            (state(Stopping), ran, &posted, edit.clone()),
+            (state(Buried), ran, &posted, edit.clone()),
+            (VesselExtended, ran, &posted, edit.clone()),
+            // It waited and gave up: told by a new message.
+            (state(Expired), never_ran, &waited, TellExpired),
+            (state(Expired), never_ran, &none, TellExpired),
+            // Cancelled while waiting: its waiting DM said so.
+            (state(Buried), never_ran, &waited, Nothing),
+            // The first DM: running, or ended some other way.
+            (state(Buried), never_ran, &none, PostFirst),
+            (state(Buried), ran, &waited, PostFirst),
+            (state(Running), ran, &none, PostFirst),
+            (state(Running), ran, &waited, PostFirst),
+            (state(Failed), never_ran, &none, PostFirst),
+            (state(Failed), never_ran, &waited, PostFirst),
+            (state(Lost), ran, &none, PostFirst),
+            // Nothing to edit, nothing worth a new message.
+            (state(Stopping), ran, &none, Nothing),
+            (VesselExtended, ran, &none, Nothing),
+            (unknown, ran, &none, Nothing),
+        ];
+        for (kind, ran, earlier, expected) in cases {
+            let got = decide(&kind, ran, earlier);
+            assert_eq!(got, expected, "{kind}, ran: {ran}, {earlier:?}");
+        }
+    }
 
     #[test]
     fn the_cursor_waits_for_holes_then_gives_up_on_them() {
