@@ -406,6 +406,9 @@ pub struct MachineConfig {
     pub perms: Vec<String>,
     #[serde(default = "default_max_token_ttl")]
     pub max_token_ttl: Span,
+    /// Revokes this machine's tokens issued before this time (RFC 3339),
+    /// without rotating the service key: set it to now, restart, mint anew.
+    pub issued_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn default_max_token_ttl() -> Span {

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::rig::{cpu_host, gpu_host, Rig};
+use crate::rig::{cpu_host, gpu_host, Options, Rig};
 
 /// Every way a researcher could list or read another's vessel, and what the
 /// admin and the fleet view show: nowhere the owner's Jupyter token.
@@ -279,5 +279,48 @@ async fn a_service_token_cannot_mint_an_admin_or_live_for_a_year() -> anyhow::Re
         .fetch_one(&rig.db)
         .await?;
     assert_eq!(state, "draining");
+    Ok(())
+}
+
+/// The attack: a machine token (a Prometheus scrape, a year long) leaks.
+/// Setting the machine's `issued_after` revokes every token issued before
+/// it, without rotating the service key; tokens minted after still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaked_machine_token_is_revoked_without_rotating_the_service_key() -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            extra_config: format!(
+                "[auth.machines.scraper]\nperms = [\"fleet:read\"]\nmax_token_ttl = \"365d\"\nissued_after = \"{}\"\n",
+                (now - chrono::Duration::seconds(60)).to_rfc3339()
+            ),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let leaked = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &json!({ "sub": "scraper", "iss": "vessel-bot", "aud": "vessel-orchestrator",
+                 "iat": (now - chrono::Duration::hours(1)).timestamp(),
+                 "exp": now.timestamp() + 86_400, "perms": [vessel_api::perm::FLEET_READ] }),
+        &jsonwebtoken::EncodingKey::from_ed_pem(crate::rig::SERVICE_KEY.as_bytes())?,
+    )?;
+    let scrape = |token: String| {
+        let url = rig.url("/metrics");
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await?;
+            anyhow::Ok((resp.status().as_u16(), resp.text().await?))
+        }
+    };
+    let (status, body) = scrape(leaked).await?;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    let fresh = rig.token_for("scraper", &[vessel_api::perm::FLEET_READ], 300 * 86_400);
+    assert_eq!(scrape(fresh).await?.0, 200);
     Ok(())
 }

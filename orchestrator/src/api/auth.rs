@@ -27,11 +27,19 @@ use vessel_api::perm::Perm;
 /// The subject the bot uses as itself (the outbox, its state).
 pub const SERVICE_SUBJECT: &str = "vessel-bot";
 
+/// A machine subject's permissions, longest token, and the time before
+/// which its tokens are revoked.
+struct Machine {
+    perms: HashSet<String>,
+    max_ttl: Duration,
+    issued_after: Option<u64>,
+}
+
 /// Who may do what, from config: the one place roles are decided.
 struct Roles {
     admins: HashSet<String>,
     /// Machine subjects (Prometheus): their permissions and token lifetime.
-    machines: HashMap<String, (HashSet<String>, Duration)>,
+    machines: HashMap<String, Machine>,
     max_token_ttl: Duration,
 }
 
@@ -43,8 +51,8 @@ impl Roles {
             return set(perm::BOT_SERVICE);
         }
         if from_service {
-            if let Some((perms, _)) = self.machines.get(subject) {
-                return perms.clone();
+            if let Some(m) = self.machines.get(subject) {
+                return m.perms.clone();
             }
         }
         if self.admins.contains(subject) {
@@ -58,7 +66,7 @@ impl Roles {
     fn max_ttl(&self, subject: &str) -> Duration {
         self.machines
             .get(subject)
-            .map(|(_, ttl)| *ttl)
+            .map(|m| m.max_ttl)
             .unwrap_or(self.max_token_ttl)
     }
 }
@@ -116,8 +124,12 @@ impl Verifier {
                 .machines
                 .iter()
                 .map(|(subject, m)| {
-                    let perms = m.perms.iter().cloned().collect();
-                    (subject.clone(), (perms, m.max_token_ttl.duration()))
+                    let machine = Machine {
+                        perms: m.perms.iter().cloned().collect(),
+                        max_ttl: m.max_token_ttl.duration(),
+                        issued_after: m.issued_after.map(|t| t.timestamp().max(0) as u64),
+                    };
+                    (subject.clone(), machine)
                 })
                 .collect(),
             max_token_ttl: auth.max_token_ttl.duration(),
@@ -196,6 +208,16 @@ impl Verifier {
         let lifetime = claims.exp.saturating_sub(now_secs());
         if lifetime > self.roles.max_ttl(&claims.sub).as_secs() + 30 {
             return Err(rejected("it lives longer than this orchestrator allows"));
+        }
+        let revoked_before = self
+            .roles
+            .machines
+            .get(&claims.sub)
+            .and_then(|m| m.issued_after);
+        if revoked_before.is_some_and(|t| claims.iat < t) {
+            return Err(rejected(
+                "it was revoked (issued before this machine's `issued_after`)",
+            ));
         }
         let perms = self
             .roles
