@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL answers on 127.0.0.1:5432 with:
-#   - a role `vessel`, password `vessel`, SUPERUSER (tests create a database
-#     each, and migrations create triggers and extensions);
+#   - a role `vessel`, password `vessel`, NOT a superuser: it may create
+#     databases (tests create one each) and owns what it creates, nothing
+#     more (a leaked password reads no files and runs no programs);
 #   - a database `vessel` owned by it;
 #   - max_connections >= 300 (many tests at once, each with its own pool).
 # Installs Debian's `postgresql` if missing, creates and starts the cluster.
@@ -51,17 +52,16 @@ wait_ready
 # that psql does not complain about a cwd the postgres user cannot read.
 as_postgres() { (cd / && runuser -u postgres -- psql -X -p "$PORT" -v ON_ERROR_STOP=1 -qtAc "$1"); }
 
-# (A superuser may create databases whatever rolcreatedb says.)
-role=$(as_postgres "SELECT rolsuper AND rolcanlogin FROM pg_roles WHERE rolname = 'vessel'")
+role=$(as_postgres "SELECT NOT rolsuper AND rolcreatedb AND rolcanlogin FROM pg_roles WHERE rolname = 'vessel'")
 # The password is checked by logging in with it (it is stored hashed).
 if [ "$role" = t ] && PGPASSWORD=vessel PGCONNECT_TIMEOUT=5 psql -X -qtA -h 127.0.0.1 -p "$PORT" -U vessel -d postgres -c 'SELECT 1' >/dev/null 2>&1; then
   :
 elif [ -z "$role" ]; then
   say "creating role vessel"
-  as_postgres "CREATE ROLE vessel LOGIN SUPERUSER CREATEDB PASSWORD 'vessel'"
+  as_postgres "CREATE ROLE vessel LOGIN NOSUPERUSER CREATEDB PASSWORD 'vessel'"
 else
-  say "resetting role vessel (login, superuser, createdb, password)"
-  as_postgres "ALTER ROLE vessel LOGIN SUPERUSER CREATEDB PASSWORD 'vessel'"
+  say "resetting role vessel (login, no superuser, createdb, password)"
+  as_postgres "ALTER ROLE vessel LOGIN NOSUPERUSER CREATEDB PASSWORD 'vessel'"
 fi
 
 if [ "$(as_postgres "SELECT 1 FROM pg_database WHERE datname = 'vessel'")" != 1 ]; then
@@ -79,7 +79,7 @@ fi
 # What the orchestrator and the tests do: TCP to 127.0.0.1 with a password
 # (Debian's pg_hba.conf has `host all all 127.0.0.1/32 scram-sha-256`).
 if ! out=$(PGPASSWORD=vessel PGCONNECT_TIMEOUT=5 psql -X -qtA -h 127.0.0.1 -p "$PORT" -U vessel -d vessel \
-  -c "SELECT current_user || ' ' || (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)" 2>&1); then
+  -c "SELECT current_user || ' ' || (SELECT rolcreatedb AND NOT rolsuper FROM pg_roles WHERE rolname = current_user)" 2>&1); then
   say "cannot log in as vessel over TCP with a password: $out" >&2
   say "pg_hba.conf must allow 'host all all 127.0.0.1/32 scram-sha-256' (or md5):" >&2
   grep -v -e '^#' -e '^$' "/etc/postgresql/$version/$cluster/pg_hba.conf" >&2 || true
@@ -87,5 +87,5 @@ if ! out=$(PGPASSWORD=vessel PGCONNECT_TIMEOUT=5 psql -X -qtA -h 127.0.0.1 -p "$
 fi
 [ "$out" = "vessel true" ] || { say "unexpected login check: '$out'" >&2; exit 1; }
 
-say "ready: PostgreSQL $version/$cluster on 127.0.0.1:$PORT, role vessel (superuser, password login verified)"
+say "ready: PostgreSQL $version/$cluster on 127.0.0.1:$PORT, role vessel (not a superuser, password login verified)"
 echo "export DATABASE_URL=postgres://vessel:vessel@127.0.0.1:$PORT/vessel"

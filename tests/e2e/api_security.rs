@@ -286,7 +286,8 @@ async fn a_service_token_cannot_mint_an_admin_or_live_for_a_year() -> anyhow::Re
 /// Setting the machine's `issued_after` revokes every token issued before
 /// it, without rotating the service key; tokens minted after still work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leaked_machine_token_is_revoked_without_rotating_the_service_key() -> anyhow::Result<()> {
+async fn a_leaked_machine_token_is_revoked_without_rotating_the_service_key() -> anyhow::Result<()>
+{
     let now = chrono::Utc::now();
     let rig = Rig::start_with(
         &[gpu_host("gpu-1", 1, "3090")],
@@ -322,5 +323,19 @@ async fn a_leaked_machine_token_is_revoked_without_rotating_the_service_key() ->
     assert!(body.contains("revoked"), "{body}");
     let fresh = rig.token_for("scraper", &[vessel_api::perm::FLEET_READ], 300 * 86_400);
     assert_eq!(scrape(fresh).await?.0, 200);
+    Ok(())
+}
+
+/// The attack: the database password leaks (it sits in config files). The
+/// role the orchestrator and the tests use must not be a superuser, who
+/// reads the server's files and runs programs on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_role_is_not_a_superuser() -> anyhow::Result<()> {
+    let rig = Rig::start(&[gpu_host("gpu-1", 1, "3090")]).await?;
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&rig.db)
+            .await?;
+    assert!(!superuser);
     Ok(())
 }

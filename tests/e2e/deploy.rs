@@ -365,6 +365,25 @@ async fn the_compose_stack_runs_a_vessel_one_logs_into_and_the_bot_tells_its_own
         "{}",
         String::from_utf8_lossy(&dump.stderr)
     );
+    // The services' role owns its database and nothing more: a leaked
+    // password is not a superuser's (who reads files and runs programs).
+    let role = stack.compose(&[
+        "exec",
+        "-T",
+        "postgres",
+        "psql",
+        "-U",
+        "vessel",
+        "-d",
+        "vessel",
+        "-qtAc",
+        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+    ])?;
+    assert_eq!(
+        String::from_utf8_lossy(&role.stdout).trim(),
+        "f",
+        "{role:?}"
+    );
 
     // State lives in the stack's Postgres: a restarted orchestrator (a stop
     // by SIGTERM, then a start) still has the vessel, running.
