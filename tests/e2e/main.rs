@@ -6,6 +6,7 @@
 mod api;
 mod api_security;
 mod authz;
+mod bot_shutdown;
 mod cli;
 mod concurrency;
 mod console;
