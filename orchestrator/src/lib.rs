@@ -6,6 +6,7 @@ pub mod clock;
 pub mod conductor;
 pub mod config;
 pub mod domain;
+pub mod gate;
 pub mod gpu_watchdog;
 pub mod hosts;
 pub mod line;

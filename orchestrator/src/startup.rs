@@ -315,8 +315,41 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(crate::portal::router(&state))
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+        .layer(axum::middleware::from_fn(read_body_in_time))
         .layer(tower::limit::ConcurrencyLimitLayer::new(512))
         .layer(axum::middleware::from_fn(crate::telemetry::request_span))
+}
+
+/// How long a client has to send a request's body, once its headers are in.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads every request's body (at most `MAX_BODY`) within
+/// `BODY_READ_TIMEOUT`, before any handler: a client that sends its body a
+/// byte at a time is answered 408 and its connection freed, on every route.
+async fn read_body_in_time(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    // One byte over the limit, so the body limit's own 413 still answers.
+    let read = axum::body::to_bytes(body, api::MAX_BODY + 1);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+        Ok(Err(_)) => crate::ops::OpError::TooLarge(format!(
+            "the body is larger than {} KiB",
+            api::MAX_BODY / 1024
+        ))
+        .into_response(),
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "the request's body did not arrive in time",
+        )
+            .into_response(),
+    }
 }
 
 /// Binds the API's address and serves it until the stop; requests in
@@ -345,6 +378,12 @@ async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    let gate = crate::gate::Gate::for_this_process();
+    tracing::info!(
+        connections = gate.total(),
+        per_peer = crate::gate::PER_PEER,
+        "connection limits"
+    );
     let server = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
@@ -360,6 +399,12 @@ async fn serve(
                 },
                 _ = shutdown.wait() => break,
             };
+            // Over the limits: closed at once, before a byte is read.
+            let Some(permit) = gate.admit(peer.ip()) else {
+                tracing::debug!(%peer, "connection refused: over the connection limits");
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let app = app.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
@@ -373,6 +418,7 @@ async fn serve(
             let acceptor = acceptor.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                let _permit = permit;
                 let served = match acceptor {
                     Some(acceptor) => {
                         let handshake =

@@ -31,6 +31,7 @@ mod recovery;
 mod replicas;
 mod shutdown;
 mod slack;
+mod slow_clients;
 mod tailnet;
 mod undertaker;
 
