@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::domain::QueueName;
+use crate::error_chain::chain;
 use crate::units::{ByteSize, Span};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -291,7 +292,7 @@ fn job_schedule(
         },
         (None, Some(every)) => JobSchedule {
             key: key(interval_key),
-            cron: crate::schedule::cron_for_interval(every.duration()).ok_or_else(|| {
+            cron: crate::cron::cron_for_interval(every.duration()).ok_or_else(|| {
                 invalid(
                     key(interval_key),
                     format!(
@@ -306,8 +307,8 @@ fn job_schedule(
             cron: default.into(),
         },
     };
-    crate::schedule::Cron::parse(&schedule.cron)
-        .map_err(|e| invalid(schedule.key.clone(), e.to_string()))?;
+    crate::cron::Cron::parse(&schedule.cron)
+        .map_err(|e| invalid(schedule.key.clone(), chain(&e).to_string()))?;
     Ok(schedule)
 }
 

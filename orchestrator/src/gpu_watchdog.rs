@@ -18,6 +18,7 @@ use tracing::{info, warn, Instrument};
 use vessel_api::events::{EventKind, EventPayload, HostEvent};
 
 use crate::config::WatchdogConfig;
+use crate::error_chain::chain;
 use crate::hosts::HostPool;
 use crate::prom::{Freshness, PromError, Prometheus};
 use crate::reconciler::{Reconciler, Report};
@@ -272,17 +273,19 @@ impl GpuWatchdog {
     async fn incident(&self, host: &str, stale: &[String]) -> Result<bool, WatchError> {
         warn!(gpus = ?stale, "GPU metrics stale: probing the host");
         let finding = match crate::survey::survey_one(&self.db, &self.hosts, host).await {
-            Err(reason) => {
+            Err(e) => {
                 // The survey's path: an unreachable-host incident, its
                 // running vessels lost, the admins told.
                 crate::watchdog::after_survey(&self.db, &self.reconciler).await?;
-                Finding::Unreachable { reason }
+                Finding::Unreachable {
+                    reason: chain(&e).to_string(),
+                }
             }
             Ok(inventory) => {
                 let mut report = Report::default();
                 if let Err(e) = self.reconciler.host(host, &mut report).await {
                     warn!(
-                        error = &e as &dyn std::error::Error,
+                        error = %chain(&e),
                         "cannot reconcile the host"
                     );
                 }

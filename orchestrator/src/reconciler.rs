@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::conductor::spec::{LABEL_FLEET, LABEL_HOST, LABEL_ID};
 use crate::domain::VesselState;
+use crate::error_chain::chain;
 use crate::hosts::{HostError, HostPool};
 use crate::store::vessels::LiveVessel;
 use crate::store::{bot_state, events, hosts as host_store, vessels};
@@ -166,7 +167,7 @@ impl Reconciler {
             match self.host(&host, &mut report).instrument(span).await {
                 Ok(()) => report.hosts += 1,
                 Err(e) => {
-                    warn!(%host, error = &e as &dyn std::error::Error, "cannot reconcile the host")
+                    warn!(%host, error = %chain(&e), "cannot reconcile the host")
                 }
             }
         }

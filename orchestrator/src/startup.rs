@@ -12,6 +12,7 @@ use crate::api::{self, auth::Verifier, AppState};
 use crate::clock::{Clock, SystemClock};
 use crate::conductor::Conductor;
 use crate::config::Config;
+use crate::error_chain::chain;
 use crate::gpu_watchdog::GpuWatchdog;
 use crate::hosts::HostPool;
 use crate::line::LineWorker;
@@ -22,24 +23,31 @@ use crate::shutdown::{self, Shutdown, Stopper};
 use crate::undertaker::Undertaker;
 use crate::work_hours::WorkHours;
 
+/// Why the orchestrator did not start. Each variant says what failed;
+/// its source says why (`main` prints the whole chain).
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot reach the database or migrate it: {0}")]
+    #[error("cannot reach the database or migrate it")]
     Database(#[from] sqlx::Error),
-    #[error("cannot migrate the database: {0}")]
+    #[error("cannot migrate the database")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("{0}")]
-    Config(String),
-    #[error("cannot set up token verification: {0}")]
+    /// A `[work_hours]` key that does not make work hours.
+    #[error("{key}: {message}")]
+    WorkHours { key: String, message: String },
+    #[error("undertaker.prometheus_url")]
+    Prometheus(#[source] crate::prom::PromError),
+    #[error("cannot schedule the periodic jobs")]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    #[error("cannot set up token verification")]
     Auth(#[from] crate::api::auth::VerifierError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
     #[error(transparent)]
     TlsConfig(#[from] crate::config::ConfigError),
-    #[error("tls: the certificate and key do not make a server identity: {0}")]
+    #[error("tls: the certificate and key do not make a server identity")]
     Tls(#[from] rustls::Error),
 }
 
@@ -99,7 +107,7 @@ impl Application {
             config.reconciler.retention.duration(),
         ));
         let work = WorkHours::parse(&config.work_hours)
-            .map_err(|(key, message)| StartupError::Config(format!("{key}: {message}")))?;
+            .map_err(|(key, message)| StartupError::WorkHours { key, message })?;
         let undertaker = Arc::new(Undertaker::new(
             db.clone(),
             config.undertaker.clone(),
@@ -124,7 +132,8 @@ impl Application {
             .as_deref()
             .map(|url| -> Result<_, StartupError> {
                 let prometheus = Prometheus::new(url)
-                    .map_err(|e| StartupError::Config(format!("undertaker.prometheus_url: {e}")))?;
+                    .map_err(StartupError::Prometheus)?
+                    .with_clock(clock.clone());
                 Ok(Arc::new(GpuWatchdog::new(
                     db.clone(),
                     hosts.clone(),
@@ -144,10 +153,7 @@ impl Application {
             gpu_watchdog.as_ref(),
         )?;
         let jobs = schedule.counts();
-        let mut tasks = vec![schedule
-            .start(&shutdown)
-            .await
-            .map_err(|e| StartupError::Config(e.to_string()))?];
+        let mut tasks = vec![schedule.start(&shutdown).await?];
         let conductor = Conductor::new(db.clone(), hosts, config.clone(), clock.clone());
         tasks.extend(conductor.spawn(&instance, &shutdown));
         tasks.push(LineWorker::new(db.clone(), config.clone(), clock.clone()).spawn(&shutdown));
@@ -245,60 +251,51 @@ fn periodic_jobs(
     gpu_watchdog: Option<&Arc<GpuWatchdog>>,
 ) -> Result<Schedule, StartupError> {
     let mut schedule = Schedule::new(db.clone(), instance);
-    let bad = |e: crate::schedule::ScheduleError| StartupError::Config(e.to_string());
     let (d, h, r) = (db.clone(), hosts.clone(), reconciler.clone());
-    schedule
-        .add("survey", &config.conductor.probe_schedule()?, move || {
-            let (db, hosts, reconciler) = (d.clone(), h.clone(), r.clone());
-            async move {
-                crate::survey::survey(&db, &hosts).await;
-                if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
-                    tracing::warn!(error = %e, "watchdog");
-                }
+    schedule.add("survey", &config.conductor.probe_schedule()?, move || {
+        let (db, hosts, reconciler) = (d.clone(), h.clone(), r.clone());
+        async move {
+            crate::survey::survey(&db, &hosts).await;
+            if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
+                tracing::warn!(error = %e, "watchdog");
             }
-        })
-        .map_err(bad)?;
+        }
+    })?;
     let r = reconciler.clone();
-    schedule
-        .add("reconciler", &config.reconciler.schedule()?, move || {
-            let reconciler = r.clone();
-            async move {
-                if let Err(e) = reconciler.run_once().await {
-                    tracing::warn!(error = %e, "reconciler");
-                }
+    schedule.add("reconciler", &config.reconciler.schedule()?, move || {
+        let reconciler = r.clone();
+        async move {
+            if let Err(e) = reconciler.run_once().await {
+                tracing::warn!(error = %e, "reconciler");
             }
-        })
-        .map_err(bad)?;
+        }
+    })?;
     let u = undertaker.clone();
-    schedule
-        .add("undertaker", &config.undertaker.schedule()?, move || {
-            let undertaker = u.clone();
-            async move {
-                if let Err(e) = undertaker.sweep().await {
-                    tracing::warn!(error = %e, "undertaker sweep failed");
-                }
+    schedule.add("undertaker", &config.undertaker.schedule()?, move || {
+        let undertaker = u.clone();
+        async move {
+            if let Err(e) = undertaker.sweep().await {
+                tracing::warn!(error = %e, "undertaker sweep failed");
             }
-        })
-        .map_err(bad)?;
+        }
+    })?;
     if let Some(w) = gpu_watchdog {
         let w = w.clone();
-        schedule
-            .add(
-                "gpu_watchdog",
-                &config.watchdog.job_schedule()?,
-                move || {
-                    let watchdog = w.clone();
-                    async move {
-                        if let Err(e) = watchdog.tick().await {
-                            tracing::warn!(
-                                error = &e as &dyn std::error::Error,
-                                "GPU watchdog tick failed"
-                            );
-                        }
+        schedule.add(
+            "gpu_watchdog",
+            &config.watchdog.job_schedule()?,
+            move || {
+                let watchdog = w.clone();
+                async move {
+                    if let Err(e) = watchdog.tick().await {
+                        tracing::warn!(
+                            error = %chain(&e),
+                            "GPU watchdog tick failed"
+                        );
                     }
-                },
-            )
-            .map_err(bad)?;
+                }
+            },
+        )?;
     }
     Ok(schedule)
 }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::UndertakerConfig;
 use crate::domain::VesselState;
+use crate::error_chain::chain;
 use crate::hosts::HostPool;
 use crate::prom::{PromError, Prometheus};
 use crate::store::idle::{self, AsRead, Counters, CpuReading, RunningVessel};
@@ -242,7 +243,8 @@ impl Undertaker {
         // made leaves GPU use unknown, as no Prometheus would.
         let prometheus = config.prometheus_url.as_deref().and_then(|url| {
             Prometheus::new(url)
-                .map_err(|e| warn!(error = &e as &dyn std::error::Error, "no Prometheus client"))
+                .map(|p| p.with_clock(clock.clone()))
+                .map_err(|e| warn!(error = %chain(&e), "no Prometheus client"))
                 .ok()
         });
         Undertaker {
@@ -350,7 +352,7 @@ impl Undertaker {
         let now = self.clock.now();
         let gpu = self.gpu_utilisation().await.unwrap_or_else(|e| {
             warn!(
-                error = &e as &dyn std::error::Error,
+                error = %chain(&e),
                 "no GPU metrics this sweep: GPU vessels count as unknown"
             );
             HashMap::new()

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::line::policy::{Ask, HostCap, Release, Usage, Waiter};
+use crate::lineup::{Ask, HostCap, Release, Usage, Waiter};
 
 /// The channel everything that may let a request in notifies, with the
 /// queue's name as the payload (see the line migration's triggers).
