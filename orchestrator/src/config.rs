@@ -572,7 +572,7 @@ fn default_max_lifetime() -> Span {
 pub struct HostSpec {
     pub name: String,
     /// The queue this host's hardware serves (`3090`, `a100`, `cpu`).
-    pub queue: String,
+    pub queue: QueueName,
     pub ssh: SshSpec,
     /// Users' home directories live under this path on the host.
     pub home_root: PathBuf,
@@ -1078,7 +1078,7 @@ impl Config {
 
     /// One `[[hosts]]` entry (`key` is `hosts[i]`), past its name.
     fn validate_host(&self, key: &str, host: &HostSpec) -> Result<(), ConfigError> {
-        if !self.queues.contains_key(&host.queue) {
+        if !self.queues.contains_key(host.queue.as_str()) {
             return Err(invalid(
                 format!("{key}.queue"),
                 format!("no queue `{}` in [queues]", host.queue),

@@ -18,6 +18,7 @@ use tracing::{info, warn, Instrument};
 use vessel_api::events::{EventKind, EventPayload, HostEvent};
 
 use crate::config::WatchdogConfig;
+use crate::domain::VesselState;
 use crate::error_chain::chain;
 use crate::hosts::HostPool;
 use crate::prom::{Freshness, PromError, Prometheus};
@@ -167,7 +168,7 @@ pub fn owner_message(host: &str, finding: &Finding, theirs: &[&HostedVessel]) ->
         .join(", ");
     let lost: Vec<&str> = theirs
         .iter()
-        .filter(|v| v.state == "lost")
+        .filter(|v| v.state() == VesselState::Lost)
         .map(|v| v.name.as_str())
         .collect();
     let (what, todo) = match finding {

@@ -11,6 +11,7 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
+use vessel_api::fleet::HostState;
 
 use crate::units::ByteSize;
 
@@ -174,7 +175,7 @@ pub async fn explain_no_capacity(
         .map(|h| {
             if !h.online {
                 format!("{}: offline", h.name)
-            } else if h.state != "active" {
+            } else if h.state != HostState::Active.as_str() {
                 format!("{}: {}", h.name, h.state)
             } else {
                 format!(

@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use bollard::Docker;
 use chrono::{DateTime, Utc};
@@ -255,7 +256,7 @@ impl Reconciler {
                     .as_ref()
                     .and_then(|l| l.get(LABEL_ID))
                     .and_then(|i| Uuid::parse_str(i).ok()),
-                running: c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running"),
+                running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
                 name: c
                     .names
                     .as_ref()

@@ -146,7 +146,7 @@ mod tests {
     fn host(runtime: GpuRuntime) -> HostSpec {
         HostSpec {
             name: "gpu-1".into(),
-            queue: "3090".into(),
+            queue: crate::domain::QueueName::parse("3090").unwrap(),
             ssh: SshSpec {
                 address: "127.0.0.1:22".into(),
                 user: "root".into(),
