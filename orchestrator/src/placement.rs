@@ -109,8 +109,10 @@ core_claim AS (
     RETURNING core
 )
 -- A lifetime counts from placement: the time spent in line is added back.
+-- Why it waited is over: the reason goes with the placement.
 UPDATE vessels v SET
     state = 'provisioning', host_id = r.host_id, address = r.address, updated_at = now(),
+    reason = NULL,
     expires_at = v.expires_at + greatest(now() - coalesce(v.queued_at, now()), interval '0'),
     gpu_uuids = ARRAY(SELECT uuid FROM picked_gpus ORDER BY idx),
     cores = ARRAY(SELECT core FROM picked_cores ORDER BY core)
