@@ -363,23 +363,26 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
-    #[test]
-    fn a_host_opens_when_a_gpu_goes_quiet_and_closes_when_all_report() {
-        let gpus = [gpu("a", "A0"), gpu("a", "A1"), gpu("b", "B0")];
-        let fresh = |f: &[&str], s: &[&str]| Freshness {
+    // (story, freshness, open before, hosts that open with their stale
+    // GPUs, hosts that close)
+    type Case = (
+        &'static str,
+        Freshness,
+        &'static [&'static str],
+        Vec<(&'static str, Vec<&'static str>)>,
+        Vec<&'static str>,
+    );
+
+    fn fresh(f: &[&str], s: &[&str]) -> Freshness {
+        Freshness {
             fresh: set(f),
             stale: set(s),
-        };
-        // (story, freshness, open before, hosts that open with their
-        // stale GPUs, hosts that close)
-        type Case<'a> = (
-            &'a str,
-            Freshness,
-            &'a [&'a str],
-            Vec<(&'a str, Vec<&'a str>)>,
-            Vec<&'a str>,
-        );
-        let cases: Vec<Case> = vec![
+        }
+    }
+
+    /// The decision's table: what the exporters say, and what follows.
+    fn quiet_gpu_cases() -> Vec<Case> {
+        vec![
             (
                 "all fresh: nothing",
                 fresh(&["A0", "A1", "B0"], &[]),
@@ -436,7 +439,13 @@ mod tests {
                 vec![],
                 vec!["gone"],
             ),
-        ];
+        ]
+    }
+
+    #[test]
+    fn a_host_opens_when_a_gpu_goes_quiet_and_closes_when_all_report() {
+        let gpus = [gpu("a", "A0"), gpu("a", "A1"), gpu("b", "B0")];
+        let cases = quiet_gpu_cases();
         for (story, freshness, open, opens, closes) in cases {
             let got = decide(&gpus, &freshness, &set(open));
             let want = Verdicts {

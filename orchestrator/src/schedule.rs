@@ -154,6 +154,10 @@ struct Guard {
 
 impl Guard {
     async fn run_once(&self, run: RunFn) {
+        // The wall clock, not `Clock`: tokio-cron-scheduler fires by the
+        // system time, and the tick is named by when it fired so that every
+        // replica names the same one. A test clock moved by hours would name
+        // a tick the scheduler never fired.
         let Some(tick) = self.cron.tick_at(Utc::now()) else {
             return;
         };

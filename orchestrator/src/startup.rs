@@ -126,23 +126,7 @@ impl Application {
             config.fleet,
             &uuid::Uuid::new_v4().to_string()[..8]
         );
-        let gpu_watchdog = config
-            .undertaker
-            .prometheus_url
-            .as_deref()
-            .map(|url| -> Result<_, StartupError> {
-                let prometheus = Prometheus::new(url)
-                    .map_err(StartupError::Prometheus)?
-                    .with_clock(clock.clone());
-                Ok(Arc::new(GpuWatchdog::new(
-                    db.clone(),
-                    hosts.clone(),
-                    reconciler.clone(),
-                    prometheus,
-                    config.watchdog.clone(),
-                )))
-            })
-            .transpose()?;
+        let gpu_watchdog = gpu_watchdog(&config, &db, &hosts, &reconciler, &clock)?;
         let schedule = periodic_jobs(
             &config,
             &db,
@@ -235,6 +219,30 @@ impl StopSignals {
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The GPU watchdog, when Prometheus is configured: it reads the same
+/// DCGM series the undertaker does.
+fn gpu_watchdog(
+    config: &Config,
+    db: &PgPool,
+    hosts: &Arc<HostPool>,
+    reconciler: &Arc<Reconciler>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Arc<GpuWatchdog>>, StartupError> {
+    let Some(url) = config.undertaker.prometheus_url.as_deref() else {
+        return Ok(None);
+    };
+    let prometheus = Prometheus::new(url)
+        .map_err(StartupError::Prometheus)?
+        .with_clock(clock.clone());
+    Ok(Some(Arc::new(GpuWatchdog::new(
+        db.clone(),
+        hosts.clone(),
+        reconciler.clone(),
+        prometheus,
+        config.watchdog.clone(),
+    ))))
 }
 
 /// The periodic jobs on their UTC schedules, each once per tick across
@@ -341,46 +349,14 @@ async fn serve(
                 },
                 _ = shutdown.wait() => break,
             };
-            let _ = tcp.set_nodelay(true);
-            let app = app.clone();
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                // The audit log's "from where".
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                let mut app = app.clone();
-                tower::Service::call(&mut app, req)
-            });
-            let http = http.clone();
-            let acceptor = acceptor.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let served = match acceptor {
-                    Some(acceptor) => {
-                        let handshake =
-                            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await;
-                        let stream = match handshake {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        watcher.watch(http.serve_connection(io, service)).await
-                    }
-                    None => {
-                        let io = hyper_util::rt::TokioIo::new(tcp);
-                        watcher.watch(http.serve_connection(io, service)).await
-                    }
-                };
-                if let Err(e) = served {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
+            tokio::spawn(serve_connection(
+                tcp,
+                peer,
+                app.clone(),
+                http.clone(),
+                acceptor.clone(),
+                graceful.watcher(),
+            ));
         }
         // No new connections; idle ones close, busy ones finish their
         // request, within the grace.
@@ -400,6 +376,51 @@ async fn serve(
     }
     tracing::info!(%addr, tls, "orchestrator listening");
     Ok((addr, server))
+}
+
+/// One accepted connection, over TLS when configured, until it closes or
+/// the graceful stop ends it.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: axum::Router,
+    http: hyper::server::conn::http1::Builder,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let _ = tcp.set_nodelay(true);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+        // The audit log's "from where".
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let mut app = app.clone();
+        tower::Service::call(&mut app, req)
+    });
+    let served = match acceptor {
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let io = hyper_util::rt::TokioIo::new(stream);
+            watcher.watch(http.serve_connection(io, service)).await
+        }
+        None => {
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            watcher.watch(http.serve_connection(io, service)).await
+        }
+    };
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// rustls with the ring provider named here, not the process default:
