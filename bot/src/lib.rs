@@ -42,9 +42,18 @@ mod tests {
         #[error("Slack's chat.update failed")]
         struct Ours(#[source] Repeating);
         /// A library error that also prints its source.
-        #[derive(Debug, thiserror::Error)]
-        #[error("http: {0}")]
-        struct Repeating(#[source] std::io::Error);
+        #[derive(Debug)]
+        struct Repeating(std::io::Error);
+        impl std::fmt::Display for Repeating {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "http: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeating {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
         let e = Ours(Repeating(std::io::Error::other("connection reset")));
         assert_eq!(
             super::chain(&e),

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::domain::QueueName;
+use crate::error_chain::chain;
 use crate::units::{ByteSize, Span};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -76,7 +77,7 @@ pub struct Config {
     pub cli: Option<CliConfig>,
     /// The web portal under `/`.
     #[serde(default)]
-    pub portal: crate::portal::PortalConfig,
+    pub portal: crate::portal_config::PortalConfig,
 }
 
 /// Where the `vessel` CLI signs people in: one of the `[[auth.oidc]]`
@@ -291,7 +292,7 @@ fn job_schedule(
         },
         (None, Some(every)) => JobSchedule {
             key: key(interval_key),
-            cron: crate::schedule::cron_for_interval(every.duration()).ok_or_else(|| {
+            cron: crate::cron::cron_for_interval(every.duration()).ok_or_else(|| {
                 invalid(
                     key(interval_key),
                     format!(
@@ -306,8 +307,8 @@ fn job_schedule(
             cron: default.into(),
         },
     };
-    crate::schedule::Cron::parse(&schedule.cron)
-        .map_err(|e| invalid(schedule.key.clone(), e.to_string()))?;
+    crate::cron::Cron::parse(&schedule.cron)
+        .map_err(|e| invalid(schedule.key.clone(), chain(&e).to_string()))?;
     Ok(schedule)
 }
 
@@ -574,7 +575,7 @@ fn default_max_lifetime() -> Span {
 pub struct HostSpec {
     pub name: String,
     /// The queue this host's hardware serves (`3090`, `a100`, `cpu`).
-    pub queue: String,
+    pub queue: QueueName,
     pub ssh: SshSpec,
     /// Users' home directories live under this path on the host.
     pub home_root: PathBuf,
@@ -1080,7 +1081,7 @@ impl Config {
 
     /// One `[[hosts]]` entry (`key` is `hosts[i]`), past its name.
     fn validate_host(&self, key: &str, host: &HostSpec) -> Result<(), ConfigError> {
-        if !self.queues.contains_key(&host.queue) {
+        if !self.queues.contains_key(host.queue.as_str()) {
             return Err(invalid(
                 format!("{key}.queue"),
                 format!("no queue `{}` in [queues]", host.queue),
@@ -1506,7 +1507,7 @@ docker_network = "vessels"
 
     #[test]
     fn the_portals_dev_sign_in_is_loopback_only_and_its_issuer_one_we_trust() {
-        let key = crate::portal::tests::private_key_file("config");
+        let key = crate::portal_config::tests::private_key_file("config");
         let dev = format!(
             "[portal]\ndev_sign_in = true\ndev_sign_in_key_file = \"{}\"\n",
             key.display()

@@ -18,6 +18,8 @@ use tracing::{info, warn, Instrument};
 use vessel_api::events::{EventKind, EventPayload, HostEvent};
 
 use crate::config::WatchdogConfig;
+use crate::domain::VesselState;
+use crate::error_chain::chain;
 use crate::hosts::HostPool;
 use crate::prom::{Freshness, PromError, Prometheus};
 use crate::reconciler::{Reconciler, Report};
@@ -166,7 +168,7 @@ pub fn owner_message(host: &str, finding: &Finding, theirs: &[&HostedVessel]) ->
         .join(", ");
     let lost: Vec<&str> = theirs
         .iter()
-        .filter(|v| v.state == "lost")
+        .filter(|v| v.state() == VesselState::Lost)
         .map(|v| v.name.as_str())
         .collect();
     let (what, todo) = match finding {
@@ -272,17 +274,19 @@ impl GpuWatchdog {
     async fn incident(&self, host: &str, stale: &[String]) -> Result<bool, WatchError> {
         warn!(gpus = ?stale, "GPU metrics stale: probing the host");
         let finding = match crate::survey::survey_one(&self.db, &self.hosts, host).await {
-            Err(reason) => {
+            Err(e) => {
                 // The survey's path: an unreachable-host incident, its
                 // running vessels lost, the admins told.
                 crate::watchdog::after_survey(&self.db, &self.reconciler).await?;
-                Finding::Unreachable { reason }
+                Finding::Unreachable {
+                    reason: chain(&e).to_string(),
+                }
             }
             Ok(inventory) => {
                 let mut report = Report::default();
                 if let Err(e) = self.reconciler.host(host, &mut report).await {
                     warn!(
-                        error = &e as &dyn std::error::Error,
+                        error = %chain(&e),
                         "cannot reconcile the host"
                     );
                 }
@@ -359,23 +363,26 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
-    #[test]
-    fn a_host_opens_when_a_gpu_goes_quiet_and_closes_when_all_report() {
-        let gpus = [gpu("a", "A0"), gpu("a", "A1"), gpu("b", "B0")];
-        let fresh = |f: &[&str], s: &[&str]| Freshness {
+    // (story, freshness, open before, hosts that open with their stale
+    // GPUs, hosts that close)
+    type Case = (
+        &'static str,
+        Freshness,
+        &'static [&'static str],
+        Vec<(&'static str, Vec<&'static str>)>,
+        Vec<&'static str>,
+    );
+
+    fn fresh(f: &[&str], s: &[&str]) -> Freshness {
+        Freshness {
             fresh: set(f),
             stale: set(s),
-        };
-        // (story, freshness, open before, hosts that open with their
-        // stale GPUs, hosts that close)
-        type Case<'a> = (
-            &'a str,
-            Freshness,
-            &'a [&'a str],
-            Vec<(&'a str, Vec<&'a str>)>,
-            Vec<&'a str>,
-        );
-        let cases: Vec<Case> = vec![
+        }
+    }
+
+    /// The decision's table: what the exporters say, and what follows.
+    fn quiet_gpu_cases() -> Vec<Case> {
+        vec![
             (
                 "all fresh: nothing",
                 fresh(&["A0", "A1", "B0"], &[]),
@@ -432,7 +439,13 @@ mod tests {
                 vec![],
                 vec!["gone"],
             ),
-        ];
+        ]
+    }
+
+    #[test]
+    fn a_host_opens_when_a_gpu_goes_quiet_and_closes_when_all_report() {
+        let gpus = [gpu("a", "A0"), gpu("a", "A1"), gpu("b", "B0")];
+        let cases = quiet_gpu_cases();
         for (story, freshness, open, opens, closes) in cases {
             let got = decide(&gpus, &freshness, &set(open));
             let want = Verdicts {

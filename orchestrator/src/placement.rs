@@ -11,6 +11,7 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
+use vessel_api::fleet::HostState;
 
 use crate::units::ByteSize;
 
@@ -108,8 +109,10 @@ core_claim AS (
     RETURNING core
 )
 -- A lifetime counts from placement: the time spent in line is added back.
+-- Why it waited is over: the reason goes with the placement.
 UPDATE vessels v SET
     state = 'provisioning', host_id = r.host_id, address = r.address, updated_at = now(),
+    reason = NULL,
     expires_at = v.expires_at + greatest(now() - coalesce(v.queued_at, now()), interval '0'),
     gpu_uuids = ARRAY(SELECT uuid FROM picked_gpus ORDER BY idx),
     cores = ARRAY(SELECT core FROM picked_cores ORDER BY core)
@@ -174,7 +177,7 @@ pub async fn explain_no_capacity(
         .map(|h| {
             if !h.online {
                 format!("{}: offline", h.name)
-            } else if h.state != "active" {
+            } else if h.state != HostState::Active.as_str() {
                 format!("{}: {}", h.name, h.state)
             } else {
                 format!(

@@ -11,8 +11,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use chrono::Utc;
+use std::sync::Arc;
+
 use prometheus_http_query::Client;
+
+use crate::clock::{Clock, SystemClock};
 
 /// The DCGM exporter's utilisation gauge (%), one series per GPU.
 const GPU_UTIL: &str = "DCGM_FI_DEV_GPU_UTIL";
@@ -25,7 +28,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum PromError {
     #[error("cannot make an HTTP client")]
     Client(#[source] prometheus_http_query::reqwest::Error),
-    #[error("not a Prometheus URL: {0}")]
+    #[error("not a Prometheus URL")]
     Url(#[source] prometheus_http_query::Error),
     #[error("cannot ask Prometheus")]
     Query(#[source] prometheus_http_query::Error),
@@ -44,10 +47,11 @@ pub struct Freshness {
     pub stale: BTreeSet<String>,
 }
 
-/// A Prometheus server's HTTP API.
+/// A Prometheus server's HTTP API. A range query ends at the clock's now.
 #[derive(Clone)]
 pub struct Prometheus {
     client: Client,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Prometheus {
@@ -71,7 +75,16 @@ impl Prometheus {
             .build()
             .map_err(PromError::Client)?;
         let client = Client::from(http, url).map_err(PromError::Url)?;
-        Ok(Prometheus { client })
+        Ok(Prometheus {
+            client,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The same client, reading "now" from `clock` (the orchestrator's, so
+    /// tests that move time move the sparklines' window too).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Prometheus {
+        Prometheus { clock, ..self }
     }
 
     /// Each GPU's utilisation (%) averaged over the last `window`, by GPU
@@ -95,7 +108,7 @@ impl Prometheus {
         range: Duration,
         step: Duration,
     ) -> Result<HashMap<String, Vec<f64>>, PromError> {
-        let end = Utc::now().timestamp();
+        let end = self.clock.now().timestamp();
         let start = end - range.as_secs() as i64;
         let step = step.as_secs_f64().max(1.0);
         let query = format!("max by (UUID) ({GPU_UTIL})");

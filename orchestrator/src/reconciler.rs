@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use bollard::Docker;
 use chrono::{DateTime, Utc};
@@ -26,6 +27,7 @@ use uuid::Uuid;
 
 use crate::conductor::spec::{LABEL_FLEET, LABEL_HOST, LABEL_ID};
 use crate::domain::VesselState;
+use crate::error_chain::chain;
 use crate::hosts::{HostError, HostPool};
 use crate::store::vessels::LiveVessel;
 use crate::store::{bot_state, events, hosts as host_store, vessels};
@@ -166,7 +168,7 @@ impl Reconciler {
             match self.host(&host, &mut report).instrument(span).await {
                 Ok(()) => report.hosts += 1,
                 Err(e) => {
-                    warn!(%host, error = &e as &dyn std::error::Error, "cannot reconcile the host")
+                    warn!(%host, error = %chain(&e), "cannot reconcile the host")
                 }
             }
         }
@@ -254,7 +256,7 @@ impl Reconciler {
                     .as_ref()
                     .and_then(|l| l.get(LABEL_ID))
                     .and_then(|i| Uuid::parse_str(i).ok()),
-                running: c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running"),
+                running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
                 name: c
                     .names
                     .as_ref()

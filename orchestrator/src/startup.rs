@@ -12,6 +12,7 @@ use crate::api::{self, auth::Verifier, AppState};
 use crate::clock::{Clock, SystemClock};
 use crate::conductor::Conductor;
 use crate::config::Config;
+use crate::error_chain::chain;
 use crate::gpu_watchdog::GpuWatchdog;
 use crate::hosts::HostPool;
 use crate::line::LineWorker;
@@ -23,24 +24,31 @@ use crate::shutdown::{self, Shutdown, Stopper};
 use crate::undertaker::Undertaker;
 use crate::work_hours::WorkHours;
 
+/// Why the orchestrator did not start. Each variant says what failed;
+/// its source says why (`main` prints the whole chain).
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot reach the database or migrate it: {0}")]
+    #[error("cannot reach the database or migrate it")]
     Database(#[from] sqlx::Error),
-    #[error("cannot migrate the database: {0}")]
+    #[error("cannot migrate the database")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("{0}")]
-    Config(String),
-    #[error("cannot set up token verification: {0}")]
+    /// A `[work_hours]` key that does not make work hours.
+    #[error("{key}: {message}")]
+    WorkHours { key: String, message: String },
+    #[error("undertaker.prometheus_url")]
+    Prometheus(#[source] crate::prom::PromError),
+    #[error("cannot schedule the periodic jobs")]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    #[error("cannot set up token verification")]
     Auth(#[from] crate::api::auth::VerifierError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
     #[error(transparent)]
     TlsConfig(#[from] crate::config::ConfigError),
-    #[error("tls: the certificate and key do not make a server identity: {0}")]
+    #[error("tls: the certificate and key do not make a server identity")]
     Tls(#[from] rustls::Error),
 }
 
@@ -100,7 +108,7 @@ impl Application {
             config.reconciler.retention.duration(),
         ));
         let work = WorkHours::parse(&config.work_hours)
-            .map_err(|(key, message)| StartupError::Config(format!("{key}: {message}")))?;
+            .map_err(|(key, message)| StartupError::WorkHours { key, message })?;
         let undertaker = Arc::new(Undertaker::new(
             db.clone(),
             config.undertaker.clone(),
@@ -119,22 +127,7 @@ impl Application {
             config.fleet,
             &uuid::Uuid::new_v4().to_string()[..8]
         );
-        let gpu_watchdog = config
-            .undertaker
-            .prometheus_url
-            .as_deref()
-            .map(|url| -> Result<_, StartupError> {
-                let prometheus = Prometheus::new(url)
-                    .map_err(|e| StartupError::Config(format!("undertaker.prometheus_url: {e}")))?;
-                Ok(Arc::new(GpuWatchdog::new(
-                    db.clone(),
-                    hosts.clone(),
-                    reconciler.clone(),
-                    prometheus,
-                    config.watchdog.clone(),
-                )))
-            })
-            .transpose()?;
+        let gpu_watchdog = gpu_watchdog(&config, &db, &hosts, &reconciler, &clock)?;
         let schedule = periodic_jobs(
             &config,
             &db,
@@ -145,10 +138,7 @@ impl Application {
             gpu_watchdog.as_ref(),
         )?;
         let jobs = schedule.counts();
-        let mut tasks = vec![schedule
-            .start(&shutdown)
-            .await
-            .map_err(|e| StartupError::Config(e.to_string()))?];
+        let mut tasks = vec![schedule.start(&shutdown).await?];
         let conductor = Conductor::new(db.clone(), hosts, config.clone(), clock.clone());
         tasks.extend(conductor.spawn(&instance, &shutdown));
         tasks.push(LineWorker::new(db.clone(), config.clone(), clock.clone()).spawn(&shutdown));
@@ -234,6 +224,30 @@ impl StopSignals {
     }
 }
 
+/// The GPU watchdog, when Prometheus is configured: it reads the same
+/// DCGM series the undertaker does.
+fn gpu_watchdog(
+    config: &Config,
+    db: &PgPool,
+    hosts: &Arc<HostPool>,
+    reconciler: &Arc<Reconciler>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Arc<GpuWatchdog>>, StartupError> {
+    let Some(url) = config.undertaker.prometheus_url.as_deref() else {
+        return Ok(None);
+    };
+    let prometheus = Prometheus::new(url)
+        .map_err(StartupError::Prometheus)?
+        .with_clock(clock.clone());
+    Ok(Some(Arc::new(GpuWatchdog::new(
+        db.clone(),
+        hosts.clone(),
+        reconciler.clone(),
+        prometheus,
+        config.watchdog.clone(),
+    ))))
+}
+
 /// The periodic jobs on their UTC schedules, each once per tick across
 /// replicas (see `schedule`). A run in progress finishes at a stop: a
 /// survey's watchdog opens an incident and marks its vessels in separate
@@ -248,60 +262,51 @@ fn periodic_jobs(
     gpu_watchdog: Option<&Arc<GpuWatchdog>>,
 ) -> Result<Schedule, StartupError> {
     let mut schedule = Schedule::new(db.clone(), instance);
-    let bad = |e: crate::schedule::ScheduleError| StartupError::Config(e.to_string());
     let (d, h, r) = (db.clone(), hosts.clone(), reconciler.clone());
-    schedule
-        .add("survey", &config.conductor.probe_schedule()?, move || {
-            let (db, hosts, reconciler) = (d.clone(), h.clone(), r.clone());
-            async move {
-                crate::survey::survey(&db, &hosts).await;
-                if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
-                    tracing::warn!(error = %e, "watchdog");
-                }
+    schedule.add("survey", &config.conductor.probe_schedule()?, move || {
+        let (db, hosts, reconciler) = (d.clone(), h.clone(), r.clone());
+        async move {
+            crate::survey::survey(&db, &hosts).await;
+            if let Err(e) = crate::watchdog::after_survey(&db, &reconciler).await {
+                tracing::warn!(error = %e, "watchdog");
             }
-        })
-        .map_err(bad)?;
+        }
+    })?;
     let r = reconciler.clone();
-    schedule
-        .add("reconciler", &config.reconciler.schedule()?, move || {
-            let reconciler = r.clone();
-            async move {
-                if let Err(e) = reconciler.run_once().await {
-                    tracing::warn!(error = %e, "reconciler");
-                }
+    schedule.add("reconciler", &config.reconciler.schedule()?, move || {
+        let reconciler = r.clone();
+        async move {
+            if let Err(e) = reconciler.run_once().await {
+                tracing::warn!(error = %e, "reconciler");
             }
-        })
-        .map_err(bad)?;
+        }
+    })?;
     let u = undertaker.clone();
-    schedule
-        .add("undertaker", &config.undertaker.schedule()?, move || {
-            let undertaker = u.clone();
-            async move {
-                if let Err(e) = undertaker.sweep().await {
-                    tracing::warn!(error = %e, "undertaker sweep failed");
-                }
+    schedule.add("undertaker", &config.undertaker.schedule()?, move || {
+        let undertaker = u.clone();
+        async move {
+            if let Err(e) = undertaker.sweep().await {
+                tracing::warn!(error = %e, "undertaker sweep failed");
             }
-        })
-        .map_err(bad)?;
+        }
+    })?;
     if let Some(w) = gpu_watchdog {
         let w = w.clone();
-        schedule
-            .add(
-                "gpu_watchdog",
-                &config.watchdog.job_schedule()?,
-                move || {
-                    let watchdog = w.clone();
-                    async move {
-                        if let Err(e) = watchdog.tick().await {
-                            tracing::warn!(
-                                error = &e as &dyn std::error::Error,
-                                "GPU watchdog tick failed"
-                            );
-                        }
+        schedule.add(
+            "gpu_watchdog",
+            &config.watchdog.job_schedule()?,
+            move || {
+                let watchdog = w.clone();
+                async move {
+                    if let Err(e) = watchdog.tick().await {
+                        tracing::warn!(
+                            error = %chain(&e),
+                            "GPU watchdog tick failed"
+                        );
                     }
-                },
-            )
-            .map_err(bad)?;
+                }
+            },
+        )?;
     }
     Ok(schedule)
 }
@@ -405,46 +410,17 @@ async fn serve(
                 drop(tcp);
                 continue;
             };
-            let _ = tcp.set_nodelay(true);
-            let app = app.clone();
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                // The audit log's "from where".
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                let mut app = app.clone();
-                tower::Service::call(&mut app, req)
-            });
-            let http = http.clone();
-            let acceptor = acceptor.clone();
-            let watcher = graceful.watcher();
+            let served = serve_connection(
+                tcp,
+                peer,
+                app.clone(),
+                http.clone(),
+                acceptor.clone(),
+                graceful.watcher(),
+            );
             tokio::spawn(async move {
                 let _permit = permit;
-                let served = match acceptor {
-                    Some(acceptor) => {
-                        let handshake =
-                            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await;
-                        let stream = match handshake {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        watcher.watch(http.serve_connection(io, service)).await
-                    }
-                    None => {
-                        let io = hyper_util::rt::TokioIo::new(tcp);
-                        watcher.watch(http.serve_connection(io, service)).await
-                    }
-                };
-                if let Err(e) = served {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
+                served.await
             });
         }
         // No new connections; idle ones close, busy ones finish their
@@ -465,6 +441,51 @@ async fn serve(
     }
     tracing::info!(%addr, tls, "orchestrator listening");
     Ok((addr, server))
+}
+
+/// One accepted connection, over TLS when configured, until it closes or
+/// the graceful stop ends it.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: axum::Router,
+    http: hyper::server::conn::http1::Builder,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let _ = tcp.set_nodelay(true);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+        // The audit log's "from where".
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let mut app = app.clone();
+        tower::Service::call(&mut app, req)
+    });
+    let served = match acceptor {
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let io = hyper_util::rt::TokioIo::new(stream);
+            watcher.watch(http.serve_connection(io, service)).await
+        }
+        None => {
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            watcher.watch(http.serve_connection(io, service)).await
+        }
+    };
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// rustls with the ring provider named here, not the process default:

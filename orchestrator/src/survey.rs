@@ -3,14 +3,30 @@
 //! host that comes back takes vessels again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::join_all;
 use sqlx::PgPool;
 use tracing::{info, warn};
 
-use crate::hosts::probe::{self, Inventory};
-use crate::hosts::HostPool;
+use crate::error_chain::chain;
+use crate::hosts::probe::{self, Inventory, ProbeError};
+use crate::hosts::{HostError, HostPool};
 use crate::store::hosts as host_store;
+
+/// Why a host could not be probed. The host is marked offline with the
+/// whole chain as its reason.
+#[derive(Debug, thiserror::Error)]
+pub enum SurveyError {
+    #[error("{0} is not in the inventory")]
+    NotInInventory(String),
+    #[error(transparent)]
+    Link(#[from] HostError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
 
 pub async fn survey(db: &PgPool, hosts: &Arc<HostPool>) {
     let names: Vec<String> = hosts.specs().map(|s| s.name.clone()).collect();
@@ -27,21 +43,11 @@ pub async fn survey_one(
     db: &PgPool,
     hosts: &Arc<HostPool>,
     name: &str,
-) -> Result<Inventory, String> {
+) -> Result<Inventory, SurveyError> {
     let Some(spec) = hosts.spec(name) else {
-        return Err(format!("{name} is not in the inventory"));
+        return Err(SurveyError::NotInInventory(name.to_string()));
     };
-    // A host that vanished leaves a half-open connection that never
-    // answers: the probe has a deadline of its own.
-    let result = match hosts.link(name).await {
-        Ok(link) => {
-            match tokio::time::timeout(hosts.timeout(), probe::probe(name, &link.ssh)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {:?}", hosts.timeout())),
-            }
-        }
-        Err(e) => Err(e.to_string()),
-    };
+    let result = probe_now(hosts, name).await;
     crate::metrics::host_probed(result.is_ok());
     let recorded = match &result {
         Ok(inventory) => {
@@ -54,14 +60,26 @@ pub async fn survey_one(
             );
             host_store::register(db, spec, inventory).await.map(|_| ())
         }
-        Err(reason) => {
+        Err(e) => {
             hosts.forget(name);
+            let reason = chain(e).to_string();
             warn!(host = name, %reason, "host probe failed");
-            host_store::mark_offline(db, name, &spec.queue, reason).await
+            host_store::mark_offline(db, name, &spec.queue, &reason).await
         }
     };
     if let Err(e) = recorded {
         warn!(host = name, error = %e, "cannot record the probe");
     }
     result
+}
+
+/// One probe over the host's connection. A host that vanished leaves a
+/// half-open connection that never answers: the probe has a deadline of
+/// its own.
+async fn probe_now(hosts: &HostPool, name: &str) -> Result<Inventory, SurveyError> {
+    let link = hosts.link(name).await?;
+    match tokio::time::timeout(hosts.timeout(), probe::probe(name, &link.ssh)).await {
+        Ok(probed) => Ok(probed?),
+        Err(_) => Err(SurveyError::Timeout(hosts.timeout())),
+    }
 }

@@ -2,6 +2,7 @@
 //! filtered by `RUST_LOG` (default `info`); and the span every API request
 //! runs in.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -17,13 +18,24 @@ pub const LOG_FORMAT_VAR: &str = "VESSEL_LOG_FORMAT";
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var(LOG_FORMAT_VAR).is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // The formatter writes to stdout (its default writer).
+    let colour = use_colour(json, std::io::stdout().is_terminal());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     // A second init (tests) is not an error worth stopping for.
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Colour codes only for a person at a terminal: a log in a file, a pipe
+/// or the journal would keep them as text (`\x1b[2m…`) that `grep` and
+/// `less` show as noise. JSON is never coloured.
+fn use_colour(json: bool, writes_to_terminal: bool) -> bool {
+    !json && writes_to_terminal
 }
 
 /// Middleware: runs the request in a `request` span (method, route, a
@@ -54,4 +66,17 @@ pub async fn request_span(req: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_for_pretty_logs_on_a_terminal() {
+        assert!(use_colour(false, true), "pretty, on a terminal");
+        assert!(!use_colour(false, false), "pretty, into a file or a pipe");
+        assert!(!use_colour(true, true), "JSON");
+        assert!(!use_colour(true, false), "JSON, into a file");
+    }
 }

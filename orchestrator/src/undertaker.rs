@@ -16,10 +16,12 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tracing::{info, warn, Instrument};
 use uuid::Uuid;
+use vessel_api::events::EventKind;
 
 use crate::clock::Clock;
 use crate::config::UndertakerConfig;
 use crate::domain::VesselState;
+use crate::error_chain::chain;
 use crate::hosts::HostPool;
 use crate::prom::{PromError, Prometheus};
 use crate::store::idle::{self, AsRead, Counters, CpuReading, RunningVessel};
@@ -126,6 +128,25 @@ pub enum Verdict {
     Reset,
     /// Below the marks, or its use unknown: the counter grows or holds.
     Nothing,
+}
+
+/// Why a vessel is buried, each with its one spelling in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaim {
+    /// Its lifetime ended.
+    Expired,
+    /// Idle past the warning.
+    Idle,
+}
+
+impl Reclaim {
+    /// The audit log's action.
+    pub fn audit_action(self) -> audit::Action {
+        match self {
+            Reclaim::Expired => audit::Action::VesselExpire,
+            Reclaim::Idle => audit::Action::VesselBury,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -242,7 +263,8 @@ impl Undertaker {
         // made leaves GPU use unknown, as no Prometheus would.
         let prometheus = config.prometheus_url.as_deref().and_then(|url| {
             Prometheus::new(url)
-                .map_err(|e| warn!(error = &e as &dyn std::error::Error, "no Prometheus client"))
+                .map(|p| p.with_clock(clock.clone()))
+                .map_err(|e| warn!(error = %chain(&e), "no Prometheus client"))
                 .ok()
         });
         Undertaker {
@@ -350,7 +372,7 @@ impl Undertaker {
         let now = self.clock.now();
         let gpu = self.gpu_utilisation().await.unwrap_or_else(|e| {
             warn!(
-                error = &e as &dyn std::error::Error,
+                error = %chain(&e),
                 "no GPU metrics this sweep: GPU vessels count as unknown"
             );
             HashMap::new()
@@ -394,7 +416,7 @@ impl Undertaker {
                 "its lifetime ended at {}",
                 v.expires_at.format("%Y-%m-%d %H:%M UTC")
             );
-            if self.bury(v, Verdict::Expire, &reason, now).await? {
+            if self.bury(v, Reclaim::Expired, &reason, now).await? {
                 crate::metrics::buried(crate::metrics::Burial::Expired);
             }
             return Ok(());
@@ -411,7 +433,7 @@ impl Undertaker {
         self.warn(v, &decision, now).await?;
         if decision.verdict == Verdict::Bury {
             let reason = format!("idle for {:.0} work-hours", decision.idle_secs / 3600.0);
-            if self.bury(v, Verdict::Bury, &reason, now).await? {
+            if self.bury(v, Reclaim::Idle, &reason, now).await? {
                 crate::metrics::buried(crate::metrics::Burial::Idle);
                 crate::metrics::reclaimed_idle(v.gpu_uuids.len(), decision.idle_secs);
             }
@@ -443,7 +465,7 @@ impl Undertaker {
                 idle / 3600.0,
                 left / 3600.0
             );
-            self.notify(&mut tx, v.id, "vessel.idle_warning", &message)
+            self.notify(&mut tx, v.id, EventKind::IdleWarning, &message)
                 .await?;
         }
         if decision.warn_expiry
@@ -454,7 +476,7 @@ impl Undertaker {
                 v.name,
                 v.expires_at.format("%a %d %b %H:%M UTC")
             );
-            self.notify(&mut tx, v.id, "vessel.expiry_warning", &message)
+            self.notify(&mut tx, v.id, EventKind::ExpiryWarning, &message)
                 .await?;
         }
         tx.commit().await
@@ -464,11 +486,10 @@ impl Undertaker {
         &self,
         tx: &mut sqlx::PgConnection,
         id: Uuid,
-        kind: &str,
+        kind: EventKind,
         message: &str,
     ) -> Result<(), sqlx::Error> {
         if let Some(v) = vessels::get(&mut *tx, id).await? {
-            let kind = vessel_api::events::EventKind::parse(kind);
             events::emit(
                 &mut *tx,
                 Some(id),
@@ -489,17 +510,13 @@ impl Undertaker {
     async fn bury(
         &self,
         v: &RunningVessel,
-        verdict: Verdict,
+        why: Reclaim,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, sqlx::Error> {
         let id = v.id;
-        let expire = verdict == Verdict::Expire;
-        let action = if expire {
-            audit::Action::VesselExpire
-        } else {
-            audit::Action::VesselBury
-        };
+        let expire = why == Reclaim::Expired;
+        let action = why.audit_action();
         let mut tx = self.db.begin().await?;
         let still = if expire {
             idle::lock_for_expiry(&mut tx, id, now).await?

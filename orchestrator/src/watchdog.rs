@@ -9,6 +9,7 @@ use tracing::{warn, Instrument};
 use vessel_api::events::{EventKind, EventPayload, HostEvent};
 
 use crate::domain::VesselState;
+use crate::error_chain::chain;
 use crate::reconciler::{Reconciler, Report};
 use crate::store::hosts::{self as host_store, Unreachable};
 use crate::store::{events, vessels};
@@ -63,7 +64,7 @@ async fn recovered(db: &PgPool, reconciler: &Reconciler, host: &str) -> Result<(
     let mut report = Report::default();
     if let Err(e) = reconciler.host(host, &mut report).await {
         warn!(
-            error = &e as &dyn std::error::Error,
+            error = %chain(&e),
             "cannot reconcile a recovered host"
         );
     }

@@ -425,29 +425,26 @@ impl Rig {
         Ok(rig)
     }
 
-    /// Starts the `n`th test host (a container running sshd, with the
-    /// engine's socket and its home root) and returns it with its
-    /// `[[hosts]]` table.
-    fn start_host(
+    /// `docker run …` for a test host: the rig's network at a fixed
+    /// address, the ops key authorised, the engine's socket, its home root
+    /// and pinned host key, and its stand-in GPUs.
+    #[allow(clippy::too_many_arguments)]
+    fn host_run_args(
         &self,
         n: usize,
         decl: &HostDecl,
-        ops_key: &Path,
+        container: &str,
         subnet: &str,
-        pool: Option<String>,
-    ) -> Result<(TestHost, String)> {
-        let host_key = keygen(&self.dir, &format!("host-{}", decl.name))?;
-        let container = format!("vessel-{}-{}", self.id, decl.name);
-        let authorized = std::fs::read_to_string(ops_key.with_extension("pub"))?;
-        let home_root = self.dir.join("homes").join(&decl.name);
-        std::fs::create_dir_all(&home_root)?;
-        let home = home_root.display().to_string();
+        authorized: &str,
+        home: &str,
+        host_key: &Path,
+    ) -> Vec<String> {
         let (key, key_pub) = (host_key.display(), host_key.with_extension("pub"));
         let mut args = vec![
             "run".to_string(),
             "-d".into(),
             "--name".into(),
-            container.clone(),
+            container.to_string(),
             "--network".into(),
             self.network.clone(),
             // A fixed address, so a host that is stopped and started
@@ -472,6 +469,27 @@ impl Rig {
             args.push(format!("GPUS_CSV={}", gpus_csv(&self.id, n, decl)));
         }
         args.push(TEST_HOST_IMAGE.into());
+        args
+    }
+
+    /// Starts the `n`th test host (a container running sshd, with the
+    /// engine's socket and its home root) and returns it with its
+    /// `[[hosts]]` table.
+    fn start_host(
+        &self,
+        n: usize,
+        decl: &HostDecl,
+        ops_key: &Path,
+        subnet: &str,
+        pool: Option<String>,
+    ) -> Result<(TestHost, String)> {
+        let host_key = keygen(&self.dir, &format!("host-{}", decl.name))?;
+        let container = format!("vessel-{}-{}", self.id, decl.name);
+        let authorized = std::fs::read_to_string(ops_key.with_extension("pub"))?;
+        let home_root = self.dir.join("homes").join(&decl.name);
+        std::fs::create_dir_all(&home_root)?;
+        let home = home_root.display().to_string();
+        let args = self.host_run_args(n, decl, &container, subnet, &authorized, &home, &host_key);
         let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
         docker(&args_ref)?;
         let address = address_on(&self.network, &container)?;

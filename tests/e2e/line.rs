@@ -505,3 +505,26 @@ async fn two_replicas_racing_passes_never_place_twice() -> Result<()> {
     second.stop().await;
     Ok(())
 }
+
+/// Once placed, a request's reason for waiting is over: `vessel show` and
+/// the API's view of a running vessel do not still say "no host has 1 GPU
+/// free".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_placed_request_no_longer_says_why_it_waited() -> Result<()> {
+    let rig = rig_with(1, 4, "").await?;
+    let alice = person(&rig, "alice").await?;
+    let first = rig.launch(&alice, one_gpu()).await?;
+    let bob = person(&rig, "bob").await?;
+    let waiting = queued(&rig, &bob, one_gpu()).await?;
+    assert_eq!(
+        waiting["line"]["reason"], "no host has 1 GPU free in 3090",
+        "{waiting}"
+    );
+
+    rig.kill(&alice, &id(&first)).await?;
+    let running = left_line(&rig, &bob, &waiting, &["running", "failed"]).await?;
+    assert_eq!(running["state"], "running", "{running}");
+    assert!(running["reason"].is_null(), "{running}");
+    assert!(running["line"].is_null(), "{running}");
+    Ok(())
+}

@@ -190,3 +190,49 @@ async fn a_sigterm_mid_provision_hands_the_job_back_and_leaks_nothing() -> anyho
     assert!(took < Duration::from_secs(5), "stopping took {took:?}");
     Ok(())
 }
+
+/// A log written to a file (or a pipe, or the journal) carries no ANSI
+/// colour codes: it is read with `grep` and `less`, not on a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_to_a_file_has_no_colour_codes() -> anyhow::Result<()> {
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            workers: 0,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let config = rig.dir.join("logged.toml");
+    std::fs::write(&config, &rig.config_text)?;
+    let log = rig.dir.join("logged.log");
+    let mut worker = Worker {
+        child: Command::new(binary("vessel-orchestrator")?)
+            .args(["--config", &config.display().to_string()])
+            .env("RUST_LOG", "info")
+            .env_remove("VESSEL_LOG_FORMAT")
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(rig.dir.join("logged.err"))?)
+            .kill_on_drop(true)
+            .spawn()?,
+        log: log.clone(),
+    };
+    eventually(
+        "the orchestrator to start",
+        Duration::from_secs(30),
+        || async {
+            let text = std::fs::read_to_string(&log)?;
+            Ok(text.contains("orchestrator listening").then_some(()))
+        },
+    )
+    .await?;
+    worker.terminate(Duration::from_secs(20)).await?;
+    let text = std::fs::read_to_string(&log)?;
+    assert!(text.contains("host probed"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "the log holds colour codes:\n{}",
+        text.escape_debug()
+    );
+    Ok(())
+}

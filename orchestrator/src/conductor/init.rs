@@ -79,33 +79,7 @@ SetEnv NVIDIA_VISIBLE_DEVICES={gpus} VESSEL_NAME={vessel_name}
 /// UUIDs, hex), so single quotes suffice; a value that is not (a bug
 /// upstream) is refused here rather than sourced by the container's root.
 pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
-    let mut vars = vec![
-        ("VESSEL_NAME", inputs.vessel_name.to_string()),
-        ("VESSEL_USER", inputs.user.to_string()),
-        ("VESSEL_UID", inputs.uid.to_string()),
-        ("VESSEL_GPUS", inputs.gpus.to_string()),
-        ("JUPYTER_TOKEN", inputs.jupyter_token.to_string()),
-    ];
-    // The auth key is a file of its own (root only), read by `tailscale up`
-    // and deleted: never an argument, never in the environment.
-    let ts_key = match inputs.tailscale {
-        Some((hostname, key)) => {
-            vars.push(("VESSEL_TAILSCALE", "1".into()));
-            vars.push(("VESSEL_TS_HOSTNAME", hostname.to_string()));
-            Some(format!("{key}\n"))
-        }
-        None => None,
-    };
-    let mut env = String::new();
-    for (name, value) in &vars {
-        if !is_env_safe(value) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{name} holds a character the init's env file cannot carry: {value:?}"),
-            ));
-        }
-        env.push_str(&format!("{name}='{value}'\n"));
-    }
+    let (env, ts_key) = env_file(inputs)?;
     let sshd = sshd_config(inputs.user, inputs.gpus, inputs.vessel_name);
     let mut keys = inputs.authorized_keys.join("\n");
     keys.push('\n');
@@ -163,6 +137,39 @@ pub fn archive(inputs: &InitInputs<'_>) -> std::io::Result<Vec<u8>> {
     let mut out = builder.into_inner()?;
     out.flush()?;
     Ok(out)
+}
+
+/// The init's env file, checked value by value, and the tailnet auth key's
+/// file when the vessel joins one.
+fn env_file(inputs: &InitInputs<'_>) -> std::io::Result<(String, Option<String>)> {
+    let mut vars = vec![
+        ("VESSEL_NAME", inputs.vessel_name.to_string()),
+        ("VESSEL_USER", inputs.user.to_string()),
+        ("VESSEL_UID", inputs.uid.to_string()),
+        ("VESSEL_GPUS", inputs.gpus.to_string()),
+        ("JUPYTER_TOKEN", inputs.jupyter_token.to_string()),
+    ];
+    // The auth key is a file of its own (root only), read by `tailscale up`
+    // and deleted: never an argument, never in the environment.
+    let ts_key = match inputs.tailscale {
+        Some((hostname, key)) => {
+            vars.push(("VESSEL_TAILSCALE", "1".into()));
+            vars.push(("VESSEL_TS_HOSTNAME", hostname.to_string()));
+            Some(format!("{key}\n"))
+        }
+        None => None,
+    };
+    let mut env = String::new();
+    for (name, value) in &vars {
+        if !is_env_safe(value) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name} holds a character the init's env file cannot carry: {value:?}"),
+            ));
+        }
+        env.push_str(&format!("{name}='{value}'\n"));
+    }
+    Ok((env, ts_key))
 }
 
 /// Letters, digits and `-_.,:@`: what names, numbers, UUIDs and tokens are

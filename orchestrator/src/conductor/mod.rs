@@ -3,6 +3,7 @@
 //! `stopping`). Every step is idempotent, so a retry after a crash or a lost
 //! lease is safe.
 
+pub mod error;
 pub mod init;
 pub mod isolation;
 pub mod provision;
@@ -23,11 +24,12 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::VesselState;
+use crate::error_chain::chain;
 use crate::hosts::HostPool;
 use crate::shutdown::Shutdown;
 use crate::store::vessels::VesselRow;
 use crate::store::{jobs, vessels};
-use provision::ProvisionError;
+use error::ProvisionError;
 
 /// How often an idle worker looks at the queue without a notification: the
 /// floor for picking up retries whose backoff has passed.
@@ -305,7 +307,7 @@ impl Conductor {
         if let Err(cleanup) = self.remove_container(vessel).await {
             // The host is out of reach; the reconciler removes the
             // container when it is back.
-            warn!(error = %cleanup, "cannot remove the failed container");
+            warn!(error = %chain(&cleanup), "cannot remove the failed container");
         }
         let mut tx = self.db.begin().await?;
         vessels::free_reservation(&mut tx, vessel.id).await?;
@@ -334,7 +336,7 @@ impl Conductor {
             // gone, so nothing is handed out twice.
             return Ok(Outcome::RetryAfter(
                 self.backoff(attempts),
-                format!("cannot remove the container yet: {e}"),
+                format!("cannot remove the container yet: {}", chain(&e)),
             ));
         }
         let mut tx = self.db.begin().await?;

@@ -12,9 +12,11 @@ use bollard::Docker;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::error::{ProvisionError, RemoveError};
 use super::spec::{self, VesselSpec};
 use super::{init, isolation, ready, Conductor};
 use crate::config::{DirectDriver, HostSpec, NetworkSpec};
+use crate::error_chain::chain;
 use crate::hosts::{HostError, HostLink};
 use crate::sshkeys::HostKey;
 use crate::store::vessels::VesselRow;
@@ -23,22 +25,6 @@ use crate::tailnet::{MintedKey, TailnetError};
 
 /// The image label that says the image runs Jupyter (on this port).
 pub const JUPYTER_LABEL: &str = "org.vessel.jupyter";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProvisionError {
-    /// Worth another attempt: the host or its daemon did not answer.
-    #[error("{0}")]
-    Transient(String),
-    /// Another attempt would fail the same way; the reason is for a person.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl From<sqlx::Error> for ProvisionError {
-    fn from(e: sqlx::Error) -> Self {
-        ProvisionError::Transient(format!("database: {e}"))
-    }
-}
 
 fn docker_error(host: &str, what: &str, e: DockerError) -> ProvisionError {
     match e {
@@ -163,12 +149,13 @@ impl Conductor {
             Ok(link) => Ok(link),
             Err(e) => {
                 self.hosts.forget(host);
+                let reason = chain(&e).to_string();
                 if let HostError::Ssh { .. } = e {
-                    host_store::mark_offline(&self.db, host, &spec.queue, &e.to_string())
+                    host_store::mark_offline(&self.db, host, &spec.queue, &reason)
                         .await
                         .ok();
                 }
-                Err(ProvisionError::Transient(e.to_string()))
+                Err(ProvisionError::Transient(reason))
             }
         }
     }
@@ -395,7 +382,7 @@ impl Conductor {
 
     /// Removes the vessel's container; a container that is already gone is
     /// success.
-    pub(crate) async fn remove_container(&self, v: &VesselRow) -> Result<(), String> {
+    pub(crate) async fn remove_container(&self, v: &VesselRow) -> Result<(), RemoveError> {
         let Some(host) = v.host_name.as_deref() else {
             return Ok(());
         };
@@ -406,14 +393,16 @@ impl Conductor {
         removed
     }
 
-    async fn remove_container_only(&self, v: &VesselRow, host: &str) -> Result<(), String> {
-        let link = self.hosts.link(host).await.map_err(|e| {
+    async fn remove_container_only(&self, v: &VesselRow, host: &str) -> Result<(), RemoveError> {
+        let link = self.hosts.link(host).await.inspect_err(|_| {
             self.hosts.forget(host);
-            e.to_string()
         })?;
         remove_if_present(&link.docker, &spec::container_name(&v.id.to_string()))
             .await
-            .map_err(|e| format!("host {host}: {e}"))
+            .map_err(|source| RemoveError::Docker {
+                host: host.to_string(),
+                source,
+            })
     }
 }
 

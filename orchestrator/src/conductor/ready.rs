@@ -15,7 +15,7 @@ use bollard::Docker;
 use futures::{Stream, StreamExt};
 use tracing::Instrument;
 
-use super::provision::ProvisionError;
+use super::error::ProvisionError;
 use crate::hosts::ssh::{verify_host_key, SshError};
 
 /// One handshake's patience: a local sshd answers in milliseconds.

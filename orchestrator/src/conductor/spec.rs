@@ -61,37 +61,10 @@ pub fn container_body(host: &HostSpec, v: &VesselSpec<'_>) -> ContainerCreateBod
     } else {
         v.gpu_uuids.join(",")
     };
-    let device_requests = match (host.gpu_runtime, v.gpu_uuids.is_empty()) {
-        (_, true) | (GpuRuntime::None, _) => None,
-        (GpuRuntime::Nvidia, false) => Some(vec![DeviceRequest {
-            driver: Some("nvidia".into()),
-            device_ids: Some(v.gpu_uuids.to_vec()),
-            capabilities: Some(vec![vec!["gpu".into()]]),
-            ..Default::default()
-        }]),
-        (GpuRuntime::Cdi, false) => Some(vec![DeviceRequest {
-            driver: Some("cdi".into()),
-            device_ids: Some(
-                v.gpu_uuids
-                    .iter()
-                    .map(|u| format!("nvidia.com/gpu={u}"))
-                    .collect(),
-            ),
-            ..Default::default()
-        }]),
-    };
+    let device_requests = device_requests(host, v);
     let home = host.home_root.join(v.user);
     let network_name = host.network.docker_network().to_string();
-    let endpoint = match &host.network {
-        NetworkSpec::Direct { .. } => EndpointSettings {
-            ipam_config: v.address.map(|a| EndpointIpamConfig {
-                ipv4_address: Some(a.to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        NetworkSpec::Tailscale { .. } => EndpointSettings::default(),
-    };
+    let endpoint = endpoint(host, v);
     let labels = HashMap::from([
         (LABEL_ID.to_string(), v.id.to_string()),
         (LABEL_FLEET.to_string(), v.fleet.to_string()),
@@ -138,6 +111,44 @@ pub fn container_body(host: &HostSpec, v: &VesselSpec<'_>) -> ContainerCreateBod
     }
 }
 
+/// The GPUs, through the host's runtime: none for a CPU vessel.
+fn device_requests(host: &HostSpec, v: &VesselSpec<'_>) -> Option<Vec<DeviceRequest>> {
+    match (host.gpu_runtime, v.gpu_uuids.is_empty()) {
+        (_, true) | (GpuRuntime::None, _) => None,
+        (GpuRuntime::Nvidia, false) => Some(vec![DeviceRequest {
+            driver: Some("nvidia".into()),
+            device_ids: Some(v.gpu_uuids.to_vec()),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            ..Default::default()
+        }]),
+        (GpuRuntime::Cdi, false) => Some(vec![DeviceRequest {
+            driver: Some("cdi".into()),
+            device_ids: Some(
+                v.gpu_uuids
+                    .iter()
+                    .map(|u| format!("nvidia.com/gpu={u}"))
+                    .collect(),
+            ),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// The vessel's place on the host's network: its reserved address on a
+/// direct network; on a tailnet, whatever Docker gives.
+fn endpoint(host: &HostSpec, v: &VesselSpec<'_>) -> EndpointSettings {
+    match &host.network {
+        NetworkSpec::Direct { .. } => EndpointSettings {
+            ipam_config: v.address.map(|a| EndpointIpamConfig {
+                ipv4_address: Some(a.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        NetworkSpec::Tailscale { .. } => EndpointSettings::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,7 +157,7 @@ mod tests {
     fn host(runtime: GpuRuntime) -> HostSpec {
         HostSpec {
             name: "gpu-1".into(),
-            queue: "3090".into(),
+            queue: crate::domain::QueueName::parse("3090").unwrap(),
             ssh: SshSpec {
                 address: "127.0.0.1:22".into(),
                 user: "root".into(),

@@ -19,9 +19,9 @@ use ssh::{SshError, SshSession};
 pub enum HostError {
     #[error("host `{0}` is not in the inventory")]
     Unknown(String),
-    #[error("host {host}: {source}")]
+    #[error("host {host}")]
     Ssh { host: String, source: SshError },
-    #[error("host {host}: the Docker API does not answer over SSH: {source}")]
+    #[error("host {host}: the Docker API does not answer over SSH")]
     Docker {
         host: String,
         source: bollard::errors::Error,

@@ -22,9 +22,10 @@ use vessel_api::line::{Estimate, LinePlace};
 
 use crate::config::{Config, QueueConfig};
 use crate::domain::{VesselName, VesselState};
+use crate::lineup::{Limit, Release, Usage};
 use crate::placement;
 use crate::store::{self, audit, events, jobs, line};
-use policy::{Limit, Plan, Rules, Verdict};
+use policy::{Plan, Rules, Verdict};
 
 pub use worker::LineWorker;
 
@@ -127,7 +128,7 @@ async fn usage_and_limits(
     qc: &QueueConfig,
     queue: &str,
     waiting: &[line::Waiting],
-) -> Result<(HashMap<String, policy::Usage>, HashMap<String, Limit>), sqlx::Error> {
+) -> Result<(HashMap<String, Usage>, HashMap<String, Limit>), sqlx::Error> {
     let mut owners: Vec<String> = waiting.iter().map(|w| w.waiter.owner_id.clone()).collect();
     owners.sort();
     owners.dedup();
@@ -327,7 +328,7 @@ pub async fn places(
     let waiting = line::waiting(conn, queue).await?;
     let of = waiting.len() as u32;
     let hosts = line::hosts(conn, queue).await?;
-    let mut releases: HashMap<i64, Vec<policy::Release>> = HashMap::new();
+    let mut releases: HashMap<i64, Vec<Release>> = HashMap::new();
     for (host, r) in line::releases(conn, queue).await? {
         releases.entry(host).or_default().push(r);
     }

@@ -15,7 +15,7 @@ use vessel_api::ErrorCode;
 
 use super::{Action, Caller, Ctx, OpError};
 use crate::domain::SshPublicKey;
-use crate::line::policy::Usage;
+use crate::lineup::Usage;
 use crate::store::line::Override;
 use crate::store::{self, audit, line, users, users::User, users::UserError};
 

@@ -188,6 +188,38 @@ pub async fn start(
         .into_response()
 }
 
+/// The code traded with the verifier for tokens at the token endpoint.
+async fn exchange(
+    http: &reqwest::Client,
+    doc: &Discovery,
+    config: &PortalOidc,
+    code: &str,
+    verifier: String,
+    redirect: String,
+) -> Result<TokenAnswer, String> {
+    let mut form = vec![
+        ("grant_type", "authorization_code".to_string()),
+        ("code", code.to_string()),
+        ("redirect_uri", redirect),
+        ("client_id", config.client_id.clone()),
+        ("code_verifier", verifier),
+    ];
+    if let Some(secret) = &config.client_secret {
+        form.push(("client_secret", secret.expose().to_string()));
+    }
+    match http.post(&doc.token_endpoint).form(&form).send().await {
+        Ok(r) if r.status().is_success() => r
+            .json()
+            .await
+            .map_err(|e| format!("the token endpoint's answer: {e}")),
+        Ok(r) => Err(format!(
+            "the token endpoint refused the code: {}",
+            r.status()
+        )),
+        Err(e) => Err(format!("the token endpoint: {e}")),
+    }
+}
+
 /// The issuer's answer: the code, traded with the verifier for tokens; the
 /// access token verified as the API verifies it; a session made from it.
 pub async fn callback(
@@ -224,29 +256,9 @@ pub async fn callback(
         Ok(d) => d,
         Err(e) => return super::pages::refusal(None, e),
     };
-    let mut form = vec![
-        ("grant_type", "authorization_code".to_string()),
-        ("code", code.clone()),
-        ("redirect_uri", redirect),
-        ("client_id", config.client_id.clone()),
-        ("code_verifier", verifier),
-    ];
-    if let Some(secret) = &config.client_secret {
-        form.push(("client_secret", secret.expose().to_string()));
-    }
-    let answer = http.post(&doc.token_endpoint).form(&form).send().await;
-    let tokens: TokenAnswer = match answer {
-        Ok(r) if r.status().is_success() => match r.json().await {
-            Ok(t) => t,
-            Err(e) => return refuse(format!("the token endpoint's answer: {e}")),
-        },
-        Ok(r) => {
-            return refuse(format!(
-                "the token endpoint refused the code: {}",
-                r.status()
-            ))
-        }
-        Err(e) => return refuse(format!("the token endpoint: {e}")),
+    let tokens = match exchange(&http, &doc, config, code, verifier, redirect).await {
+        Ok(t) => t,
+        Err(why) => return refuse(why),
     };
     let mut bearer = HeaderMap::new();
     let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token)) else {

@@ -4,6 +4,8 @@
 
 use sqlx::{PgConnection, PgPool};
 
+use crate::domain::VesselState;
+
 /// A GPU the database knows, and the host it is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchedGpu {
@@ -70,6 +72,14 @@ pub struct HostedVessel {
     /// The owner's subject (a Slack user id for Slack users).
     pub owner_id: String,
     pub state: String,
+}
+
+impl HostedVessel {
+    /// The state as the contract names it (a row always holds a valid one;
+    /// an unknown spelling reads as failed, as `VesselRow::state` does).
+    pub fn state(&self) -> VesselState {
+        VesselState::parse(&self.state).unwrap_or(VesselState::Failed)
+    }
 }
 
 /// The vessels on `host` that its owners still care about: running, or

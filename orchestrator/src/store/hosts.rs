@@ -4,6 +4,7 @@
 use sqlx::{PgConnection, PgPool};
 
 use crate::config::{HostSpec, NetworkSpec};
+use crate::domain::QueueName;
 use crate::hosts::probe::Inventory;
 
 /// Records a successful probe: the host, its cores and its GPUs, in one
@@ -51,7 +52,7 @@ async fn upsert_host(
              probe_error = NULL, updated_at = now()
            RETURNING id"#,
         spec.name,
-        spec.queue,
+        spec.queue.as_str(),
         inv.cores.len() as i32,
         memory,
         pool,
@@ -134,7 +135,7 @@ fn first_host(subnet: &ipnet::Ipv4Net) -> std::net::Ipv4Addr {
 pub async fn mark_offline(
     db: &PgPool,
     name: &str,
-    queue: &str,
+    queue: &QueueName,
     error: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
@@ -143,7 +144,7 @@ pub async fn mark_offline(
          ON CONFLICT (name) DO UPDATE SET online = false, probed_at = now(),
            probe_error = excluded.probe_error, updated_at = now()",
         name,
-        queue,
+        queue.as_str(),
         error
     )
     .execute(db)

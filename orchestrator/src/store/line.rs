@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::line::policy::{Ask, HostCap, Release, Usage, Waiter};
+use vessel_api::fleet::HostState;
+
+use crate::lineup::{Ask, HostCap, Release, Usage, Waiter};
 
 /// The channel everything that may let a request in notifies, with the
 /// queue's name as the payload (see the line migration's triggers).
@@ -39,7 +41,7 @@ pub async fn hosts(conn: &mut PgConnection, queue: &str) -> Result<Vec<HostCap>,
         .map(|r| HostCap {
             id: r.id,
             name: r.name,
-            active: r.state == "active",
+            active: r.state == HostState::Active.as_str(),
             online: r.online,
             gpus: r.gpu_count as i64,
             cores: r.cores as i64,
