@@ -68,8 +68,15 @@ pub async fn to_front(ctx: &Ctx, caller: &Caller, id: Uuid) -> Result<VesselView
     )
     .await?;
     // The pass the move triggers places it if it now fits; show it after.
-    crate::line::pass(&mut tx, &ctx.config, &row.queue, ctx.clock.now(), None).await?;
-    let place = crate::line::place_of(&mut tx, id, &row.queue).await?;
+    crate::line::pass(
+        &mut tx,
+        &ctx.config,
+        row.queue.as_str(),
+        ctx.clock.now(),
+        None,
+    )
+    .await?;
+    let place = crate::line::place_of(&mut tx, id, row.queue.as_str()).await?;
     let row = crate::store::vessels::get(&mut tx, id)
         .await?
         .ok_or_else(|| OpError::bug("a vessel vanished inside its own transaction"))?;

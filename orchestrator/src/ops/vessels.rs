@@ -112,7 +112,7 @@ pub async fn show(ctx: &Ctx, caller: &Caller, key: &str) -> Result<VesselView, O
         .collect();
     let mine = caller.owns(&row.owner_id);
     let place = if row.state() == VesselState::Pending {
-        crate::line::place_of(&mut *ctx.db.acquire().await?, row.id, &row.queue).await?
+        crate::line::place_of(&mut *ctx.db.acquire().await?, row.id, row.queue.as_str()).await?
     } else {
         None
     };
@@ -239,7 +239,7 @@ pub async fn extend(
     }
     let max = ctx
         .config
-        .queue(&row.queue)
+        .queue(row.queue.as_str())
         .map(|q| q.max_lifetime)
         .unwrap_or(by);
     let now = ctx.clock.now();
@@ -299,7 +299,7 @@ pub async fn keep(
     // an opt-out of idle reclaim.
     let max = ctx
         .config
-        .queue(&row.queue)
+        .queue(row.queue.as_str())
         .map(|q| q.max_lifetime)
         .unwrap_or(ctx.config.undertaker.keep_for);
     if span > max {

@@ -9,7 +9,7 @@ use vessel_api::line::LinePlace;
 use vessel_api::vessels::{SshAccess, VesselView};
 
 use super::{Ctx, OpError};
-use crate::domain::{QueueName, VesselName, VesselState};
+use crate::domain::{VesselName, VesselState};
 use crate::store::{self, vessels::VesselRow};
 use crate::units::ByteSize;
 
@@ -27,8 +27,7 @@ pub fn view(v: VesselRow, key_fingerprints: &[String], for_owner: bool) -> Vesse
         memory: ByteSize(v.memory_bytes.max(0) as u64),
         owner: v.owner_unix,
         owner_id: v.owner_id,
-        queue: QueueName::parse(&v.queue)
-            .unwrap_or_else(|_| QueueName::parse("unknown").expect("a valid queue")),
+        queue: v.queue,
         image: v.image,
         gpus: v.gpus.max(0) as u32,
         cpus: v.cpus.max(0) as u32,

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use vessel_api::grammar;
 use vessel_api::vessels::{CreateVessel, ListQuery, VesselView};
+use vessel_api::VesselState;
 
 use super::session::{self, Signed};
 use super::view::{action_form, csrf, live_page, page, state_badge, Button, Nav};
@@ -187,7 +188,7 @@ fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
                     " " button.quiet type="submit" { "Extend" }
                 }
                 " "
-                @if v.state.as_str() == "running" {
+                @if v.state == VesselState::Running {
                     (action_form(&act("keep"), token, "Keep", Button::Quiet, None))
                     " "
                 }

@@ -9,8 +9,10 @@ use uuid::Uuid;
 
 use vessel_api::events::{EventKind, EventPayload, VesselEvent};
 
-use crate::domain::{VesselName, VesselState};
+use crate::domain::{QueueName, VesselName, VesselState};
 
+/// A vessel as the database holds it, decoded into types: a state or queue
+/// the code does not know is an error naming the row, never a guess.
 #[derive(Debug, Clone, Serialize)]
 pub struct VesselRow {
     pub id: Uuid,
@@ -18,12 +20,12 @@ pub struct VesselRow {
     pub owner_id: String,
     pub owner_unix: String,
     pub owner_uid: i32,
-    pub queue: String,
+    pub queue: QueueName,
     pub image: String,
     pub gpus: i32,
     pub cpus: i32,
     pub memory_bytes: i64,
-    pub state: String,
+    pub state: VesselState,
     pub reason: Option<String>,
     pub host_name: Option<String>,
     pub gpu_uuids: Vec<String>,
@@ -41,9 +43,79 @@ pub struct VesselRow {
     pub dns_name: Option<String>,
 }
 
+/// The row as `vessel_view` returns it, before its strings are parsed.
+struct RawVessel {
+    id: Uuid,
+    name: String,
+    owner_id: String,
+    owner_unix: String,
+    owner_uid: i32,
+    queue: String,
+    image: String,
+    gpus: i32,
+    cpus: i32,
+    memory_bytes: i64,
+    state: String,
+    reason: Option<String>,
+    host_name: Option<String>,
+    gpu_uuids: Vec<String>,
+    cores: Vec<i32>,
+    address: Option<String>,
+    host_public_key: Option<String>,
+    jupyter_token: Option<String>,
+    jupyter_port: Option<i32>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+    dns_name: Option<String>,
+}
+
+impl TryFrom<RawVessel> for VesselRow {
+    type Error = sqlx::Error;
+
+    fn try_from(r: RawVessel) -> Result<VesselRow, sqlx::Error> {
+        let bad = |what: &str, value: &str| {
+            sqlx::Error::Decode(
+                format!("vessel {}: {what} `{value}` is not one we know", r.id).into(),
+            )
+        };
+        let state = VesselState::parse(&r.state).ok_or_else(|| bad("state", &r.state))?;
+        let queue = QueueName::parse(&r.queue).map_err(|_| bad("queue", &r.queue))?;
+        Ok(VesselRow {
+            id: r.id,
+            name: r.name,
+            owner_id: r.owner_id,
+            owner_unix: r.owner_unix,
+            owner_uid: r.owner_uid,
+            queue,
+            image: r.image,
+            gpus: r.gpus,
+            cpus: r.cpus,
+            memory_bytes: r.memory_bytes,
+            state,
+            reason: r.reason,
+            host_name: r.host_name,
+            gpu_uuids: r.gpu_uuids,
+            cores: r.cores,
+            address: r.address,
+            host_public_key: r.host_public_key,
+            jupyter_token: r.jupyter_token,
+            jupyter_port: r.jupyter_port,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            expires_at: r.expires_at,
+            dns_name: r.dns_name,
+        })
+    }
+}
+
 impl VesselRow {
     pub fn state(&self) -> VesselState {
-        VesselState::parse(&self.state).unwrap_or(VesselState::Failed)
+        self.state
     }
 
     /// The outbox payload that announces this vessel's news: who to tell and
@@ -98,7 +170,7 @@ pub async fn insert(conn: &mut PgConnection, v: &NewVessel<'_>) -> Result<(), sq
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<VesselRow>, sqlx::Error> {
     sqlx::query_as!(
-        VesselRow,
+        RawVessel,
         r#"SELECT id AS "id!", name AS "name!", owner_id AS "owner_id!",
                   owner_unix AS "owner_unix!", owner_uid AS "owner_uid!", queue AS "queue!",
                   image AS "image!", gpus AS "gpus!", cpus AS "cpus!",
@@ -110,7 +182,9 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<VesselRow>,
         id
     )
     .fetch_optional(conn)
-    .await
+    .await?
+    .map(VesselRow::try_from)
+    .transpose()
 }
 
 /// A user's vessel by name: the live one if there is one, else the newest.
@@ -120,7 +194,7 @@ pub async fn by_owner_and_name(
     name: &str,
 ) -> Result<Option<VesselRow>, sqlx::Error> {
     sqlx::query_as!(
-        VesselRow,
+        RawVessel,
         r#"SELECT id AS "id!", name AS "name!", owner_id AS "owner_id!",
                   owner_unix AS "owner_unix!", owner_uid AS "owner_uid!", queue AS "queue!",
                   image AS "image!", gpus AS "gpus!", cpus AS "cpus!",
@@ -136,7 +210,9 @@ pub async fn by_owner_and_name(
         name
     )
     .fetch_optional(db)
-    .await
+    .await?
+    .map(VesselRow::try_from)
+    .transpose()
 }
 
 /// Vessels of one owner (or all when `owner` is None), live first, newest first.
@@ -146,7 +222,7 @@ pub async fn list(
     include_ended: bool,
 ) -> Result<Vec<VesselRow>, sqlx::Error> {
     sqlx::query_as!(
-        VesselRow,
+        RawVessel,
         r#"SELECT id AS "id!", name AS "name!", owner_id AS "owner_id!",
                   owner_unix AS "owner_unix!", owner_uid AS "owner_uid!", queue AS "queue!",
                   image AS "image!", gpus AS "gpus!", cpus AS "cpus!",
@@ -164,7 +240,10 @@ pub async fn list(
         include_ended
     )
     .fetch_all(db)
-    .await
+    .await?
+    .into_iter()
+    .map(VesselRow::try_from)
+    .collect()
 }
 
 /// Moves a vessel from one of `from` to `to`, recording `reason` and the
@@ -359,4 +438,59 @@ pub async fn running_on_host(
     )
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(state: &str, queue: &str) -> RawVessel {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        RawVessel {
+            id: Uuid::nil(),
+            name: "v".into(),
+            owner_id: "o".into(),
+            owner_unix: "o".into(),
+            owner_uid: 1000,
+            queue: queue.into(),
+            image: "i".into(),
+            gpus: 0,
+            cpus: 1,
+            memory_bytes: 1,
+            state: state.into(),
+            reason: None,
+            host_name: None,
+            gpu_uuids: Vec::new(),
+            cores: Vec::new(),
+            address: None,
+            host_public_key: None,
+            jupyter_token: None,
+            jupyter_port: None,
+            created_at: t,
+            updated_at: t,
+            started_at: None,
+            ended_at: None,
+            expires_at: t,
+            dns_name: None,
+        }
+    }
+
+    #[test]
+    fn a_row_decodes_into_types_and_an_unknown_state_names_the_row() {
+        let row = VesselRow::try_from(raw("running", "3090")).expect("a known row");
+        assert_eq!(row.state, VesselState::Running);
+        assert_eq!(row.queue.as_str(), "3090");
+        for (state, queue, what) in [
+            ("sleeping", "3090", "state `sleeping`"),
+            ("running", "", "queue ``"),
+        ] {
+            let err = VesselRow::try_from(raw(state, queue))
+                .expect_err("unknown")
+                .to_string();
+            assert!(
+                err.contains(&Uuid::nil().to_string()) && err.contains(what),
+                "{err}"
+            );
+        }
+    }
 }
