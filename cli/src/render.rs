@@ -182,11 +182,7 @@ pub fn fleet(f: &FleetStatus) -> String {
                 },
                 if grid.is_empty() { "-".into() } else { grid },
                 format!("{}/{}", h.cores_used, h.cores),
-                format!(
-                    "{}/{}",
-                    vessel_api::ByteSize(h.memory_used.max(1)),
-                    vessel_api::ByteSize(h.memory_bytes.max(1))
-                ),
+                memory_cell(h.memory_used, h.memory_bytes),
                 h.vessels.to_string(),
             ]
         })
@@ -245,4 +241,25 @@ pub fn me(me: &Me, server: &str) -> String {
         uid = me.uid,
         n = me.keys.len()
     )
+}
+
+/// `used/total` memory: nothing reserved reads `0`, not a byte.
+fn memory_cell(used: u64, total: u64) -> String {
+    let size = |n: u64| {
+        if n == 0 {
+            "0".to_string()
+        } else {
+            vessel_api::ByteSize(n).to_string()
+        }
+    };
+    format!("{}/{}", size(used), size(total))
+}
+
+#[cfg(test)]
+mod memory_tests {
+    #[test]
+    fn a_host_with_nothing_reserved_shows_zero_used() {
+        assert_eq!(super::memory_cell(0, 24_159_191_040), "0/22.5G");
+        assert_eq!(super::memory_cell(1 << 30, 2 << 30), "1G/2G");
+    }
 }
