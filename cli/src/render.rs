@@ -259,7 +259,7 @@ fn memory_cell(used: u64, total: u64) -> String {
 mod memory_tests {
     #[test]
     fn a_host_with_nothing_reserved_shows_zero_used() {
-        assert_eq!(super::memory_cell(0, 24_159_191_040), "0/22.5G");
-        assert_eq!(super::memory_cell(1 << 30, 2 << 30), "1G/2G");
+        assert_eq!(crate::render::memory_cell(0, 24_159_191_040), "0/22.5G");
+        assert_eq!(crate::render::memory_cell(1 << 30, 2 << 30), "1G/2G");
     }
 }
