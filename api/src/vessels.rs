@@ -92,6 +92,10 @@ pub struct SshAccess {
     /// Ready to append to `~/.ssh/known_hosts`: no trust on first use.
     pub known_hosts: String,
     pub vscode_url: String,
+    /// `http://127.0.0.1:PORT/lab?token=…`, when the image has Jupyter: the
+    /// URL as seen after a forward. Jupyter listens on the vessel's loopback
+    /// only, so it is reached through SSH: `vessel jupyter NAME`, or
+    /// `ssh -L PORT:127.0.0.1:PORT NAME`, on the same port locally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jupyter_url: Option<String>,
 }

@@ -50,6 +50,16 @@ pub enum Command {
     Ssh(Ssh),
     /// Open the vessel in VS Code (Remote-SSH); updates the SSH config first.
     Code(Code),
+    /// Reach the vessel's Jupyter through SSH: `vessel jupyter NAME`.
+    #[command(long_about = "Reach the vessel's Jupyter through SSH.\n\n\
+        Jupyter listens on the vessel's loopback (127.0.0.1) only: its token \
+        travels in a plain-HTTP URL, which anyone on the network path could read. \
+        This runs `ssh -N -L PORT:127.0.0.1:PORT` with the vessel's pinned host \
+        key, waits until the forward is up, prints the URL (http://127.0.0.1:PORT/lab?token=…), \
+        opens a browser where there is one, and keeps the forward until Ctrl-C. \
+        Plain OpenSSH does the same: `ssh -L 8888:127.0.0.1:8888 NAME` after \
+        `vessel config-ssh`.")]
+    Jupyter(Jupyter),
     /// Write `~/.ssh/config.d/vessel` (a Host block per running vessel) and
     /// include it from `~/.ssh/config`, so plain `ssh NAME` works.
     #[command(name = "config-ssh")]
@@ -138,6 +148,19 @@ pub struct Ssh {
 #[derive(Debug, Args)]
 pub struct Code {
     pub name: String,
+    #[arg(short = 'i', long, env = "VESSEL_IDENTITY")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Jupyter {
+    pub name: String,
+    /// The port on this machine (default: Jupyter's port in the vessel).
+    #[arg(long, value_name = "LOCAL", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Do not try to open a browser; just print the URL.
+    #[arg(long)]
+    pub no_browser: bool,
     #[arg(short = 'i', long, env = "VESSEL_IDENTITY")]
     pub identity: Option<PathBuf>,
 }

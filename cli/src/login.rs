@@ -138,7 +138,7 @@ async fn sso_login(
 
 /// Best effort, and only where there is a display: on a server over SSH
 /// the address and code are enough.
-fn open_browser(url: &str) {
+pub(crate) fn open_browser(url: &str) {
     let opener = if cfg!(target_os = "macos") {
         Some("open")
     } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()

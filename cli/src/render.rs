@@ -125,7 +125,12 @@ pub fn vessel(v: &VesselView) -> String {
             url = ssh.vscode_url
         ));
         if let Some(j) = &ssh.jupyter_url {
-            out.push_str(&format!("  jupyter  {j}\n"));
+            // Jupyter listens on the vessel's loopback: the URL works
+            // through a forward.
+            out.push_str(&format!(
+                "  jupyter  {j}\n           (after `vessel jupyter {name}`, a forward over SSH)\n",
+                name = v.name
+            ));
         }
     }
     out

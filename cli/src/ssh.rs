@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use vessel_api::ssh::SshLogin;
-use vessel_api::vessels::ListQuery;
+use vessel_api::vessels::{ListQuery, VesselView};
 use vessel_api::VesselState;
 
 use crate::ctx::Ctx;
@@ -52,11 +52,14 @@ pub fn pin(login: &SshLogin) -> Result<PathBuf, CliError> {
     Ok(known)
 }
 
-/// The running vessel's SSH access, or why there is none.
-async fn reachable(ctx: &mut Ctx, name: &str) -> Result<SshLogin, CliError> {
+/// The running vessel and its SSH access, or why there is none.
+pub(crate) async fn reachable(
+    ctx: &mut Ctx,
+    name: &str,
+) -> Result<(VesselView, SshLogin), CliError> {
     let Vessel { view: v, login } = ctx.vessel(name).await?;
     if let Some(login) = login {
-        return Ok(login);
+        return Ok((v, login));
     }
     Err(CliError::Refused(match (v.state, &v.line) {
         (VesselState::Pending, Some(p)) => {
@@ -73,6 +76,17 @@ async fn reachable(ctx: &mut Ctx, name: &str) -> Result<SshLogin, CliError> {
     }))
 }
 
+/// Our `-o` options: the pinned known-hosts file, strict checking, and
+/// the identity if there is one.
+pub fn option_args(known: &Path, identity: Option<&Path>) -> Vec<String> {
+    let mut args = Vec::new();
+    for (k, v) in sshconf::host_options(known, identity) {
+        args.push("-o".to_string());
+        args.push(format!("{k}={v}"));
+    }
+    args
+}
+
 /// ssh's arguments: our options only, then `--`, then the destination
 /// and the user's command, so nothing after the options is read as one.
 pub fn ssh_args(
@@ -81,11 +95,7 @@ pub fn ssh_args(
     identity: Option<&Path>,
     command: &[String],
 ) -> Vec<String> {
-    let mut args = Vec::new();
-    for (k, v) in sshconf::host_options(known, identity) {
-        args.push("-o".to_string());
-        args.push(format!("{k}={v}"));
-    }
+    let mut args = option_args(known, identity);
     args.push("-l".to_string());
     args.push(login.user.to_string());
     args.push("--".to_string());
@@ -101,7 +111,7 @@ pub async fn ssh(
     identity: Option<PathBuf>,
     command: &[String],
 ) -> Result<(), CliError> {
-    let login = reachable(ctx, name).await?;
+    let (_, login) = reachable(ctx, name).await?;
     let identity = self::identity(identity)?;
     let known = pin(&login)?;
     let args = ssh_args(&login, &known, identity.as_deref(), command);
@@ -113,7 +123,7 @@ pub async fn ssh(
 }
 
 pub async fn code(ctx: &mut Ctx, name: &str, identity: Option<PathBuf>) -> Result<(), CliError> {
-    let login = reachable(ctx, name).await?;
+    let (_, login) = reachable(ctx, name).await?;
     // VS Code's Remote-SSH finds hosts in ~/.ssh/config: keep it current.
     let vessels = ctx.vessels(&ListQuery::default()).await?;
     let layout = sshconf::Layout::new(None)?;

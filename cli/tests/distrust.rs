@@ -39,6 +39,7 @@ fn honest() -> Value {
             "config": "Host train\n    HostName 10.0.0.9\n    User alice\n",
             "known_hosts": format!("10.0.0.9 ssh-ed25519 {KEY}"),
             "vscode_url": "vscode://vscode-remote/ssh-remote+train/home/alice",
+            "jupyter_url": "http://127.0.0.1:8888/lab?token=0123abcd",
         },
     })
 }
@@ -257,6 +258,7 @@ const EVERY_SSH_COMMAND: &[&[&str]] = &[
     &["ssh", "train"],
     &["ssh", "train", "--", "id"],
     &["code", "train"],
+    &["jupyter", "train", "--no-browser"],
     &["create", "queue=3090", "--wait"],
     &["show", "train"],
 ];
@@ -428,4 +430,111 @@ async fn plain_http_to_another_machine_is_refused_before_anything_is_sent() {
         "{}",
         said(&out)
     );
+}
+
+/// A port nobody listens on now, on this machine.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Jupyter listens on the vessel's loopback (issue: "Jupyter listens on
+/// every interface with its token in a plain-HTTP URL"): `vessel jupyter`
+/// reaches it through a forward over SSH with the pinned host key, our
+/// options only, the local end on this machine's loopback, the destination
+/// after `--`. The stand-in ssh ends at once, so the CLI says the forward
+/// never came up and prints no URL.
+#[tokio::test]
+async fn jupyter_is_reached_through_an_ssh_forward_to_the_vessels_loopback() {
+    let server = fake_orchestrator(honest()).await;
+    let desk = Desk::new();
+    desk.login(&server).await;
+    let local = free_port();
+    let out = desk
+        .run(&[
+            "jupyter",
+            "train",
+            "--no-browser",
+            "--port",
+            &local.to_string(),
+        ])
+        .await;
+    let known = desk.home.join(".config/vessel/known_hosts.d/train");
+    assert_eq!(
+        desk.ssh_argv().expect("ssh ran"),
+        [
+            "-o".to_string(),
+            format!("UserKnownHostsFile={}", known.display()),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            "ExitOnForwardFailure=yes".into(),
+            "-N".into(),
+            "-L".into(),
+            format!("127.0.0.1:{local}:127.0.0.1:8888"),
+            "-l".into(),
+            "alice".into(),
+            "--".into(),
+            "10.0.0.9".into(),
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&known).unwrap(),
+        format!("10.0.0.9 ssh-ed25519 {KEY}\n")
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", said(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ssh ended before the forward was up"),
+        "{}",
+        said(&out)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "a URL without a forward: {}",
+        said(&out)
+    );
+}
+
+/// Without `--port` the local port is the vessel's; a URL whose token is
+/// not plain letters and digits is refused before ssh starts.
+#[tokio::test]
+async fn jupyter_keeps_the_port_and_refuses_a_token_that_is_not_the_orchestrators() {
+    let desk = Desk::new();
+    let server = fake_orchestrator(hostile(json!({
+        "jupyter_url": "http://127.0.0.1:8888/lab?token=x%26next%3Dhttp%3A%2F%2Fevil"
+    })))
+    .await;
+    desk.login(&server).await;
+    let out = desk.run(&["jupyter", "train", "--no-browser"]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", said(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ssh.jupyter_url"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(desk.ssh_argv(), None, "ssh ran with a hostile URL");
+
+    let port = free_port();
+    let server = fake_orchestrator(hostile(json!({
+        "jupyter_url": format!("http://127.0.0.1:{port}/lab?token=0123abcd")
+    })))
+    .await;
+    desk.login(&server).await;
+    desk.run(&["jupyter", "train", "--no-browser"]).await;
+    let argv = desk.ssh_argv().expect("ssh ran");
+    assert!(
+        argv.contains(&format!("127.0.0.1:{port}:127.0.0.1:{port}")),
+        "{argv:?}"
+    );
+}
+
+#[tokio::test]
+async fn jupyter_has_help_that_says_why_it_forwards() {
+    let desk = Desk::new();
+    let out = desk.run(&["jupyter", "--help"]).await;
+    assert!(out.status.success(), "{}", said(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["127.0.0.1", "--port", "--no-browser", "Ctrl-C", "ssh -L"] {
+        assert!(help.contains(needle), "no {needle} in:\n{help}");
+    }
 }

@@ -51,9 +51,13 @@ fi
 # again by hand may have lost its /run.
 [ -d /run/sshd ] || mkdir -m 755 /run/sshd
 
+# Jupyter listens on the vessel's loopback only: its token travels in a
+# plain-HTTP URL, which anyone on the path (the LAN in direct or macvlan
+# mode) could read. The researcher reaches it through SSH, pinned host key
+# and all: `vessel jupyter NAME` (ssh -L 8888:127.0.0.1:8888).
 if command -v jupyter >/dev/null 2>&1; then
-  log "starting jupyter on :8888"
-  su -s /bin/sh "$VESSEL_USER" -c "cd \"$home\" && nohup jupyter lab --no-browser --ip=0.0.0.0 --port=8888 --IdentityProvider.token='$JUPYTER_TOKEN' >/tmp/jupyter.log 2>&1 &"
+  log "starting jupyter on 127.0.0.1:8888 (reach it with vessel jupyter)"
+  su -s /bin/sh "$VESSEL_USER" -c "cd \"$home\" && nohup jupyter lab --no-browser --ip=127.0.0.1 --port=8888 --IdentityProvider.token='$JUPYTER_TOKEN' >/tmp/jupyter.log 2>&1 &"
 fi
 
 if [ "${VESSEL_TAILSCALE:-}" = 1 ]; then

@@ -1,7 +1,8 @@
 //! Vessels on one host must not reach each other over the host's vessel
-//! network: sshd and Jupyter listen on every interface, and in tailscale mode
-//! the tailnet's ACLs are the only gate meant to stand in front of them. The
-//! options we create a network with, and the check of one that exists.
+//! network: sshd listens on every interface (Jupyter on the loopback only),
+//! and in tailscale mode the tailnet's ACLs are the only gate meant to stand
+//! in front of it. The options we create a network with, and the check of
+//! one that exists.
 
 use std::collections::HashMap;
 
@@ -32,15 +33,30 @@ pub enum IsolationError {
          `-o {BRIDGE_ICC}=false`, or remove it and let the orchestrator create it"
     )]
     BridgeIcc { network: String },
+    #[error(
+        "the Docker network {network} uses driver `{driver}`, which Vessel does not \
+         know to isolate vessels; use a bridge with inter-container traffic off \
+         (`-o {BRIDGE_ICC}=false`) or macvlan"
+    )]
+    UnknownDriver { network: String, driver: String },
 }
 
 /// A bridge that someone else made (an operator, an older orchestrator)
 /// must have inter-container traffic off; Docker cannot change that on an
 /// existing network, so it is refused with what to do. A macvlan network's
-/// mode is the operator's choice (README, Security).
+/// mode is the operator's choice (README, Security). Every other driver
+/// (`host`, `ipvlan`, `overlay`, a plugin's) is refused by name: Vessel
+/// does not know that it keeps vessels apart, and `host` plainly does not.
 pub fn check(network: &str, inspected: &NetworkInspect) -> Result<(), IsolationError> {
-    if inspected.driver.as_deref() != Some("bridge") {
-        return Ok(());
+    match inspected.driver.as_deref() {
+        Some("bridge") => {}
+        Some("macvlan") => return Ok(()),
+        other => {
+            return Err(IsolationError::UnknownDriver {
+                network: network.to_string(),
+                driver: other.unwrap_or_default().to_string(),
+            })
+        }
     }
     let icc = inspected
         .options
@@ -96,5 +112,32 @@ mod tests {
             ..Default::default()
         };
         assert!(check("v", &macvlan).is_ok());
+    }
+
+    #[test]
+    fn a_network_whose_driver_is_not_known_to_isolate_vessels_is_refused() {
+        for driver in ["ipvlan", "host", "overlay", "null", "weird/plugin", ""] {
+            let inspected = NetworkInspect {
+                driver: Some(driver.into()),
+                // What would pass on a bridge must not pass elsewhere.
+                options: Some(HashMap::from([(BRIDGE_ICC.into(), "false".into())])),
+                ..Default::default()
+            };
+            let e = check("vessels", &inspected).unwrap_err();
+            assert_eq!(
+                e,
+                IsolationError::UnknownDriver {
+                    network: "vessels".into(),
+                    driver: driver.into()
+                }
+            );
+            let said = e.to_string();
+            assert!(
+                said.contains(&format!("uses driver `{driver}`")) && said.contains("macvlan"),
+                "{said}"
+            );
+        }
+        let unnamed = NetworkInspect::default();
+        assert!(check("vessels", &unnamed).is_err(), "no driver is no proof");
     }
 }

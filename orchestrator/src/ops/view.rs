@@ -76,9 +76,12 @@ fn ssh_access(v: &VesselRow, key_fingerprints: &[String]) -> Option<SshAccess> {
             "vscode://vscode-remote/ssh-remote+{}/home/{}",
             v.name, v.owner_unix
         ),
+        // Jupyter listens on the vessel's loopback (the init): the URL is
+        // the one that works after `vessel jupyter NAME`, or
+        // `ssh -L PORT:127.0.0.1:PORT NAME`, on the same port locally.
         jupyter_url: v.jupyter_port.map(|port| {
             format!(
-                "http://{address}:{port}/lab?token={}",
+                "http://127.0.0.1:{port}/lab?token={}",
                 v.jupyter_token.as_deref().unwrap_or_default()
             )
         }),
