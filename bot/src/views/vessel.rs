@@ -74,7 +74,15 @@ pub fn running(v: &VesselView) -> Message {
         ))
         .block(Block::Code(ssh.known_hosts.clone()));
     if let Some(url) = &ssh.jupyter_url {
-        m = m.block(Block::Section(format!("Jupyter: <{url}|open JupyterLab>")));
+        // Jupyter listens on the vessel's loopback: reached through SSH.
+        let port = url
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("8888");
+        m = m.block(Block::Section(format!(
+            "Jupyter listens on the vessel's loopback: run `vessel jupyter {name}` (or `ssh -N -L {port}:127.0.0.1:{port} {name}`), then <{url}|open JupyterLab>"
+        )));
     }
     if !v.gpu_uuids.is_empty() {
         m = m.block(Block::Context(format!("GPUs: {}", v.gpu_uuids.join(", "))));

@@ -177,7 +177,10 @@ fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
                 (copyable(&format!("kh-{id}"), "known_hosts line", &ssh.known_hosts))
                 p {
                     a href=(ssh.vscode_url) { "Open in VS Code" }
-                    @if let Some(j) = &ssh.jupyter_url { " · " a href=(j) { "Open Jupyter" } }
+                    @if let Some(j) = &ssh.jupyter_url {
+                        " · " a href=(j) { "Open Jupyter" }
+                        " (after " code { "vessel jupyter " (v.name.as_str()) } ": it listens on the vessel's loopback)"
+                    }
                 }
             }
             @if v.state.is_live() {
