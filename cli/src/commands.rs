@@ -12,7 +12,7 @@ use crate::args::{self, Cli, Command};
 use crate::ctx::Ctx;
 use crate::error::{from_client, CliError};
 use crate::vessel::Vessel;
-use crate::{jupyter, login, paths, render, ssh, sshconf, wait};
+use crate::{login, paths, render, ssh, sshconf, wait};
 
 pub const CREATE_USAGE: &str =
     "vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--wait | --no-wait]";
@@ -55,9 +55,7 @@ async fn signed_in(ctx: &mut Ctx, command: Command) -> Result<(), CliError> {
         Command::Show { name } => show(ctx, &name).await,
         Command::Ssh(s) => ssh::ssh(ctx, &s.name, s.identity, &s.command).await,
         Command::Code(c) => ssh::code(ctx, &c.name, c.identity).await,
-        Command::Jupyter(j) => {
-            jupyter::jupyter(ctx, &j.name, j.identity, j.port, j.no_browser).await
-        }
+        Command::Jupyter(j) => ssh::jupyter(ctx, &j.name, j.identity, j.port, j.no_browser).await,
         Command::ConfigSsh(c) => config_ssh(ctx, c.file, c.identity).await,
         Command::Extend { name, by } => extend(ctx, &name, &by).await,
         Command::Keep { name, for_ } => keep(ctx, &name, for_.as_deref()).await,

@@ -7,7 +7,6 @@ pub mod args;
 pub mod commands;
 pub mod ctx;
 pub mod error;
-pub mod jupyter;
 pub mod login;
 pub mod oidc;
 pub mod paths;

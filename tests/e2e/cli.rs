@@ -15,8 +15,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::rig::glewlwyd::Glewlwyd;
-use crate::rig::{binary, cpu_host, eventually, gpu_host, run, Options, Rig};
+use crate::rig::{binary, cpu_host, docker, eventually, gpu_host, run, Options, Rig};
 use vessel_orchestrator::api::auth::perm;
+use vessel_orchestrator::config::Config;
+use vessel_orchestrator::startup::Application;
 
 /// A researcher's machine: a home of their own with their SSH key.
 struct Desk {
@@ -571,5 +573,165 @@ async fn the_cli_reads_create_as_the_bot_does() -> Result<()> {
         "{said}"
     );
     let _ = std::fs::remove_dir_all(&home);
+    Ok(())
+}
+
+/// vessel/base with a stand-in `jupyter` (an HTTP server that listens where
+/// `jupyter lab --ip=… --port=…` is told to) and the label that names its
+/// port: the init starts it as it starts Jupyter.
+fn jupyter_standin_image(rig: &Rig) -> Result<String> {
+    let image = format!("vessel/jupyter-standin:{}", rig.id);
+    let builder = format!("vessel-{}-jupyterbuild", rig.id);
+    let script = r#"set -e
+cat > /usr/local/bin/jupyter <<'SH'
+#!/bin/sh
+for a in "$@"; do
+  case "$a" in --ip=*) ip=${a#--ip=} ;; --port=*) port=${a#--port=} ;; esac
+done
+mkdir -p /tmp/standin/lab && echo standin-jupyter > /tmp/standin/lab/index.html
+cd /tmp/standin && exec python3 -m http.server --bind "$ip" "$port"
+SH
+chmod 755 /usr/local/bin/jupyter"#;
+    docker(&[
+        "run",
+        "--name",
+        &builder,
+        "--entrypoint",
+        "/bin/sh",
+        crate::rig::VESSEL_IMAGE,
+        "-c",
+        script,
+    ])?;
+    let committed = docker(&[
+        "commit",
+        "--change",
+        "LABEL org.vessel.jupyter=8888",
+        &builder,
+        &image,
+    ]);
+    docker(&["rm", "-f", &builder])?;
+    committed?;
+    Ok(image)
+}
+
+/// Jupyter's token travels in a plain-HTTP URL (issue: "Jupyter listens on
+/// every interface with its token in a plain-HTTP URL"): it listens on the
+/// vessel's loopback only, so nobody on the vessel's network reaches it,
+/// and `vessel jupyter` reaches it through a forward over SSH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jupyter_is_not_on_the_vessels_address_and_vessel_jupyter_forwards_to_it() -> Result<()> {
+    let mut rig = Rig::start_with(
+        &[cpu_host("cpu-1")],
+        Options {
+            orchestrator: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let allowed = "\"vessel/rogue-sshd:*\"]";
+    anyhow::ensure!(rig.config_text.contains(allowed), "{}", rig.config_text);
+    rig.config_text = rig.config_text.replace(
+        allowed,
+        "\"vessel/rogue-sshd:*\", \"vessel/jupyter-standin:*\"]",
+    );
+    rig.app = Some(Application::build(Config::from_toml_str(&rig.config_text)?).await?);
+    let image = jupyter_standin_image(&rig)?;
+    let outcome = jupyter_through_a_forward(&rig, &image).await;
+    docker(&["rmi", "-f", &image]).ok();
+    outcome
+}
+
+async fn jupyter_through_a_forward(rig: &Rig, image: &str) -> Result<()> {
+    let desk = Desk::new(rig, "alice")?;
+    let token_file = rig.dir.join("alice.token");
+    std::fs::write(&token_file, format!("{}\n", rig.researcher("alice")))?;
+    desk.ok(&[
+        "login",
+        "--server",
+        &rig.url(""),
+        "--token-file",
+        &token_file.display().to_string(),
+    ])
+    .await?;
+    desk.ok(&["keys", "add"]).await?;
+    desk.ok(&[
+        "create",
+        "queue=cpu",
+        "name=nb",
+        &format!("image={image}"),
+        "--wait",
+    ])
+    .await?;
+    let shown: Value = serde_json::from_str(&desk.ok(&["show", "nb", "--json"]).await?)?;
+    let url = shown["ssh"]["jupyter_url"]
+        .as_str()
+        .context("no jupyter_url")?;
+    let token = url
+        .strip_prefix("http://127.0.0.1:8888/lab?token=")
+        .with_context(|| format!("not the URL after a forward: {url}"))?
+        .to_string();
+    let address = shown["address"].as_str().context("no address")?.to_string();
+
+    // Inside the vessel: the listener is on the loopback, and only there.
+    let access = shown["ssh"].clone();
+    let listening = eventually("the stand-in Jupyter", Duration::from_secs(30), || {
+        let out = rig.ssh(&access, "ss -ltnH 'sport = :8888'").ok();
+        async move { Ok(out.filter(|o| !o.trim().is_empty())) }
+    })
+    .await?;
+    assert!(
+        listening.contains("127.0.0.1:8888")
+            && !listening.contains("0.0.0.0:8888")
+            && !listening.contains("*:8888")
+            && !listening.contains("[::]:8888"),
+        "Jupyter listens beyond the loopback: {listening}"
+    );
+    // From the vessel's network: nothing answers on its address.
+    let outside = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect((address.as_str(), 8888)),
+    )
+    .await;
+    assert!(
+        !matches!(outside, Ok(Ok(_))),
+        "Jupyter answered on the vessel's address {address}"
+    );
+
+    // Through `vessel jupyter`: the URL it prints works.
+    let local = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let mut child = desk
+        .command(&[
+            "jupyter",
+            "nb",
+            "--no-browser",
+            "--port",
+            &local.to_string(),
+        ])?
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let printed = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+    let printed = match printed {
+        Ok(Ok(Some(line))) => line,
+        other => {
+            let _ = child.kill().await;
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err).await;
+            }
+            anyhow::bail!("vessel jupyter printed no URL ({other:?}): {err}");
+        }
+    };
+    assert_eq!(
+        printed,
+        format!("http://127.0.0.1:{local}/lab?token={token}")
+    );
+    let body = reqwest::get(&printed).await?.text().await?;
+    assert!(body.contains("standin-jupyter"), "{body}");
+    child.kill().await?;
     Ok(())
 }
