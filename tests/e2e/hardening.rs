@@ -87,3 +87,63 @@ async fn a_vessel_container_has_no_privileges_and_only_its_share() -> anyhow::Re
     );
     Ok(())
 }
+
+/// The attack: a vessel prints without end (a runaway training loop's
+/// progress bar) and Docker keeps every byte under `/var/lib/docker`, until
+/// the host's disk is full for every vessel on it. Its log is now rotated:
+/// two files of 5 MB at most, whatever the engine's defaults (this machine's
+/// keep three of 10 MB, so the cap checked here is the vessel's own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vessel_printing_100_mb_leaves_at_most_the_log_cap() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let rig = Rig::start(&[gpu_host("gpu-1", 1, "3090")]).await?;
+    let alice = rig.researcher("alice");
+    rig.add_key(&alice).await?;
+    let vessel = rig.launch(&alice, json!({ "queue": "3090" })).await?;
+    let container = format!("vessel-{}", vessel["id"].as_str().context("id")?);
+    // Onto the container's own stdout (its init's), as its main process
+    // would print.
+    docker(&[
+        "exec",
+        &container,
+        "sh",
+        "-c",
+        "(head -c 100000000 /dev/zero | tr '\\000' x; echo; echo vessel-log-end) > /proc/1/fd/1",
+    ])?;
+    let log = docker(&["inspect", "--format", "{{.LogPath}}", &container])?;
+    let log = std::path::PathBuf::from(log.trim());
+    let dir = log.parent().context("the log's directory")?.to_path_buf();
+    let name = log
+        .file_name()
+        .context("the log's name")?
+        .to_string_lossy()
+        .to_string();
+    let total = || -> anyhow::Result<u64> {
+        let mut sum = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(&name) {
+                sum += entry.metadata()?.len();
+            }
+        }
+        Ok(sum)
+    };
+    // The logger has written the last line (so every byte went through
+    // it) …
+    crate::rig::eventually(
+        "the log's last line",
+        std::time::Duration::from_secs(120),
+        || async {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            Ok(tail.contains("vessel-log-end").then_some(()))
+        },
+    )
+    .await?;
+    // … and what it keeps is within the cap, with room for one line.
+    let kept = total()?;
+    assert!(
+        kept <= 11 << 20,
+        "the host keeps {kept} bytes of this vessel's log"
+    );
+    Ok(())
+}

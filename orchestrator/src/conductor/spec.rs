@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, EndpointIpamConfig, EndpointSettings, HostConfig,
-    NetworkingConfig,
+    HostConfigLogConfig, NetworkingConfig,
 };
 
 use crate::config::{GpuRuntime, HostSpec, NetworkSpec};
@@ -102,12 +102,32 @@ pub fn container_body(host: &HostSpec, v: &VesselSpec<'_>) -> ContainerCreateBod
             network_mode: Some(network_name.clone()),
             // A real init reaps what sshd and Jupyter leave behind.
             init: Some(true),
+            log_config: Some(log_config()),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(network_name, endpoint)])),
         }),
         ..Default::default()
+    }
+}
+
+/// The most of a vessel's output its host keeps: `LOG_FILES` files of
+/// `LOG_FILE_SIZE`, rotated, whatever the engine's defaults (Docker's own
+/// keep everything). A process printing without end cannot fill
+/// `/var/lib/docker` for every vessel on the host; the last lines, which a
+/// failed start reports, are always there.
+pub const LOG_FILE_SIZE: &str = "5m";
+pub const LOG_FILES: &str = "2";
+
+/// Docker's json-file logger with the size cap.
+fn log_config() -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([
+            ("max-size".to_string(), LOG_FILE_SIZE.to_string()),
+            ("max-file".to_string(), LOG_FILES.to_string()),
+        ])),
     }
 }
 
