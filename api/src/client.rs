@@ -17,7 +17,10 @@ use crate::fleet::{FleetStatus, HostChange};
 use crate::line::{Limits, Line, SetLimits};
 use crate::signin::SignInConfig;
 use crate::units::Span;
-use crate::users::{AddKey, KeyAdded, KeyList, Me, SetUser, UserList, UserView};
+use crate::users::{
+    AddKey, IdentityLink, KeyAdded, KeyList, LinkIdentity, LinkList, Me, SetUser, UserList,
+    UserView,
+};
 use crate::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView};
 
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +317,37 @@ impl Client {
     ) -> Result<UserView, ClientError> {
         let url = self.url(&["v1", "users", subject], None);
         self.send(token, Method::PUT, url, Some(json(body))).await
+    }
+
+    /// The SSO identities linked to a person (admins).
+    pub async fn links(&self, token: &str, user: &str) -> Result<LinkList, ClientError> {
+        let url = self.url(&["v1", "users", user, "links"], None);
+        self.send(token, Method::GET, url, None).await
+    }
+
+    /// Links an SSO identity to a person (admins): its tokens act as them.
+    pub async fn link(
+        &self,
+        token: &str,
+        user: &str,
+        body: &LinkIdentity,
+    ) -> Result<IdentityLink, ClientError> {
+        let url = self.url(&["v1", "users", user, "links"], None);
+        self.send(token, Method::PUT, url, Some(json(body))).await
+    }
+
+    /// Removes a person's link to an SSO identity (admins).
+    pub async fn unlink(
+        &self,
+        token: &str,
+        user: &str,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<(), ClientError> {
+        let url = self.url(&["v1", "users", user, "links", issuer, subject], None);
+        self.exchange(token, Method::DELETE, url, None)
+            .await
+            .map(|_| ())
     }
 
     /// Every queue's waiting line, in order.

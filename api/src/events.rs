@@ -22,6 +22,9 @@ pub enum EventKind {
     IdleWarning,
     /// Its lifetime ends soon.
     ExpiryWarning,
+    /// It wrote more outside its home than its queue allows: stopped at the
+    /// next sweep unless it shrinks.
+    DiskWarning,
     HostDrain,
     HostUndrain,
     HostUnreachable,
@@ -40,6 +43,7 @@ impl EventKind {
             "vessel.queued" => EventKind::VesselQueued,
             "vessel.idle_warning" => EventKind::IdleWarning,
             "vessel.expiry_warning" => EventKind::ExpiryWarning,
+            "vessel.disk_warning" => EventKind::DiskWarning,
             "host.drain" => EventKind::HostDrain,
             "host.undrain" => EventKind::HostUndrain,
             "host.unreachable" => EventKind::HostUnreachable,
@@ -72,6 +76,7 @@ impl fmt::Display for EventKind {
             EventKind::VesselQueued => f.write_str("vessel.queued"),
             EventKind::IdleWarning => f.write_str("vessel.idle_warning"),
             EventKind::ExpiryWarning => f.write_str("vessel.expiry_warning"),
+            EventKind::DiskWarning => f.write_str("vessel.disk_warning"),
             EventKind::HostDrain => f.write_str("host.drain"),
             EventKind::HostUndrain => f.write_str("host.undrain"),
             EventKind::HostUnreachable => f.write_str("host.unreachable"),
@@ -165,6 +170,7 @@ mod tests {
         for kind in [
             EventKind::Vessel(VesselState::Running),
             EventKind::IdleWarning,
+            EventKind::DiskWarning,
             EventKind::VesselQueued,
             EventKind::Vessel(VesselState::Expired),
             EventKind::HostUnreachable,

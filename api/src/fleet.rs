@@ -46,6 +46,43 @@ pub struct HostStatus {
     pub vessels: u32,
     /// One entry per GPU, in index order.
     pub gpus: Vec<GpuSlot>,
+    /// The engine's storage driver, as the last survey found it.
+    #[serde(default)]
+    pub storage_driver: Option<String>,
+    /// How a queue's `disk` limit holds here: the engine sizes each
+    /// container, or the undertaker measures each sweep.
+    #[serde(default)]
+    pub disk_limit: DiskEnforcement,
+}
+
+/// How a vessel is held to its queue's `disk` limit on its host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskEnforcement {
+    /// The host's storage driver gives each container a size: a write past
+    /// it fails with "no space left on device".
+    Sized,
+    /// The undertaker measures each vessel's writable layer every sweep,
+    /// warns when it is over, and stops it if still over at the next.
+    #[default]
+    Measured,
+}
+
+impl DiskEnforcement {
+    pub fn of(sized: bool) -> DiskEnforcement {
+        if sized {
+            DiskEnforcement::Sized
+        } else {
+            DiskEnforcement::Measured
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskEnforcement::Sized => "sized",
+            DiskEnforcement::Measured => "measured",
+        }
+    }
 }
 
 /// A GPU and the vessel holding it, if any.

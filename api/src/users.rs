@@ -87,3 +87,30 @@ pub struct QueueUse {
     /// An admin's override applies rather than the queue's limits.
     pub overridden: bool,
 }
+
+/// `PUT /v1/users/{user}/links`: an SSO identity that is this person (an
+/// admin's act). `issuer` is the issuer's `name` in the orchestrator's
+/// config; `subject` its `sub`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkIdentity {
+    pub issuer: String,
+    pub subject: String,
+}
+
+/// An SSO identity linked to a person: its tokens act as that person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLink {
+    pub issuer: String,
+    pub subject: String,
+    /// The person it is linked to.
+    pub user: String,
+    pub linked_by: String,
+    pub linked_at: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{user}/links`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkList {
+    pub links: Vec<IdentityLink>,
+}

@@ -69,6 +69,51 @@ pub struct VesselView {
     /// What the undertaker counts, while it runs and has been swept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleView>,
+    /// Its queue's limit on what it writes outside its home, and what was
+    /// measured, while it runs in a queue with a `disk` limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskView>,
+}
+
+/// A running vessel's writable layer (packages, `/tmp`, `/opt`: everything
+/// outside its home) against its queue's limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskView {
+    pub limit: ByteSize,
+    pub enforced: crate::fleet::DiskEnforcement,
+    /// The undertaker's last measurement, where it measures.
+    pub used: Option<ByteSize>,
+    pub measured_at: Option<DateTime<Utc>>,
+    /// Found over the limit at this sweep: stopped if still over at the next.
+    pub warned_at: Option<DateTime<Utc>>,
+}
+
+impl DiskView {
+    /// In words, the same at every front door: what it wrote, the limit,
+    /// how the limit holds, and what follows a warning.
+    pub fn summary(&self) -> String {
+        use crate::fleet::DiskEnforcement::{Measured, Sized};
+        match (self.enforced, self.used) {
+            (Sized, _) => format!(
+                "at most {} outside the home (the host's storage sizes the vessel)",
+                self.limit
+            ),
+            (Measured, None) => format!(
+                "at most {} outside the home (measured at each idle check; not yet)",
+                self.limit
+            ),
+            (Measured, Some(used)) => {
+                let warned = match self.warned_at {
+                    Some(_) => " — OVER: stopped at the next check unless it shrinks",
+                    None => "",
+                };
+                format!(
+                    "{used} of {} outside the home (measured at each idle check){warned}",
+                    self.limit
+                )
+            }
+        }
+    }
 }
 
 /// The undertaker's ledger of a running vessel: idle work-time so far, and

@@ -415,7 +415,9 @@ pub enum DmAction {
 pub fn decide(kind: &EventKind, ever_ran: bool, earlier: &Earlier) -> DmAction {
     use VesselState::{Buried, Expired, Failed, Lost, Running};
     match (kind, &earlier.dm) {
-        (EventKind::IdleWarning | EventKind::ExpiryWarning, _) => DmAction::Warn,
+        (EventKind::IdleWarning | EventKind::ExpiryWarning | EventKind::DiskWarning, _) => {
+            DmAction::Warn
+        }
         (_, Some(at)) => DmAction::Update(at.clone()),
         (EventKind::Vessel(Expired), None) => DmAction::TellExpired,
         // Cancelled while waiting: the waiting DM says so; nothing to add.
@@ -459,7 +461,10 @@ async fn tell_owner<I: Inbox>(
     };
     match decide(kind, view.started_at.is_some(), &earlier) {
         DmAction::Nothing => Ok(()),
-        DmAction::Warn => inbox.post(owner, &warning(e, &view)).await.map(|_| ()),
+        DmAction::Warn => inbox
+            .post(owner, &warning(kind, e, &view))
+            .await
+            .map(|_| ()),
         DmAction::Update(at) => inbox.update(&at, &vessel_dm(&view)).await,
         DmAction::TellExpired => inbox.post(owner, &line::expired(&view)).await.map(|_| ()),
         DmAction::PostFirst => {
@@ -482,8 +487,21 @@ fn vessel_dm(view: &VesselView) -> Message {
 
 /// An idle or expiry warning, with what the orchestrator said and the
 /// buttons to answer it.
-fn warning(e: &VesselEvent, view: &VesselView) -> Message {
+/// A warning that must notify: Keep and Kill for idle time and lifetime;
+/// for disk, Kill only (keeping it changes nothing: freeing space does).
+fn warning(kind: &EventKind, e: &VesselEvent, view: &VesselView) -> Message {
     let id = e.id.to_string();
+    let kill = crate::views::Button::action("Kill", vessel::KILL, &id).danger();
+    if *kind == EventKind::DiskWarning {
+        let text = e.message.clone().unwrap_or_else(|| {
+            format!(
+                "`{}` wrote more outside its home than its queue allows.",
+                view.name
+            )
+        });
+        return Message::says(format!(":floppy_disk: {text}"))
+            .block(crate::views::Block::Actions(vec![kill]));
+    }
     let text = e.message.clone().unwrap_or_else(|| {
         format!(
             "`{}` looks idle and will be reclaimed unless you keep it.",
@@ -492,7 +510,7 @@ fn warning(e: &VesselEvent, view: &VesselView) -> Message {
     });
     Message::says(format!(":zzz: {text}")).block(crate::views::Block::Actions(vec![
         crate::views::Button::action("Keep", vessel::KEEP, &id).primary(),
-        crate::views::Button::action("Kill", vessel::KILL, &id).danger(),
+        kill,
     ]))
 }
 
@@ -682,7 +700,7 @@ mod tests {
     #[test]
     fn the_dm_decision_by_case() {
         use DmAction::*;
-        use EventKind::{ExpiryWarning, IdleWarning, VesselExtended};
+        use EventKind::{DiskWarning, ExpiryWarning, IdleWarning, VesselExtended};
         use VesselState::*;
         let at = MessageRef {
             channel: "DUALICE".into(),
@@ -705,6 +723,7 @@ mod tests {
             (IdleWarning, ran, &none, Warn),
             (IdleWarning, ran, &posted, Warn),
             (ExpiryWarning, ran, &posted, Warn),
+            (DiskWarning, ran, &posted, Warn),
             // A DM exists: every other change edits it in place.
             (state(Running), ran, &posted, edit.clone()),
             (state(Stopping), ran, &posted, edit.clone()),

@@ -90,6 +90,30 @@ pub enum Command {
     Drain { host: String },
     /// Take new vessels on a host again (admins).
     Undrain { host: String },
+    /// Link an SSO identity to a person, so it acts as them (admins):
+    /// `vessel link U0ALICE sso alice-sub`.
+    #[command(
+        long_about = "Link an SSO identity to a person, so its tokens act as them (admins).\n\n\
+        Until linked, a person who signs in at an OIDC issuer is SUB@NAME (NAME is the \
+        issuer's `name` in the orchestrator's config), never the Slack user whose id \
+        their `sub` may equal. Linking makes that identity the person USER: their \
+        vessels, keys, unix name and role. `vessel link USER` lists USER's links."
+    )]
+    Link {
+        /// The person (a Slack user id, or `SUB@NAME`).
+        user: String,
+        /// The issuer's `name` in the orchestrator's config.
+        #[arg(requires = "subject")]
+        issuer: Option<String>,
+        /// The identity's `sub` at that issuer.
+        subject: Option<String>,
+    },
+    /// Remove a link `vessel link` made (admins): `vessel unlink USER ISSUER SUBJECT`.
+    Unlink {
+        user: String,
+        issuer: String,
+        subject: String,
+    },
     /// Shell completions: `vessel completions bash > /etc/bash_completion.d/vessel`.
     Completions {
         #[arg(value_enum)]

@@ -67,7 +67,74 @@ async fn signed_in(ctx: &mut Ctx, command: Command) -> Result<(), CliError> {
         Command::Fleet(f) => fleet(ctx, f.view).await,
         Command::Drain { host } => set_host(ctx, &host, true).await,
         Command::Undrain { host } => set_host(ctx, &host, false).await,
+        Command::Link {
+            user,
+            issuer,
+            subject,
+        } => match (issuer, subject) {
+            (Some(issuer), Some(subject)) => link(ctx, &user, issuer, subject).await,
+            _ => links(ctx, &user).await,
+        },
+        Command::Unlink {
+            user,
+            issuer,
+            subject,
+        } => unlink(ctx, &user, &issuer, &subject).await,
     }
+}
+
+async fn links(ctx: &mut Ctx, user: &str) -> Result<(), CliError> {
+    let token = ctx.token().await?;
+    let list = ctx
+        .client
+        .links(&token, user)
+        .await
+        .map_err(|e| from_client(format!("cannot list {user}'s links"), e))?;
+    ctx.show(&list, |l| {
+        if l.links.is_empty() {
+            return format!("{user} has no linked identities.\n");
+        }
+        l.links
+            .iter()
+            .map(|k| {
+                format!(
+                    "{}@{} is {user} (linked by {})\n",
+                    k.subject, k.issuer, k.linked_by
+                )
+            })
+            .collect()
+    });
+    Ok(())
+}
+
+async fn link(ctx: &mut Ctx, user: &str, issuer: String, subject: String) -> Result<(), CliError> {
+    let token = ctx.token().await?;
+    let body = vessel_api::users::LinkIdentity { issuer, subject };
+    let done = ctx.client.link(&token, user, &body).await.map_err(|e| {
+        from_client(
+            format!("cannot link {}@{} to {user}", body.subject, body.issuer),
+            e,
+        )
+    })?;
+    ctx.show(&done, |l| {
+        format!(
+            "{}@{} now acts as {}: their vessels, keys and role.\n",
+            l.subject, l.issuer, l.user
+        )
+    });
+    Ok(())
+}
+
+async fn unlink(ctx: &mut Ctx, user: &str, issuer: &str, subject: &str) -> Result<(), CliError> {
+    let token = ctx.token().await?;
+    ctx.client
+        .unlink(&token, user, issuer, subject)
+        .await
+        .map_err(|e| from_client(format!("cannot unlink {subject}@{issuer} from {user}"), e))?;
+    if !ctx.json {
+        println!("{subject}@{issuer} is no longer {user}; it is {subject}@{issuer} again.");
+    }
+    Ok(())
 }
 
 fn completions(shell: clap_complete::Shell) {

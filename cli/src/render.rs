@@ -118,6 +118,9 @@ pub fn vessel(v: &VesselView) -> String {
         out.push_str(&format!("  reason   {r}\n"));
     }
     out.push_str(&format!("  expires  {}\n", when(v.expires_at)));
+    if let Some(d) = &v.disk {
+        out.push_str(&format!("  disk     {}\n", d.summary()));
+    }
     if let Some(ssh) = &v.ssh {
         out.push_str(&format!(
             "  ssh      vessel ssh {name}   (or `vessel config-ssh`, then ssh {name})\n  vscode   {url}\n",
@@ -189,12 +192,13 @@ pub fn fleet(f: &FleetStatus) -> String {
                 format!("{}/{}", h.cores_used, h.cores),
                 memory_cell(h.memory_used, h.memory_bytes),
                 h.vessels.to_string(),
+                h.disk_limit.as_str().to_string(),
             ]
         })
         .collect();
     table(
         &[
-            "HOST", "QUEUE", "STATE", "GPUS", "CORES", "MEMORY", "VESSELS",
+            "HOST", "QUEUE", "STATE", "GPUS", "CORES", "MEMORY", "VESSELS", "DISK",
         ],
         &rows,
     )

@@ -383,7 +383,8 @@ pub struct AuthConfig {
     /// The bot's Ed25519 public key (PEM, or `{ file = … }`): service tokens
     /// are verified with it, and nothing here can sign one.
     pub service_public_key: Secret,
-    /// Token subjects that are fleet admins (Slack user ids, OIDC `sub`s).
+    /// People who are fleet admins: Slack user ids, and OIDC identities as
+    /// `SUB@NAME` (the issuer's `name`), or the person one is linked to.
     /// The orchestrator alone decides who is one; a token's claims only
     /// narrow what its subject may do.
     #[serde(default)]
@@ -421,6 +422,12 @@ fn default_max_token_ttl() -> Span {
 pub struct OidcConfig {
     /// Exactly the token's `iss` (Auth0's ends with `/`).
     pub issuer: String,
+    /// Qualifies this issuer's subjects: a person signed in here is
+    /// `SUB@NAME` in Vessel (in `auth.admins`, owners, the audit log),
+    /// unless an admin linked the identity to a person (`vessel link`).
+    /// Default: the issuer URL's host and port.
+    #[serde(default)]
+    pub name: Option<String>,
     pub audience: String,
     pub jwks_url: String,
     /// Pinned: a token signed otherwise is refused.
@@ -443,6 +450,15 @@ pub struct OidcConfig {
     /// An unknown `kid` refetches the JWKS at most this often.
     #[serde(default = "default_jwks_refresh")]
     pub min_refresh: Span,
+}
+
+impl OidcConfig {
+    /// The name that qualifies this issuer's subjects.
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| crate::identity::default_name(&self.issuer))
+    }
 }
 
 fn default_oidc_algorithms() -> Vec<String> {
@@ -543,6 +559,13 @@ pub struct QueueConfig {
     /// holds a host: smaller requests stop being placed there.
     #[serde(default = "default_hold_after")]
     pub hold_after: Span,
+    /// The most a vessel may write outside its home (its container's
+    /// writable layer: packages, `/tmp`, `/opt`). Applied as the
+    /// container's storage size where the host's storage driver can limit
+    /// it; elsewhere the undertaker measures it each sweep, warns, and
+    /// stops the vessel still over it at the next. Unset: no limit.
+    #[serde(default)]
+    pub disk: Option<ByteSize>,
 }
 
 fn one() -> u32 {
@@ -1042,8 +1065,22 @@ impl Config {
                 ));
             }
         }
+        let mut names = std::collections::HashSet::new();
         for (i, o) in self.auth.oidc.iter().enumerate() {
             let key = format!("auth.oidc[{i}]");
+            let name = o.name();
+            if !crate::identity::valid_name(&name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("`{name}` cannot qualify subjects: letters, digits, `.-_:` only, at most 64"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("`{name}` names another issuer too; give each its own"),
+                ));
+            }
             if o.issuer == self.auth.issuer {
                 return Err(invalid(
                     format!("{key}.issuer"),
@@ -1114,6 +1151,14 @@ impl Config {
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
         self.queues.get(name)
     }
+
+    /// Each queue's `disk` limit in bytes, for the queues that have one.
+    pub fn disk_limits(&self) -> std::collections::HashMap<String, u64> {
+        self.queues
+            .iter()
+            .filter_map(|(name, q)| q.disk.map(|d| (name.clone(), d.bytes())))
+            .collect()
+    }
 }
 
 fn validate_queue(name: &str, q: &QueueConfig) -> Result<(), ConfigError> {
@@ -1127,6 +1172,10 @@ fn validate_queue(name: &str, q: &QueueConfig) -> Result<(), ConfigError> {
             format!("{key}.lifetime"),
             "is longer than max_lifetime",
         ));
+    }
+    // Below this, the image's own files and the init's would not fit.
+    if q.disk.is_some_and(|d| d.bytes() < 16 << 20) {
+        return Err(invalid(format!("{key}.disk"), "must be at least 16M"));
     }
     Ok(())
 }

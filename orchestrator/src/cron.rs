@@ -39,6 +39,11 @@ impl Cron {
         let now = now.with_nanosecond(0)?;
         self.0.find_previous_occurrence(&now, true).ok()
     }
+
+    /// The first scheduled instant after `now`.
+    pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.0.find_next_occurrence(&now, false).ok()
+    }
 }
 
 /// An interval as a cron expression, when it divides a minute, an hour or

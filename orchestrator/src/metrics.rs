@@ -110,10 +110,12 @@ pub enum Burial {
     Idle,
     /// Its lifetime ended.
     Expired,
+    /// Over its queue's `disk` limit after a warning.
+    Disk,
 }
 
-const BURIAL_REASONS: [&str; 5] = ["owner", "admin", "cancelled", "idle", "expired"];
-static BURIALS: LabelledCounter<5> = LabelledCounter::new("reason", BURIAL_REASONS);
+const BURIAL_REASONS: [&str; 6] = ["owner", "admin", "cancelled", "idle", "expired", "disk"];
+static BURIALS: LabelledCounter<6> = LabelledCounter::new("reason", BURIAL_REASONS);
 /// GPU-seconds, whole: hours are rendered.
 static IDLE_GPU_SECONDS: AtomicU64 = AtomicU64::new(0);
 static PROBES: LabelledCounter<2> = LabelledCounter::new("result", ["ok", "failed"]);
@@ -326,6 +328,7 @@ mod tests {
             (Burial::Cancelled, "cancelled"),
             (Burial::Idle, "idle"),
             (Burial::Expired, "expired"),
+            (Burial::Disk, "disk"),
         ] {
             assert_eq!(BURIAL_REASONS[reason as usize], label);
         }

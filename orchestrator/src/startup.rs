@@ -109,13 +109,16 @@ impl Application {
         ));
         let work = WorkHours::parse(&config.work_hours)
             .map_err(|(key, message)| StartupError::WorkHours { key, message })?;
-        let undertaker = Arc::new(Undertaker::new(
-            db.clone(),
-            config.undertaker.clone(),
-            work,
-            clock.clone(),
-            hosts.clone(),
-        ));
+        let undertaker = Arc::new(
+            Undertaker::new(
+                db.clone(),
+                config.undertaker.clone(),
+                work,
+                clock.clone(),
+                hosts.clone(),
+            )
+            .with_disk_limits(config.disk_limits()),
+        );
         // At start: what the last run (or a crash) left behind.
         if let Err(e) = reconciler.run_once().await {
             tracing::warn!(error = %e, "the first reconciliation failed");

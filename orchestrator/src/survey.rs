@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::error_chain::chain;
 use crate::hosts::probe::{self, Inventory, ProbeError};
+use crate::hosts::storage::{self, Storage};
 use crate::hosts::{HostError, HostPool};
 use crate::store::hosts as host_store;
 
@@ -24,6 +25,8 @@ pub enum SurveyError {
     Link(#[from] HostError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    #[error("its Docker engine did not say what storage it has")]
+    Storage(#[source] bollard::errors::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
@@ -50,15 +53,20 @@ pub async fn survey_one(
     let result = probe_now(hosts, name).await;
     crate::metrics::host_probed(result.is_ok());
     let recorded = match &result {
-        Ok(inventory) => {
+        Ok((inventory, storage)) => {
             info!(
                 host = name,
                 cores = inventory.cores.len(),
                 gpus = inventory.gpus.len(),
                 memory = inventory.memory_bytes,
+                storage = %storage.driver,
+                disk_quota = storage.limits_size,
                 "host probed"
             );
-            host_store::register(db, spec, inventory).await.map(|_| ())
+            match host_store::register(db, spec, inventory).await {
+                Ok(_) => host_store::record_storage(db, name, storage).await,
+                Err(e) => Err(e),
+            }
         }
         Err(e) => {
             hosts.forget(name);
@@ -70,16 +78,23 @@ pub async fn survey_one(
     if let Err(e) = recorded {
         warn!(host = name, error = %e, "cannot record the probe");
     }
-    result
+    result.map(|(inventory, _)| inventory)
 }
 
-/// One probe over the host's connection. A host that vanished leaves a
-/// half-open connection that never answers: the probe has a deadline of
-/// its own.
-async fn probe_now(hosts: &HostPool, name: &str) -> Result<Inventory, SurveyError> {
+/// One probe over the host's connection: its hardware, and its engine's
+/// storage driver. A host that vanished leaves a half-open connection that
+/// never answers: the probe has a deadline of its own.
+async fn probe_now(hosts: &HostPool, name: &str) -> Result<(Inventory, Storage), SurveyError> {
     let link = hosts.link(name).await?;
-    match tokio::time::timeout(hosts.timeout(), probe::probe(name, &link.ssh)).await {
-        Ok(probed) => Ok(probed?),
+    let both = async {
+        let inventory = probe::probe(name, &link.ssh).await?;
+        let storage = storage::read(&link.docker)
+            .await
+            .map_err(SurveyError::Storage)?;
+        Ok::<_, SurveyError>((inventory, storage))
+    };
+    match tokio::time::timeout(hosts.timeout(), both).await {
+        Ok(probed) => probed,
         Err(_) => Err(SurveyError::Timeout(hosts.timeout())),
     }
 }

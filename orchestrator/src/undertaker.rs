@@ -20,12 +20,14 @@ use vessel_api::events::EventKind;
 
 use crate::clock::Clock;
 use crate::config::UndertakerConfig;
+use crate::disk_watch;
 use crate::domain::VesselState;
 use crate::error_chain::chain;
 use crate::hosts::HostPool;
 use crate::prom::{PromError, Prometheus};
 use crate::store::idle::{self, AsRead, Counters, CpuReading, RunningVessel};
-use crate::store::{audit, events, jobs, vessels};
+use crate::store::{self, audit, events, jobs, vessels};
+use crate::units::ByteSize;
 use crate::work_hours::WorkHours;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct SweepReport {
     pub warned: usize,
     pub buried: usize,
     pub expired: usize,
+    /// Stopped for writing more outside their homes than their queue allows.
+    pub disk_stopped: usize,
 }
 
 impl SweepReport {
@@ -137,6 +141,8 @@ pub enum Reclaim {
     Expired,
     /// Idle past the warning.
     Idle,
+    /// Over its queue's `disk` limit after a warning.
+    Disk,
 }
 
 impl Reclaim {
@@ -145,6 +151,7 @@ impl Reclaim {
         match self {
             Reclaim::Expired => audit::Action::VesselExpire,
             Reclaim::Idle => audit::Action::VesselBury,
+            Reclaim::Disk => audit::Action::VesselDiskStop,
         }
     }
 }
@@ -243,6 +250,8 @@ pub fn cpu_usage(before: Option<CpuReading>, now_ns: i64, cores: usize, idle_bel
 pub struct Undertaker {
     db: PgPool,
     config: UndertakerConfig,
+    /// Each queue's `disk` limit in bytes, for the queues that have one.
+    disk_limits: HashMap<String, u64>,
     work: WorkHours,
     clock: Arc<dyn Clock>,
     hosts: Arc<HostPool>,
@@ -270,11 +279,19 @@ impl Undertaker {
         Undertaker {
             db,
             config,
+            disk_limits: HashMap::new(),
             work,
             clock,
             hosts,
             prometheus,
         }
+    }
+
+    /// The queues' `disk` limits, which the sweep holds vessels to where
+    /// their host's engine cannot.
+    pub fn with_disk_limits(mut self, limits: HashMap<String, u64>) -> Self {
+        self.disk_limits = limits;
+        self
     }
 
     fn policy(&self) -> Policy<'_> {
@@ -421,6 +438,10 @@ impl Undertaker {
             }
             return Ok(());
         }
+        if self.watch_disk(v, now).await? {
+            report.disk_stopped += 1;
+            return Ok(());
+        }
         // Counters for every vessel go in one statement after the sweep;
         // what announces something gets a transaction of its own with its
         // event.
@@ -439,6 +460,68 @@ impl Undertaker {
             }
         }
         Ok(())
+    }
+
+    /// Holds a vessel to its queue's `disk` limit where its host's engine
+    /// cannot: measures its writable layer, then warns, stops, or withdraws
+    /// a warning. True when it was sent to be buried by this call.
+    async fn watch_disk(&self, v: &RunningVessel, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let (Some(limit), Some(host), false) =
+            (self.disk_limits.get(&v.queue), &v.host, v.disk_quota)
+        else {
+            return Ok(false);
+        };
+        let Ok(link) = self.hosts.link(host).await else {
+            return Ok(false);
+        };
+        let name = crate::conductor::spec::container_name(&v.id.to_string());
+        let Some(used) = disk_watch::layer_size(&link.docker, &name).await else {
+            return Ok(false);
+        };
+        store::disk::record(&self.db, v.id, used as i64, now).await?;
+        let (used_h, limit_h) = (ByteSize(used), ByteSize(*limit));
+        match disk_watch::decide(used, *limit, v.disk_warned_at.is_some()) {
+            disk_watch::Verdict::Within => Ok(false),
+            disk_watch::Verdict::Withdraw => {
+                store::disk::withdraw_warning(&self.db, v.id).await?;
+                Ok(false)
+            }
+            disk_watch::Verdict::Warn => {
+                let mut tx = self.db.begin().await?;
+                if store::disk::mark_warned(&mut tx, v.id, now).await? {
+                    let message = format!(
+                        "*{}* has written {used_h} outside your home directory (packages, /tmp, /opt), over this queue's limit of {limit_h}. Free some of it (your home does not count): if it is still over at the next check{}, the vessel is stopped. Your home directory is kept.",
+                        v.name,
+                        self.next_sweep(now)
+                            .map(|t| t.format(" (%a %d %b %H:%M UTC)").to_string())
+                            .unwrap_or_default()
+                    );
+                    self.notify(&mut tx, v.id, EventKind::DiskWarning, &message)
+                        .await?;
+                    info!(used, limit, "over its disk limit: warned");
+                }
+                tx.commit().await?;
+                Ok(false)
+            }
+            disk_watch::Verdict::Stop => {
+                let reason = format!(
+                    "it wrote {used_h} outside its home, over its queue's limit of {limit_h}"
+                );
+                let stopped = self.bury(v, Reclaim::Disk, &reason, now).await?;
+                if stopped {
+                    crate::metrics::buried(crate::metrics::Burial::Disk);
+                }
+                Ok(stopped)
+            }
+        }
+    }
+
+    /// When the next sweep is due, as the warning says it.
+    fn next_sweep(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let schedule = self.config.schedule().ok()?;
+        crate::cron::Cron::parse(&schedule.cron)
+            .ok()?
+            .next_after(now)
     }
 
     /// The idle and end-of-lifetime warnings the decision calls for, each

@@ -220,7 +220,7 @@ impl Glewlwyd {
     /// The orchestrator's `[[auth.oidc]]` and `[cli]` tables for this issuer.
     pub fn orchestrator_config(&self) -> String {
         format!(
-            "[[auth.oidc]]\nissuer = \"{iss}\"\naudience = \"{AUDIENCE}\"\n\
+            "[[auth.oidc]]\nissuer = \"{iss}\"\nname = \"sso\"\naudience = \"{AUDIENCE}\"\n\
              jwks_url = \"{iss}/jwks\"\nunix_name_claim = \"unix_name\"\n\
              allowed_clients = [\"{CLIENT_ID}\", \"{PORTAL_CLIENT_ID}\"]\n\
              [cli]\nissuer = \"{iss}\"\nclient_id = \"{CLIENT_ID}\"\nscopes = [\"openid\", \"{SCOPE}\"]\n",

@@ -43,7 +43,12 @@ pub const SERVICE_KEY_SECRET: &str =
     "MC4CAQAwBQYDK2VwBCIEIHc5VKgns2U3K9aMOsHbT4Y0jydLl4SuDnNsiI0Cj7u2";
 /// Subjects the rig's orchestrator knows as admins: the tests' admins and
 /// the Slack tests' `UBOSS`.
-pub const ADMINS: &[&str] = &["root-admin", "matrix-admin", "UBOSS", "auth0|root"];
+pub const ADMINS: &[&str] = &[
+    "root-admin",
+    "matrix-admin",
+    "UBOSS",
+    "auth0|root@lab.example.auth0.com",
+];
 
 /// The bot's `[auth]` table for this rig.
 pub fn bot_auth_toml() -> String {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::json;
 use vessel_orchestrator::conductor::spec::CAPABILITIES;
 
-use crate::rig::{docker, gpu_host, Rig};
+use crate::rig::{docker, gpu_host, Options, Rig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vessel_container_has_no_privileges_and_only_its_share() -> anyhow::Result<()> {
@@ -145,5 +145,113 @@ async fn a_vessel_printing_100_mb_leaves_at_most_the_log_cap() -> anyhow::Result
         kept <= 11 << 20,
         "the host keeps {kept} bytes of this vessel's log"
     );
+    Ok(())
+}
+
+/// Item 4 of round three: a vessel could fill its host's disk with what it
+/// writes outside its home (its container's writable layer), and every
+/// vessel there then failed. A queue's `disk` limit holds it: where the
+/// host's storage driver can size a container (overlay2 on xfs with
+/// quotas, btrfs, zfs) a write past it fails; elsewhere (this machine's
+/// fuse-overlayfs) the undertaker measures the layer each sweep, warns once
+/// over, withdraws the warning when it shrinks, and stops the vessel still
+/// over at the next sweep. The home directory never counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vessel_over_its_disk_limit_is_warned_then_stopped() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            queue_3090: "disk = \"24M\"".into(),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let alice = rig.researcher("alice");
+    rig.add_key(&alice).await?;
+    let vessel = rig.launch(&alice, json!({ "queue": "3090" })).await?;
+    let id = vessel["id"].as_str().context("id")?.to_string();
+    let access = &vessel["ssh"];
+
+    // The fleet says how the limit holds on the host, from its engine.
+    let fleet = rig.fleet(&alice).await?;
+    let host = &fleet["hosts"][0];
+    let driver = docker(&["info", "--format", "{{.Driver}}"])?;
+    assert_eq!(host["storage_driver"], driver.trim(), "{host}");
+    if host["disk_limit"] == "sized" {
+        // The engine holds the size itself: the write fails in the vessel.
+        let out = rig.ssh(
+            access,
+            "head -c 40000000 /dev/zero > /var/tmp/fill 2>&1 || echo refused",
+        )?;
+        assert!(out.contains("refused"), "{out}");
+        return Ok(());
+    }
+    assert_eq!(host["disk_limit"], "measured", "{host}");
+    let sweep = || async {
+        let report = rig.app().undertaker.sweep().await?;
+        assert!(!report.skipped, "another sweep held the lock");
+        anyhow::Ok(report)
+    };
+    let show = || async { rig.show(&alice, &id).await };
+    let warnings = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE kind = 'vessel.disk_warning' AND vessel_id::text = $1",
+        )
+        .bind(&id)
+        .fetch_one(&rig.db)
+        .await?;
+        anyhow::Ok(n)
+    };
+
+    // 40 MB in the home: not counted.
+    rig.ssh(access, "head -c 40000000 /dev/zero > ~/big && sync")?;
+    sweep().await?;
+    let v = show().await?;
+    assert_eq!(v["state"], "running");
+    assert!(
+        v["disk"]["used"].as_u64().context("measured")? < 24 << 20,
+        "{v}"
+    );
+    assert!(v["disk"]["warned_at"].is_null(), "{v}");
+    assert_eq!(warnings().await?, 0);
+
+    // 40 MB outside it: warned, still running, and `show` says so.
+    rig.ssh(access, "head -c 40000000 /dev/zero > /var/tmp/fill && sync")?;
+    sweep().await?;
+    let v = show().await?;
+    assert_eq!(v["state"], "running");
+    assert!(
+        v["disk"]["used"].as_u64().context("measured")? >= 40_000_000,
+        "{v}"
+    );
+    assert!(v["disk"]["warned_at"].is_string(), "{v}");
+    assert_eq!(warnings().await?, 1);
+
+    // Freed: the warning no longer stands.
+    rig.ssh(access, "rm /var/tmp/fill")?;
+    sweep().await?;
+    let v = show().await?;
+    assert_eq!(v["state"], "running");
+    assert!(v["disk"]["warned_at"].is_null(), "{v}");
+
+    // Over again: warned at one sweep, stopped at the next.
+    rig.ssh(access, "head -c 40000000 /dev/zero > /tmp/fill && sync")?;
+    sweep().await?;
+    assert_eq!(warnings().await?, 2);
+    let report = sweep().await?;
+    assert_eq!(report.disk_stopped, 1, "{report:?}");
+    let v = rig
+        .wait_state(&alice, &id, &["buried"], std::time::Duration::from_secs(60))
+        .await?;
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("outside its home"), "{reason}");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'vessel.disk_stop' AND target = $1",
+    )
+    .bind(&id)
+    .fetch_one(&rig.db)
+    .await?;
+    assert_eq!(audited, 1);
     Ok(())
 }

@@ -9,6 +9,8 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
+use vessel_orchestrator::api::auth::perm;
+
 use crate::rig::{eventually, gpu_host, run, Options, Rig};
 
 const ISSUER: &str = "https://lab.example.auth0.com/";
@@ -350,14 +352,148 @@ async fn an_oidc_scope_is_not_a_permission_and_other_clients_are_refused() -> an
         .send()
         .await?;
     assert_eq!(resp.status(), 200, "the configured admin");
-    let sources: Vec<String> =
-        sqlx::query_scalar("SELECT source FROM audit_log WHERE actor = 'auth0|root'")
-            .fetch_all(&rig.db)
-            .await?;
+    let sources: Vec<String> = sqlx::query_scalar(
+        "SELECT source FROM audit_log WHERE actor = 'auth0|root@lab.example.auth0.com'",
+    )
+    .fetch_all(&rig.db)
+    .await?;
     assert_eq!(sources.len(), 1, "{sources:?}");
     assert!(
         !sources[0].contains("via"),
         "a forged relay reached the audit log: {sources:?}"
     );
+    Ok(())
+}
+
+/// Round three, item 10: people were keyed by the bare subject, so an SSO
+/// account whose `sub` equals a Slack user id *was* that Slack user: their
+/// vessels, their keys, their DMs. Now an SSO identity is `SUB@NAME` until
+/// an admin links it to a person; linking and unlinking are audited, and
+/// only admins may do either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sso_subject_equal_to_a_slack_user_id_is_not_that_user_until_linked(
+) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let jwks = serve_jwks().await?;
+    let rig = rig_trusting(&jwks, "name = \"sso\"\n").await?;
+    let key = rsa_key(&rig.dir, "k1")?;
+    *jwks.keys.lock().unwrap() = json!({ "keys": [key.jwk] });
+
+    // The Slack user U0ALICE (through the bot) has a vessel.
+    let slack = rig.researcher("U0ALICE");
+    rig.add_key(&slack).await?;
+    let (status, vessel) = rig.create(&slack, json!({ "queue": "3090" })).await?;
+    assert_eq!(status, 202, "{vessel}");
+    let id = vessel["id"].as_str().unwrap().to_string();
+
+    // An SSO account whose `sub` is U0ALICE is someone else.
+    let sso = sign(
+        &key,
+        &with(
+            with(claims(), "sub", json!("U0ALICE")),
+            "permissions",
+            json!(["vessels:read", "vessels:create"]),
+        ),
+    );
+    let mine = |token: String| {
+        let rig = &rig;
+        async move {
+            let (s, list) = rig.call(Method::GET, "/v1/vessels", &token, None).await?;
+            assert_eq!(s, 200, "{list}");
+            let ids: Vec<String> = list["vessels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_string())
+                .collect();
+            anyhow::Ok(ids)
+        }
+    };
+    let (_, me) = rig.call(Method::GET, "/v1/me", &sso, None).await?;
+    assert_eq!(me["id"], "U0ALICE@sso", "{me}");
+    assert!(
+        mine(sso.clone()).await?.is_empty(),
+        "it sees U0ALICE's vessels"
+    );
+    let (s, body) = rig
+        .call(Method::DELETE, &format!("/v1/vessels/{id}"), &sso, None)
+        .await?;
+    assert!(
+        s == 403 || s == 404,
+        "it killed U0ALICE's vessel: {s} {body}"
+    );
+
+    // Only an admin links, to a person who exists, at a configured issuer.
+    let link = json!({ "issuer": "sso", "subject": "U0ALICE" });
+    let (s, _) = rig
+        .call(
+            Method::PUT,
+            "/v1/users/U0ALICE/links",
+            &sso,
+            Some(link.clone()),
+        )
+        .await?;
+    assert_eq!(s, 403, "a researcher linked themselves");
+    let admin = rig.token("root-admin", perm::ADMIN);
+    let (s, body) = rig
+        .call(
+            Method::PUT,
+            "/v1/users/U0ALICE/links",
+            &admin,
+            Some(json!({ "issuer": "elsewhere", "subject": "U0ALICE" })),
+        )
+        .await?;
+    assert_eq!((s, body["field"].as_str()), (422, Some("issuer")), "{body}");
+    let (s, body) = rig
+        .call(
+            Method::PUT,
+            "/v1/users/UNOBODY/links",
+            &admin,
+            Some(link.clone()),
+        )
+        .await?;
+    assert_eq!(s, 404, "{body}");
+    let (s, body) = rig
+        .call(
+            Method::PUT,
+            "/v1/users/U0ALICE/links",
+            &admin,
+            Some(link.clone()),
+        )
+        .await?;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["user"], "U0ALICE");
+    let (s, body) = rig
+        .call(
+            Method::PUT,
+            "/v1/users/U0ALICE/links",
+            &admin,
+            Some(link.clone()),
+        )
+        .await?;
+    assert_eq!(s, 409, "linked twice: {body}");
+
+    // Linked: the SSO identity is U0ALICE.
+    let (_, me) = rig.call(Method::GET, "/v1/me", &sso, None).await?;
+    assert_eq!(me["id"], "U0ALICE", "{me}");
+    assert_eq!(mine(sso.clone()).await?, vec![id.clone()]);
+
+    // Unlinked: someone else again.
+    let (s, body) = rig
+        .call(
+            Method::DELETE,
+            "/v1/users/U0ALICE/links/sso/U0ALICE",
+            &admin,
+            None,
+        )
+        .await?;
+    assert_eq!(s, 204, "{body}");
+    assert!(mine(sso).await?.is_empty());
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE action LIKE 'user.%link' ORDER BY id",
+    )
+    .fetch_all(&rig.db)
+    .await?;
+    assert_eq!(actions, ["user.link", "user.unlink"]);
     Ok(())
 }

@@ -268,14 +268,22 @@ pub struct SlackInbox {
     pub admin_channel: Option<String>,
 }
 
+/// Whether a person of the orchestrator's is a Slack user, to be sent DMs.
+/// The orchestrator keys an SSO identity as `SUB@NAME` unless an admin
+/// linked it to a Slack user, so an SSO `sub` shaped like a Slack user id
+/// (`U0ALICE@sso`) is not one, and never receives that user's secrets.
+pub fn is_slack_user(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 32
+        && id.starts_with(['U', 'W'])
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
 impl Inbox for SlackInbox {
     fn wants(&self, user: &str) -> bool {
-        !user.is_empty()
-            && user.len() <= 32
-            && user.starts_with(['U', 'W'])
-            && user
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        is_slack_user(user)
     }
 
     async fn post(
@@ -306,6 +314,26 @@ impl Inbox for SlackInbox {
                 .map(|_| ())
                 .map_err(DeliveryError::from),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_slack_user_ids_get_dms_not_sso_identities_shaped_like_them() {
+        for id in ["U0ALICE", "W012ABC"] {
+            assert!(super::is_slack_user(id), "{id}");
+        }
+        for id in [
+            "U0ALICE@sso",
+            "u0alice",
+            "alice",
+            "",
+            "auth0|U0ALICE",
+            "UBOSS@127.0.0.1:8080",
+        ] {
+            assert!(!super::is_slack_user(id), "{id}");
         }
     }
 }

@@ -98,7 +98,7 @@ pub fn hosts(fleet: &FleetStatus) -> Message {
                 .map(|e| format!(" — :warning: {e}"))
                 .unwrap_or_default();
             format!(
-                "• *{}* (`{}`, {}): {} × {model}, {} cores, {}{problem}",
+                "• *{}* (`{}`, {}): {} × {model}, {} cores, {}, disk {}{problem}",
                 h.name,
                 h.queue,
                 if h.online {
@@ -109,6 +109,7 @@ pub fn hosts(fleet: &FleetStatus) -> Message {
                 h.gpus.len(),
                 h.cores,
                 size(h.memory_bytes),
+                h.disk_limit.as_str(),
             )
         })
         .collect();

@@ -404,6 +404,7 @@ mod tests {
             ssh: None,
             line: Some(place(position)),
             idle: None,
+            disk: None,
         }
     }
 

@@ -166,7 +166,10 @@ impl Verifier {
         })
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Verified, OpError> {
+    /// Verifies `token`. For an OIDC issuer, `claims.sub` of the answer is
+    /// the person the identity is (see `identity`): the one an admin linked
+    /// it to in `db`, else `SUB@NAME`; roles are that person's.
+    pub async fn verify(&self, token: &str, db: &sqlx::PgPool) -> Result<Verified, OpError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| OpError::Unauthorized("the token was rejected: malformed".into()))?;
         // Only to pick the issuer; nothing is trusted before the signature.
@@ -179,7 +182,12 @@ impl Verifier {
         let Some(issuer) = self.oidc.iter().find(|o| o.config.issuer == iss) else {
             return Err(rejected("unknown issuer"));
         };
-        let claims = issuer.verify(token, &header).await?;
+        let mut claims = issuer.verify(token, &header).await?;
+        let name = issuer.config.name();
+        claims.sub = match crate::store::identities::resolve(db, &name, &claims.sub).await? {
+            Some(person) => person,
+            None => crate::identity::qualified(&claims.sub, &name),
+        };
         let ceiling: HashSet<&String> = issuer.config.grants.iter().collect();
         let perms = self
             .roles
@@ -420,6 +428,7 @@ pub fn issue(
 pub async fn authenticate(
     headers: &axum::http::HeaderMap,
     verifier: &Verifier,
+    db: &sqlx::PgPool,
 ) -> Result<Caller, OpError> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -437,7 +446,7 @@ pub async fn authenticate(
         claims,
         perms,
         from_service,
-    } = verifier.verify(token).await?;
+    } = verifier.verify(token, db).await?;
     let unix_name = match claims.unix_name.as_deref() {
         Some(name) => Some(UnixName::parse(name).map_err(|e| {
             OpError::Unauthorized(format!("the token's unix_name is unusable: {e}"))
@@ -465,7 +474,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OpError> {
         match parts.extensions.get::<Caller>() {
             Some(c) => Ok(c.clone()),
-            None => authenticate(&parts.headers, &state.verifier).await,
+            None => authenticate(&parts.headers, &state.verifier, &state.ctx.db).await,
         }
     }
 }

@@ -18,7 +18,10 @@ use vessel_api::events::EventBatch;
 use vessel_api::fleet::{FleetStatus, HostChange, HostState};
 use vessel_api::line::{Limits, Line, SetLimits};
 use vessel_api::signin::SignInConfig;
-use vessel_api::users::{AddKey, KeyAdded, KeyList, Me, SetUser, UserList, UserView};
+use vessel_api::users::{
+    AddKey, IdentityLink, KeyAdded, KeyList, LinkIdentity, LinkList, Me, SetUser, UserList,
+    UserView,
+};
 use vessel_api::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView};
 
 use super::JsonBody;
@@ -218,6 +221,34 @@ pub async fn set_user(
     ops::people::set_identity(&ctx, &caller, &subject, body)
         .await
         .map(Json)
+}
+
+pub async fn links(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(subject): Path<String>,
+) -> Answer<LinkList> {
+    ops::links::list(&ctx, &caller, &subject).await.map(Json)
+}
+
+pub async fn link(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(subject): Path<String>,
+    JsonBody(body): JsonBody<LinkIdentity>,
+) -> Answer<IdentityLink> {
+    ops::links::link(&ctx, &caller, &subject, body)
+        .await
+        .map(Json)
+}
+
+pub async fn unlink(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path((subject, issuer, identity)): Path<(String, String, String)>,
+) -> Result<StatusCode, OpError> {
+    ops::links::unlink(&ctx, &caller, &subject, &issuer, &identity).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn set_limits(

@@ -65,6 +65,13 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/audit", Action::ReadAudit),
     route("GET", "/v1/users", Action::ListUsers),
     route("PUT", "/v1/users/{subject}", Action::SetUser),
+    route("GET", "/v1/users/{subject}/links", Action::ListLinks),
+    route("PUT", "/v1/users/{subject}/links", Action::LinkIdentity),
+    route(
+        "DELETE",
+        "/v1/users/{subject}/links/{issuer}/{identity}",
+        Action::UnlinkIdentity,
+    ),
     route(
         "PUT",
         "/v1/users/{subject}/limits/{queue}",
@@ -87,7 +94,7 @@ async fn authorize(
     if PUBLIC.contains(&path.as_str()) {
         return next.run(req).await;
     }
-    let caller = match auth::authenticate(req.headers(), &state.verifier).await {
+    let caller = match auth::authenticate(req.headers(), &state.verifier, &state.ctx.db).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -161,6 +168,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/v1/audit", get(h::audit))
         .route("/v1/users", get(h::users))
         .route("/v1/users/{subject}", put(h::set_user))
+        .route("/v1/users/{subject}/links", get(h::links).put(h::link))
+        .route(
+            "/v1/users/{subject}/links/{issuer}/{identity}",
+            delete(h::unlink),
+        )
         .route("/v1/users/{subject}/limits/{queue}", put(h::set_limits))
         .route("/v1/line", get(h::line))
         .route("/v1/line/{vessel}/front", post(h::to_front))

@@ -17,7 +17,7 @@ use super::spec::{self, VesselSpec};
 use super::{init, isolation, ready, Conductor};
 use crate::config::{DirectDriver, HostSpec, NetworkSpec};
 use crate::error_chain::chain;
-use crate::hosts::{HostError, HostLink};
+use crate::hosts::{storage, HostError, HostLink};
 use crate::sshkeys::HostKey;
 use crate::store::vessels::VesselRow;
 use crate::store::{hosts as host_store, tailnet_devices, users, vessels};
@@ -211,30 +211,60 @@ impl Conductor {
         name: &str,
     ) -> Result<(), ProvisionError> {
         let id = v.id.to_string();
-        let body = spec::container_body(
-            spec,
-            &VesselSpec {
-                id: &id,
-                fleet: &self.config.fleet,
-                name: &v.name,
-                image: &v.image,
-                user: &v.owner_unix,
-                cores: &v.cores,
-                memory_bytes: v.memory_bytes,
-                pids_limit: self.config.conductor.pids_limit,
-                gpu_uuids: &v.gpu_uuids,
-                address: v.address.as_deref(),
-            },
-        );
+        let disk_bytes = self.disk_size(host, v).await?;
+        let mut vessel = VesselSpec {
+            id: &id,
+            fleet: &self.config.fleet,
+            name: &v.name,
+            image: &v.image,
+            user: &v.owner_unix,
+            cores: &v.cores,
+            memory_bytes: v.memory_bytes,
+            pids_limit: self.config.conductor.pids_limit,
+            gpu_uuids: &v.gpu_uuids,
+            address: v.address.as_deref(),
+            disk_bytes,
+        };
         let options = CreateContainerOptions {
             name: Some(name.to_string()),
             ..Default::default()
         };
-        docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| docker_error(host, "create the container", e))?;
+        let created = docker
+            .create_container(Some(options.clone()), spec::container_body(spec, &vessel))
+            .await;
+        match created {
+            // An overlay2-on-xfs host without project quotas: its vessels
+            // are measured instead, this one included.
+            Err(e) if disk_bytes.is_some() && storage::refuses_size(&e) => {
+                warn!(error = %e, "the engine refuses a container size: measuring instead");
+                host_store::distrust_disk_quota(&self.db, host).await?;
+                vessel.disk_bytes = None;
+                docker
+                    .create_container(Some(options), spec::container_body(spec, &vessel))
+                    .await
+                    .map_err(|e| docker_error(host, "create the container", e))?;
+            }
+            other => {
+                other.map_err(|e| docker_error(host, "create the container", e))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The writable layer's size for a vessel of a queue with a `disk`
+    /// limit on a host whose engine honours one.
+    async fn disk_size(&self, host: &str, v: &VesselRow) -> Result<Option<u64>, ProvisionError> {
+        let Some(limit) = self
+            .config
+            .queues
+            .get(v.queue.as_str())
+            .and_then(|q| q.disk)
+        else {
+            return Ok(None);
+        };
+        Ok(host_store::disk_quota(&self.db, host)
+            .await?
+            .then_some(limit.bytes()))
     }
 
     /// Polls the tailnet's device list until the device `key` became

@@ -43,6 +43,9 @@ pub struct VesselSpec<'a> {
     pub pids_limit: i64,
     pub gpu_uuids: &'a [String],
     pub address: Option<&'a str>,
+    /// The writable layer's size, where the host's storage driver honours
+    /// one (the survey says); elsewhere the undertaker measures it.
+    pub disk_bytes: Option<u64>,
 }
 
 pub fn container_name(id: &str) -> String {
@@ -103,6 +106,9 @@ pub fn container_body(host: &HostSpec, v: &VesselSpec<'_>) -> ContainerCreateBod
             // A real init reaps what sshd and Jupyter leave behind.
             init: Some(true),
             log_config: Some(log_config()),
+            storage_opt: v
+                .disk_bytes
+                .map(|b| HashMap::from([("size".to_string(), b.to_string())])),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {
@@ -213,6 +219,7 @@ mod tests {
             pids_limit: 4096,
             gpu_uuids: &gpus,
             address: Some("10.9.0.5"),
+            disk_bytes: Some(20 << 30),
         };
         let body = container_body(&host(GpuRuntime::Nvidia), &spec);
         let hc = body.host_config.unwrap();
@@ -220,6 +227,8 @@ mod tests {
         assert_eq!(hc.memory, Some(2 << 30));
         assert_eq!(hc.memory_swap, hc.memory);
         assert_eq!(hc.privileged, Some(false));
+        let size = hc.storage_opt.as_ref().and_then(|o| o.get("size"));
+        assert_eq!(size.map(String::as_str), Some("21474836480"));
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
         let binds = hc.binds.unwrap();
         assert_eq!(binds, vec!["/srv/homes/alice:/home/alice".to_string()]);
@@ -246,9 +255,12 @@ mod tests {
             pids_limit: 100,
             gpu_uuids: &gpus,
             address: None,
+            disk_bytes: None,
         };
         let body = container_body(&host(GpuRuntime::None), &spec);
-        assert!(body.host_config.unwrap().device_requests.is_none());
+        let hc = body.host_config.unwrap();
+        assert!(hc.device_requests.is_none());
+        assert!(hc.storage_opt.is_none(), "no size without a limit");
         let cdi = container_body(&host(GpuRuntime::Cdi), &spec);
         let ids = cdi.host_config.unwrap().device_requests.unwrap()[0]
             .device_ids

@@ -4,6 +4,7 @@
 pub mod docker;
 pub mod probe;
 pub mod ssh;
+pub mod storage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -33,11 +33,14 @@ pub enum Action {
     SetLimits,
     ReadLine,
     MoveToFront,
+    ListLinks,
+    LinkIdentity,
+    UnlinkIdentity,
 }
 
 impl Action {
     /// Every action, for the tests that walk the table.
-    pub const EVERY: [Action; 23] = [
+    pub const EVERY: [Action; 26] = [
         Action::ShowMe,
         Action::ListKeys,
         Action::AddKey,
@@ -61,6 +64,9 @@ impl Action {
         Action::SetLimits,
         Action::ReadLine,
         Action::MoveToFront,
+        Action::ListLinks,
+        Action::LinkIdentity,
+        Action::UnlinkIdentity,
     ];
 
     /// The permissions that allow it: any one of them.
@@ -83,7 +89,10 @@ impl Action {
             | Action::UndrainHost
             | Action::ListUsers
             | Action::SetUser
-            | Action::SetLimits => &[FleetManage],
+            | Action::SetLimits
+            | Action::ListLinks
+            | Action::LinkIdentity
+            | Action::UnlinkIdentity => &[FleetManage],
             Action::BotState => &[BotState],
             Action::ReadAudit => &[AuditRead],
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use vessel_api::fleet::{FleetStatus, HostState, HostStatus, QueueStatus};
+use vessel_api::fleet::{DiskEnforcement, FleetStatus, HostState, HostStatus, QueueStatus};
 use vessel_api::QueueName;
 
 use super::{Action, Caller, Ctx, OpError};
@@ -27,6 +27,8 @@ fn host_view(h: hosts::HostStatus) -> Result<HostStatus, OpError> {
         memory_used: h.memory_used.max(0) as u64,
         vessels: h.vessels.max(0) as u32,
         gpus: h.gpus.0,
+        storage_driver: h.storage_driver,
+        disk_limit: DiskEnforcement::of(h.disk_quota),
     })
 }
 

@@ -15,6 +15,7 @@ pub mod events;
 pub mod fleet;
 pub mod hosts;
 pub mod line;
+pub mod links;
 pub mod people;
 pub mod plan;
 pub mod vessels;

@@ -1,12 +1,14 @@
 //! A vessel as its viewer may see it (`VesselView`): the SSH block, with the
 //! Jupyter token, only for its owner once it runs; the line's place of a
-//! waiting one; the undertaker's ledger of a running one.
+//! waiting one; the undertaker's ledger of a running one, and its writable
+//! layer against its queue's `disk` limit.
 
 use std::collections::{BTreeSet, HashMap};
 
 use uuid::Uuid;
+use vessel_api::fleet::DiskEnforcement;
 use vessel_api::line::LinePlace;
-use vessel_api::vessels::{SshAccess, VesselView};
+use vessel_api::vessels::{DiskView, SshAccess, VesselView};
 
 use super::{Ctx, OpError};
 use crate::domain::{VesselName, VesselState};
@@ -43,6 +45,7 @@ pub fn view(v: VesselRow, key_fingerprints: &[String], for_owner: bool) -> Vesse
         ssh,
         line: None,
         idle: None,
+        disk: None,
     }
 }
 
@@ -104,6 +107,37 @@ pub(super) async fn add_idle(ctx: &Ctx, views: &mut [VesselView]) -> Result<(), 
         .collect();
     for v in views.iter_mut() {
         v.idle = ledgers.get(&v.id).cloned();
+    }
+    add_disk(ctx, views, &running).await
+}
+
+/// The writable layer of the running ones whose queue has a `disk` limit.
+async fn add_disk(ctx: &Ctx, views: &mut [VesselView], running: &[Uuid]) -> Result<(), OpError> {
+    let limit_of = |queue: &str| ctx.config.queues.get(queue).and_then(|q| q.disk);
+    let limited: Vec<Uuid> = views
+        .iter()
+        .filter(|v| running.contains(&v.id) && limit_of(v.queue.as_str()).is_some())
+        .map(|v| v.id)
+        .collect();
+    if limited.is_empty() {
+        return Ok(());
+    }
+    let ledgers: HashMap<Uuid, store::disk::Ledger> = store::disk::ledgers(&ctx.db, &limited)
+        .await?
+        .into_iter()
+        .map(|l| (l.vessel_id, l))
+        .collect();
+    for v in views.iter_mut() {
+        let (Some(limit), Some(l)) = (limit_of(v.queue.as_str()), ledgers.get(&v.id)) else {
+            continue;
+        };
+        v.disk = Some(DiskView {
+            limit,
+            enforced: DiskEnforcement::of(l.sized),
+            used: l.used.map(|b| ByteSize(b.max(0) as u64)),
+            measured_at: l.measured_at,
+            warned_at: l.warned_at,
+        });
     }
     Ok(())
 }

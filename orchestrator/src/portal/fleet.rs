@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
-use vessel_api::fleet::{GpuSlot, HostState, HostStatus};
+use vessel_api::fleet::{DiskEnforcement, GpuSlot, HostState, HostStatus};
 
 use super::pages::{nav, refusal};
 use super::session::Signed;
@@ -54,11 +54,25 @@ fn gpu_state(
     }
 }
 
+/// How a queue's `disk` limit holds on the host, for its tooltip.
+fn disk_title(h: &HostStatus) -> String {
+    let driver = h.storage_driver.as_deref().unwrap_or("unknown");
+    match h.disk_limit {
+        DiskEnforcement::Sized => format!("{driver}: the engine sizes each vessel"),
+        DiskEnforcement::Measured => {
+            format!("{driver}: cannot size a vessel; the undertaker measures each sweep")
+        }
+    }
+}
+
 fn host_row(h: &HostStatus, snap: &Snapshot, idle_below: f64) -> Markup {
     let line = snap.host_history(h.gpus.iter().map(|g| g.uuid.as_str()));
     html! {
         tr id={ "h-" (h.name) } {
-            td { (h.name) br; span.muted { (h.queue.as_str()) } }
+            td {
+                (h.name) br; span.muted { (h.queue.as_str()) }
+                br; span.muted title=(disk_title(h)) { "disk " (h.disk_limit.as_str()) }
+            }
             td {
                 @if !h.online { "lost" } @else if h.state == HostState::Draining { "drained" } @else { "active" }
             }

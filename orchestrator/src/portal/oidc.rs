@@ -265,7 +265,8 @@ pub async fn callback(
         return refuse("the access token is not a header value".into());
     };
     bearer.insert(header::AUTHORIZATION, value);
-    let caller = match crate::api::auth::authenticate(&bearer, &state.verifier).await {
+    let caller = match crate::api::auth::authenticate(&bearer, &state.verifier, &state.ctx.db).await
+    {
         Ok(c) => c,
         Err(e) => return super::pages::refusal(None, e),
     };

@@ -164,6 +164,9 @@ fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
                 @if let Some(idle) = idle_words(v, now) {
                     tr { th { "Idle" } td colspan="3" { (idle) } }
                 }
+                @if let Some(disk) = &v.disk {
+                    tr { th { "Disk" } td colspan="3" { (disk.summary()) } }
+                }
             }
             // Why it waits is the line's place below; why it ended or
             // failed is the reason (a placed vessel keeps its last reason

@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::config::{HostSpec, NetworkSpec};
 use crate::domain::QueueName;
 use crate::hosts::probe::Inventory;
+use crate::hosts::storage::Storage;
 
 /// Records a successful probe: the host, its cores and its GPUs, in one
 /// transaction. Devices that vanished are removed unless a live vessel still
@@ -152,6 +153,37 @@ pub async fn mark_offline(
     Ok(())
 }
 
+/// Records what the host's storage driver can limit.
+pub async fn record_storage(db: &PgPool, name: &str, storage: &Storage) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE hosts SET storage_driver = $2, disk_quota = $3 WHERE name = $1",
+        name,
+        storage.driver,
+        storage.limits_size
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether the host's storage driver gives containers a size, as the last
+/// survey found (false for a host never surveyed).
+pub async fn disk_quota(db: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query_scalar!("SELECT disk_quota FROM hosts WHERE name = $1", name)
+        .fetch_optional(db)
+        .await?;
+    Ok(found.unwrap_or(false))
+}
+
+/// The engine refused a size it was thought to honour: vessels there are
+/// measured instead, until the next survey says otherwise.
+pub async fn distrust_disk_quota(db: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!("UPDATE hosts SET disk_quota = false WHERE name = $1", name)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Hosts that left the inventory take no new vessels.
 pub async fn retire_missing(db: &PgPool, names: &[String]) -> Result<(), sqlx::Error> {
     sqlx::query!(
@@ -178,6 +210,8 @@ pub struct HostStatus {
     pub vessels: i64,
     /// One entry per GPU, in index order, with the vessel holding it.
     pub gpus: sqlx::types::Json<Vec<vessel_api::fleet::GpuSlot>>,
+    pub storage_driver: Option<String>,
+    pub disk_quota: bool,
 }
 
 pub async fn status(db: &PgPool) -> Result<Vec<HostStatus>, sqlx::Error> {
@@ -207,7 +241,8 @@ pub async fn status_of(
                        LEFT JOIN gpu_claims gc ON gc.gpu_id = g.id
                        LEFT JOIN vessels v ON v.id = gc.vessel_id
                        LEFT JOIN users u ON u.id = v.owner_id
-                       WHERE g.host_id = h.id), '[]'::json)::jsonb AS "gpus!: sqlx::types::Json<Vec<vessel_api::fleet::GpuSlot>>"
+                       WHERE g.host_id = h.id), '[]'::json)::jsonb AS "gpus!: sqlx::types::Json<Vec<vessel_api::fleet::GpuSlot>>",
+             h.storage_driver, h.disk_quota
            FROM (SELECT * FROM hosts WHERE ($1::text IS NULL OR queue = $1)
                  ORDER BY queue, name OFFSET $2 LIMIT $3) h
            ORDER BY h.queue, h.name"#,

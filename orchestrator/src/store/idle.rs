@@ -23,6 +23,11 @@ pub struct RunningVessel {
     pub warned_at: Option<DateTime<Utc>>,
     pub keep_until: Option<DateTime<Utc>>,
     pub expiry_warned_at: Option<DateTime<Utc>>,
+    pub queue: String,
+    /// Its host's engine sizes its writable layer (nothing to measure).
+    pub disk_quota: bool,
+    /// Found over its queue's `disk` limit at this sweep.
+    pub disk_warned_at: Option<DateTime<Utc>>,
 }
 
 /// Takes the sweep lock on `conn` (a session lock: it lives as long as the
@@ -46,7 +51,8 @@ pub async fn running(db: &PgPool) -> Result<Vec<RunningVessel>, sqlx::Error> {
         RunningVessel,
         r#"SELECT v.id, v.name, v.gpu_uuids, v.cores, v.expires_at, h.name AS "host?",
                       i.idle_secs AS "idle_secs?", i.last_sweep_at, i.warned_at,
-                      i.keep_until, i.expiry_warned_at
+                      i.keep_until, i.expiry_warned_at, v.queue,
+                      coalesce(h.disk_quota, false) AS "disk_quota!", i.disk_warned_at
                FROM vessels v
                LEFT JOIN hosts h ON h.id = v.host_id
                LEFT JOIN vessel_idle i ON i.vessel_id = v.id

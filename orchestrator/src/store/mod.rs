@@ -4,10 +4,12 @@
 
 pub mod audit;
 pub mod bot_state;
+pub mod disk;
 pub mod events;
 pub mod gauges;
 pub mod gpu_incidents;
 pub mod hosts;
+pub mod identities;
 pub mod idle;
 pub mod jobs;
 pub mod line;
