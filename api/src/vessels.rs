@@ -187,6 +187,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_disk_summary_says_what_was_written_and_what_follows() {
+        use crate::fleet::DiskEnforcement::{Measured, Sized};
+        let at: DateTime<Utc> = "2026-12-05T10:00:00Z".parse().unwrap();
+        let disk = |enforced, used: Option<u64>, warned: bool| DiskView {
+            limit: ByteSize(24 << 20),
+            enforced,
+            used: used.map(ByteSize),
+            measured_at: used.map(|_| at),
+            warned_at: warned.then_some(at),
+        };
+        let cases = [
+            (disk(Sized, None, false), "at most 24M outside the home (the host's storage sizes the vessel)"),
+            (disk(Measured, None, false), "at most 24M outside the home (measured at each idle check; not yet)"),
+            (disk(Measured, Some(3 << 20), false), "3M of 24M outside the home (measured at each idle check)"),
+            (
+                disk(Measured, Some(40 << 20), true),
+                "40M of 24M outside the home (measured at each idle check) — OVER: stopped at the next check unless it shrinks",
+            ),
+        ];
+        for (d, words) in cases {
+            assert_eq!(d.summary(), words);
+        }
+    }
+
+    #[test]
     fn a_create_request_names_the_bad_field() {
         let ok: CreateVessel =
             serde_json::from_str(r#"{"queue":"3090","gpus":2,"memory":"64G","lifetime":"2d"}"#)

@@ -425,52 +425,25 @@ async fn an_sso_subject_equal_to_a_slack_user_id_is_not_that_user_until_linked(
 
     // Only an admin links, to a person who exists, at a configured issuer.
     let link = json!({ "issuer": "sso", "subject": "U0ALICE" });
-    let (s, _) = rig
-        .call(
-            Method::PUT,
-            "/v1/users/U0ALICE/links",
-            &sso,
-            Some(link.clone()),
-        )
-        .await?;
+    let put_link = |token: String, user: &'static str, body: Value| {
+        let rig = &rig;
+        async move {
+            let path = format!("/v1/users/{user}/links");
+            rig.call(Method::PUT, &path, &token, Some(body)).await
+        }
+    };
+    let (s, _) = put_link(sso.clone(), "U0ALICE", link.clone()).await?;
     assert_eq!(s, 403, "a researcher linked themselves");
     let admin = rig.token("root-admin", perm::ADMIN);
-    let (s, body) = rig
-        .call(
-            Method::PUT,
-            "/v1/users/U0ALICE/links",
-            &admin,
-            Some(json!({ "issuer": "elsewhere", "subject": "U0ALICE" })),
-        )
-        .await?;
+    let elsewhere = json!({ "issuer": "elsewhere", "subject": "U0ALICE" });
+    let (s, body) = put_link(admin.clone(), "U0ALICE", elsewhere).await?;
     assert_eq!((s, body["field"].as_str()), (422, Some("issuer")), "{body}");
-    let (s, body) = rig
-        .call(
-            Method::PUT,
-            "/v1/users/UNOBODY/links",
-            &admin,
-            Some(link.clone()),
-        )
-        .await?;
+    let (s, body) = put_link(admin.clone(), "UNOBODY", link.clone()).await?;
     assert_eq!(s, 404, "{body}");
-    let (s, body) = rig
-        .call(
-            Method::PUT,
-            "/v1/users/U0ALICE/links",
-            &admin,
-            Some(link.clone()),
-        )
-        .await?;
+    let (s, body) = put_link(admin.clone(), "U0ALICE", link.clone()).await?;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["user"], "U0ALICE");
-    let (s, body) = rig
-        .call(
-            Method::PUT,
-            "/v1/users/U0ALICE/links",
-            &admin,
-            Some(link.clone()),
-        )
-        .await?;
+    let (s, body) = put_link(admin.clone(), "U0ALICE", link).await?;
     assert_eq!(s, 409, "linked twice: {body}");
 
     // Linked: the SSO identity is U0ALICE.
