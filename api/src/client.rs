@@ -21,7 +21,7 @@ use crate::users::{
     AddKey, IdentityLink, KeyAdded, KeyList, LinkIdentity, LinkList, Me, SetUser, UserList,
     UserView,
 };
-use crate::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView};
+use crate::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView, WakeVessel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -291,6 +291,23 @@ impl Client {
         let url = self.url(&["v1", "vessels", vessel, "keep"], None);
         self.send(token, Method::POST, url, Some(json(&Keep { for_ })))
             .await
+    }
+
+    /// Hibernates a running vessel: its processes end, its disk is kept.
+    pub async fn hibernate(&self, token: &str, vessel: &str) -> Result<VesselView, ClientError> {
+        let url = self.url(&["v1", "vessels", vessel, "hibernate"], None);
+        self.send(token, Method::POST, url, None).await
+    }
+
+    /// Wakes a hibernated vessel: it joins the line for its own host.
+    pub async fn wake(
+        &self,
+        token: &str,
+        vessel: &str,
+        body: &WakeVessel,
+    ) -> Result<VesselView, ClientError> {
+        let url = self.url(&["v1", "vessels", vessel, "wake"], None);
+        self.send(token, Method::POST, url, Some(json(body))).await
     }
 
     pub async fn fleet(&self, token: &str) -> Result<FleetStatus, ClientError> {

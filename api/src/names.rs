@@ -209,7 +209,9 @@ impl ImageRef {
 
 /// Where a vessel is in its life:
 /// requested → pending → provisioning → running → stopping → buried,
-/// or failed / lost.
+/// or failed / lost; running → hibernating → hibernated (its GPUs, cores
+/// and memory given back, its container stopped and kept), and a wake
+/// back through pending → provisioning → running on the same host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VesselState {
@@ -223,10 +225,14 @@ pub enum VesselState {
     Lost,
     /// Waited in line longer than its queue's `max_wait`; never ran.
     Expired,
+    /// Its container is being stopped, to keep its disk and give back the rest.
+    Hibernating,
+    /// Stopped, its disk kept on its host; holds no GPU, core or memory.
+    Hibernated,
 }
 
 impl VesselState {
-    pub const ALL: [VesselState; 9] = [
+    pub const ALL: [VesselState; 11] = [
         VesselState::Requested,
         VesselState::Pending,
         VesselState::Provisioning,
@@ -236,6 +242,8 @@ impl VesselState {
         VesselState::Failed,
         VesselState::Lost,
         VesselState::Expired,
+        VesselState::Hibernating,
+        VesselState::Hibernated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -249,6 +257,8 @@ impl VesselState {
             VesselState::Failed => "failed",
             VesselState::Lost => "lost",
             VesselState::Expired => "expired",
+            VesselState::Hibernating => "hibernating",
+            VesselState::Hibernated => "hibernated",
         }
     }
 
@@ -265,7 +275,13 @@ impl VesselState {
                 | VesselState::Provisioning
                 | VesselState::Running
                 | VesselState::Stopping
+                | VesselState::Hibernating
         )
+    }
+
+    /// Keeps its name among its owner's vessels: live, or asleep.
+    pub fn keeps_name(self) -> bool {
+        self.is_live() || self == VesselState::Hibernated
     }
 }
 

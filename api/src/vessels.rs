@@ -73,6 +73,19 @@ pub struct VesselView {
     /// measured, while it runs in a queue with a `disk` limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskView>,
+    /// When it went to sleep, while it is hibernated (or waking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernated_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/vessels/{vessel}/wake`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WakeVessel {
+    /// Wake it on another host if its own is full (not yet supported:
+    /// refused with a clear message).
+    #[serde(default)]
+    pub anywhere: bool,
 }
 
 /// A running vessel's writable layer (packages, `/tmp`, `/opt`: everything

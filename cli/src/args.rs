@@ -79,6 +79,18 @@ pub enum Command {
     },
     /// End a vessel (or cancel a request still waiting in line).
     Kill { name: String },
+    /// Hibernate: its running processes end; its files (everywhere, not
+    /// only the home), name, host key and address are kept, and its GPUs,
+    /// cores and memory go back to the line at once.
+    Hibernate { name: String },
+    /// Wake a hibernated vessel on the host its disk is on (it waits in line
+    /// there if that host is full): `vessel wake NAME [--wait]`.
+    Wake {
+        name: String,
+        /// Follow it to ready, as `create --wait` does, then print its SSH access.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Your SSH public keys.
     #[command(subcommand)]
     Keys(Keys),

@@ -60,6 +60,8 @@ async fn signed_in(ctx: &mut Ctx, command: Command) -> Result<(), CliError> {
         Command::Extend { name, by } => extend(ctx, &name, &by).await,
         Command::Keep { name, for_ } => keep(ctx, &name, for_.as_deref()).await,
         Command::Kill { name } => kill(ctx, &name).await,
+        Command::Hibernate { name } => hibernate(ctx, &name).await,
+        Command::Wake { name, wait } => wake(ctx, &name, wait).await,
         Command::Keys(args::Keys::Ls) => keys_ls(ctx).await,
         Command::Keys(args::Keys::Add { file }) => keys_add(ctx, file).await,
         Command::Keys(args::Keys::Rm { fingerprint }) => keys_rm(ctx, &fingerprint).await,
@@ -220,6 +222,40 @@ async fn kill(ctx: &mut Ctx, name: &str) -> Result<(), CliError> {
         _ => format!("{} is stopping.\n", v.name),
     });
     Ok(())
+}
+
+async fn hibernate(ctx: &mut Ctx, name: &str) -> Result<(), CliError> {
+    let token = ctx.token().await?;
+    let v = match ctx.client.hibernate(&token, name).await {
+        Ok(v) => Vessel::parse(v)?.view,
+        Err(e) => return Err(ctx.about(name, "cannot hibernate", e).await),
+    };
+    ctx.show(&v, |v| {
+        format!(
+            "{} is {}: its processes end; its files, address and host key are kept. `vessel wake {}` brings it back.\n",
+            v.name, v.state, v.name
+        )
+    });
+    Ok(())
+}
+
+async fn wake(ctx: &mut Ctx, name: &str, follow: bool) -> Result<(), CliError> {
+    let token = ctx.token().await?;
+    let body = vessel_api::vessels::WakeVessel::default();
+    let v = match ctx.client.wake(&token, name, &body).await {
+        Ok(v) => Vessel::parse(v)?,
+        Err(e) => return Err(ctx.about(name, "cannot wake", e).await),
+    };
+    if !follow {
+        ctx.show(&v, |v| taken(&v.view));
+        return Ok(());
+    }
+    let ran = wait::follow(ctx, v).await?;
+    if ctx.json {
+        ctx.show(&ran, |_| String::new());
+        return Ok(());
+    }
+    print_ssh_access(&ran)
 }
 
 async fn queue(ctx: &mut Ctx) -> Result<(), CliError> {

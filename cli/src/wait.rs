@@ -77,6 +77,15 @@ pub fn progress(v: &VesselView) -> Progress {
             ),
             failed: true,
         },
+        VesselState::Hibernating | VesselState::Hibernated => Progress::Ended {
+            why: format!(
+                "{} is {}: {}",
+                v.name,
+                v.state,
+                v.reason.as_deref().unwrap_or("no reason given")
+            ),
+            failed: true,
+        },
         VesselState::Stopping | VesselState::Buried | VesselState::Expired => Progress::Ended {
             why: format!(
                 "{} ended ({}) before it ran: {}",

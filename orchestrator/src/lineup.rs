@@ -81,6 +81,9 @@ pub struct Waiter {
     pub queued_at: DateTime<Utc>,
     /// The host held for it, from an earlier pass.
     pub held_host: Option<i64>,
+    /// The only host it may be placed on: a hibernated vessel's wake goes
+    /// where its disk is.
+    pub pin: Option<i64>,
 }
 
 /// What an owner holds in the queue now (placed vessels only).

@@ -92,6 +92,9 @@ impl<const N: usize> LabelledCounter<N> {
 
 static PROVISION: Histogram =
     Histogram::new(&[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]);
+/// From a wake's placement to sshd answering with the same host key.
+static WAKE: Histogram = Histogram::new(&[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]);
+static HIBERNATIONS: AtomicU64 = AtomicU64::new(0);
 /// Seconds to a day: a line can be short or long.
 static IN_LINE: Histogram = Histogram::new(&[
     1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0,
@@ -124,6 +127,16 @@ static GPU_INCIDENTS: LabelledCounter<2> = LabelledCounter::new("event", ["opene
 
 pub fn provisioned(elapsed: Duration) {
     PROVISION.observe(elapsed.as_secs_f64());
+}
+
+/// A vessel went to sleep: its container stopped, its resources given back.
+pub fn hibernated() {
+    HIBERNATIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A woken vessel answers again.
+pub fn woke(elapsed: Duration) {
+    WAKE.observe(elapsed.as_secs_f64());
 }
 
 /// A request placed from the line after waiting `secs`.
@@ -179,6 +192,19 @@ fn render_counted(out: &mut String) {
         "vessel_provision_seconds",
         "From placement to sshd answering.",
     );
+    WAKE.render(
+        out,
+        "vessel_wake_seconds",
+        "From a wake's placement to sshd answering with the vessel's own host key.",
+    );
+    header(
+        out,
+        "vessel_hibernations_total",
+        "counter",
+        "Vessels put to sleep: container stopped and kept, GPUs, cores and memory given back.",
+    );
+    let n = HIBERNATIONS.load(Ordering::Relaxed);
+    let _ = writeln!(out, "vessel_hibernations_total {n}");
     IN_LINE.render(
         out,
         "vessel_line_wait_seconds",

@@ -67,26 +67,39 @@ free_gpu AS (
     FROM gpus g JOIN chosen_host ch ON g.host_id = ch.id
     WHERE NOT EXISTS (SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id)
 ),
+-- A waking vessel gets its old GPUs and cores back where they are free
+-- (its container then starts as it was); a new one has none to prefer.
+before AS (SELECT gpu_uuids, cores FROM vessels WHERE id = $1),
 picked_gpus AS (
     SELECT id, uuid, idx, numa_node FROM free_gpu
-    ORDER BY (node_free >= $3) DESC, node_free, numa_node, idx
+    ORDER BY EXISTS (SELECT 1 FROM before b WHERE uuid = ANY(b.gpu_uuids)) DESC,
+             (node_free >= $3) DESC, node_free, numa_node, idx
     LIMIT $3
 ),
 picked_cores AS (
     SELECT k.host_id, k.core FROM host_cores k JOIN chosen_host ch ON k.host_id = ch.id
     WHERE NOT EXISTS (SELECT 1 FROM core_claims c WHERE c.host_id = k.host_id AND c.core = k.core)
-    ORDER BY (k.numa_node IN (SELECT numa_node FROM picked_gpus)) DESC, k.numa_node, k.core
+    ORDER BY EXISTS (SELECT 1 FROM before b WHERE k.core = ANY(b.cores)) DESC,
+             (k.numa_node IN (SELECT numa_node FROM picked_gpus)) DESC, k.numa_node, k.core
     LIMIT $4
 ),
+-- Its own held address (a waking vessel's), else the first of the pool that
+-- no reservation and no sleeping vessel holds.
 picked_address AS (
-    SELECT set_masklen(h.address_pool::inet + n, 32) AS address
-    FROM hosts h JOIN chosen_host ch ON h.id = ch.id,
-         generate_series(1, CASE WHEN h.address_pool IS NULL THEN 0
-                                 ELSE (2 ^ (32 - masklen(h.address_pool)))::bigint - 2 END) AS n
-    WHERE set_masklen(h.address_pool::inet + n, 32) IS DISTINCT FROM set_masklen(h.gateway, 32)
-      AND NOT EXISTS (SELECT 1 FROM reservations r
-                      WHERE r.host_id = h.id AND r.address = set_masklen(h.address_pool::inet + n, 32))
-    ORDER BY n
+    (SELECT a.address FROM address_holds a JOIN chosen_host ch ON ch.id = a.host_id
+     WHERE a.vessel_id = $1)
+    UNION ALL
+    (SELECT set_masklen(h.address_pool::inet + n, 32) AS address
+     FROM hosts h JOIN chosen_host ch ON h.id = ch.id,
+          generate_series(1, CASE WHEN h.address_pool IS NULL THEN 0
+                                  ELSE (2 ^ (32 - masklen(h.address_pool)))::bigint - 2 END) AS n
+     WHERE set_masklen(h.address_pool::inet + n, 32) IS DISTINCT FROM set_masklen(h.gateway, 32)
+       AND NOT EXISTS (SELECT 1 FROM reservations r
+                       WHERE r.host_id = h.id AND r.address = set_masklen(h.address_pool::inet + n, 32))
+       AND NOT EXISTS (SELECT 1 FROM address_holds a
+                       WHERE a.host_id = h.id AND a.address = set_masklen(h.address_pool::inet + n, 32))
+     ORDER BY n
+     LIMIT 1)
     LIMIT 1
 ),
 reservation AS (
@@ -107,13 +120,19 @@ core_claim AS (
     INSERT INTO core_claims (host_id, core, vessel_id)
     SELECT p.host_id, p.core, r.vessel_id FROM picked_cores p, reservation r
     RETURNING core
+),
+-- The held address is the reservation's now.
+moved_hold AS (
+    DELETE FROM address_holds a USING reservation r WHERE a.vessel_id = r.vessel_id
 )
--- A lifetime counts from placement: the time spent in line is added back.
+-- A lifetime counts from placement: the time spent in line is added back,
+-- and for a waking vessel the time it slept too (its lifetime is paused).
 -- Why it waited is over: the reason goes with the placement.
 UPDATE vessels v SET
     state = 'provisioning', host_id = r.host_id, address = r.address, updated_at = now(),
     reason = NULL,
-    expires_at = v.expires_at + greatest(now() - coalesce(v.queued_at, now()), interval '0'),
+    expires_at = v.expires_at
+        + greatest(now() - coalesce(v.hibernated_at, v.queued_at, now()), interval '0'),
     gpu_uuids = ARRAY(SELECT uuid FROM picked_gpus ORDER BY idx),
     cores = ARRAY(SELECT core FROM picked_cores ORDER BY core)
 FROM reservation r

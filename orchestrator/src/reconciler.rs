@@ -101,6 +101,13 @@ pub fn decide(
                 // The conductor owns it until it is running or failed.
                 present.insert(id);
             }
+            // A sleeping (or waking) vessel's stopped container is its disk.
+            Some((
+                id,
+                VesselState::Hibernating | VesselState::Hibernated | VesselState::Pending,
+            )) => {
+                present.insert(id);
+            }
             _ => decisions.push(Decision::Orphan {
                 docker_id: c.docker_id.clone(),
                 name: c.name.clone(),

@@ -16,6 +16,7 @@ mod deploy;
 mod failures;
 mod gpu_watchdog;
 mod hardening;
+mod hibernation;
 mod homes;
 mod isolation;
 mod line;

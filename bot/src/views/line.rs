@@ -165,6 +165,12 @@ pub fn line_dm(v: &VesselView) -> Message {
             ),
             Some("The SSH config is in the message below this one.".to_string()),
         ),
+        VesselState::Hibernating | VesselState::Hibernated => (
+            format!(":zzz: *{name}* stays asleep on `{host}`: {reason}."),
+            Some(format!(
+                "Its files are kept. `/vessel wake {name}` puts it in line again."
+            )),
+        ),
         VesselState::Expired => (
             format!(
                 ":hourglass: *{name}* expired after waiting {} in line for `{}`: {reason}.",
@@ -405,6 +411,7 @@ mod tests {
             line: Some(place(position)),
             idle: None,
             disk: None,
+            hibernated_at: None,
         }
     }
 

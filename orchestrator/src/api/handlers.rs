@@ -22,7 +22,9 @@ use vessel_api::users::{
     AddKey, IdentityLink, KeyAdded, KeyList, LinkIdentity, LinkList, Me, SetUser, UserList,
     UserView,
 };
-use vessel_api::vessels::{CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView};
+use vessel_api::vessels::{
+    CreateVessel, Extend, Keep, ListQuery, VesselList, VesselView, WakeVessel,
+};
 
 use super::JsonBody;
 use crate::ops::{self, Caller, Ctx, OpError};
@@ -219,6 +221,27 @@ pub async fn set_user(
     JsonBody(body): JsonBody<SetUser>,
 ) -> Answer<UserView> {
     ops::people::set_identity(&ctx, &caller, &subject, body)
+        .await
+        .map(Json)
+}
+
+pub async fn hibernate(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(vessel): Path<String>,
+) -> Answer<VesselView> {
+    ops::hibernation::hibernate(&ctx, &caller, &vessel)
+        .await
+        .map(Json)
+}
+
+pub async fn wake(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(vessel): Path<String>,
+    JsonBody(body): JsonBody<WakeVessel>,
+) -> Answer<VesselView> {
+    ops::hibernation::wake(&ctx, &caller, &vessel, body)
         .await
         .map(Json)
 }

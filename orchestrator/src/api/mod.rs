@@ -55,6 +55,12 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", "/v1/vessels/{vessel}", Action::KillVessel),
     route("POST", "/v1/vessels/{vessel}/extend", Action::ExtendVessel),
     route("POST", "/v1/vessels/{vessel}/keep", Action::KeepVessel),
+    route(
+        "POST",
+        "/v1/vessels/{vessel}/hibernate",
+        Action::HibernateVessel,
+    ),
+    route("POST", "/v1/vessels/{vessel}/wake", Action::WakeVessel),
     route("GET", "/v1/fleet", Action::ReadFleet),
     route("GET", "/v1/events", Action::ReadEvents),
     route("POST", "/v1/hosts/{name}/drain", Action::DrainHost),
@@ -156,6 +162,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/v1/vessels/{vessel}", get(h::show).delete(h::kill))
         .route("/v1/vessels/{vessel}/extend", post(h::extend))
         .route("/v1/vessels/{vessel}/keep", post(h::keep))
+        .route("/v1/vessels/{vessel}/hibernate", post(h::hibernate))
+        .route("/v1/vessels/{vessel}/wake", post(h::wake))
         .route("/v1/fleet", get(h::fleet))
         .route("/v1/events", get(h::events))
         .route("/v1/hosts/{name}/drain", post(h::drain))

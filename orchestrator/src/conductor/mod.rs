@@ -8,6 +8,7 @@ pub mod init;
 pub mod isolation;
 pub mod provision;
 pub mod ready;
+mod sleep;
 pub mod spec;
 
 use std::collections::HashSet;
@@ -245,7 +246,12 @@ impl Conductor {
                 return Ok(Outcome::Done);
             };
             let step = match vessel.state() {
+                // A wake: its container is its disk, started again, never remade blank.
+                VesselState::Provisioning if vessel.disk_host.is_some() => {
+                    self.wake_up(&vessel, attempts).await?
+                }
                 VesselState::Provisioning => self.bring_up(&vessel, attempts).await?,
+                VesselState::Hibernating => Some(self.put_to_sleep(&vessel, attempts).await?),
                 VesselState::Stopping => Some(self.tear_down(&vessel, attempts).await?),
                 _ => Some(Outcome::Done),
             };

@@ -131,7 +131,10 @@ impl Conductor {
     }
 
     /// The vessel's host and its inventory entry.
-    fn placed_on<'v>(&self, v: &'v VesselRow) -> Result<(&'v str, &HostSpec), ProvisionError> {
+    pub(super) fn placed_on<'v>(
+        &self,
+        v: &'v VesselRow,
+    ) -> Result<(&'v str, &HostSpec), ProvisionError> {
         let host = v
             .host_name
             .as_deref()

@@ -133,7 +133,7 @@ pub fn plan(
         }
         let excluded = hold.filter(|(holder, _)| *holder != w.id).map(|(_, h)| h);
         let fit = if room.may_fit(&w.ask) {
-            best_fit(hosts, &w.ask, excluded)
+            best_fit(hosts, &w.ask, excluded, w.pin)
         } else {
             None
         };
@@ -156,12 +156,15 @@ pub fn plan(
         }
         let waited = (now - w.queued_at).to_std().unwrap_or_default();
         if hold.is_none() && waited >= rules.hold_after {
-            hold = pick_hold(hosts, &w.ask).map(|host| (w.id, host));
+            hold = pick_hold(hosts, &w.ask, w.pin).map(|host| (w.id, host));
         }
-        let mut reason = reasons
-            .entry((w.ask, excluded))
-            .or_insert_with(|| why_waiting(rules.queue, hosts, &w.ask, excluded))
-            .clone();
+        let mut reason = match w.pin {
+            Some(pin) => why_waiting_on(hosts, &w.ask, pin),
+            None => reasons
+                .entry((w.ask, excluded))
+                .or_insert_with(|| why_waiting(rules.queue, hosts, &w.ask, excluded))
+                .clone(),
+        };
         if let Some((holder, host)) = hold {
             if holder == w.id {
                 reason = format!("{reason}; {} is held for it", host_name(hosts, host));
@@ -223,10 +226,16 @@ fn current_hold(hosts: &[HostCap], waiters: &[Waiter]) -> Option<(Uuid, i64)> {
 
 /// The host left with the least room after the request (best fit), as the
 /// reservation statement orders them; the index into `hosts`.
-fn best_fit(hosts: &[HostCap], ask: &Ask, excluded: Option<i64>) -> Option<usize> {
+fn best_fit(
+    hosts: &[HostCap],
+    ask: &Ask,
+    excluded: Option<i64>,
+    pin: Option<i64>,
+) -> Option<usize> {
     hosts
         .iter()
         .enumerate()
+        .filter(|(_, h)| pin.is_none_or(|p| p == h.id))
         .filter(|(_, h)| h.usable() && Some(h.id) != excluded && h.fits_now(ask))
         .min_by(|(_, a), (_, b)| {
             (
@@ -247,9 +256,10 @@ fn best_fit(hosts: &[HostCap], ask: &Ask, excluded: Option<i64>) -> Option<usize
 
 /// The host closest to taking the request: of those that could hold it
 /// when empty, the one with the most free now.
-fn pick_hold(hosts: &[HostCap], ask: &Ask) -> Option<i64> {
+fn pick_hold(hosts: &[HostCap], ask: &Ask, pin: Option<i64>) -> Option<i64> {
     hosts
         .iter()
+        .filter(|h| pin.is_none_or(|p| p == h.id))
         .filter(|h| h.usable() && h.could_ever_fit(ask))
         .max_by(|a, b| {
             (
@@ -303,6 +313,21 @@ pub fn why_waiting(queue: &str, hosts: &[HostCap], ask: &Ask, excluded: Option<i
         return format!("no host has {} free in {queue}", gpus(ask.gpus));
     }
     format!("no host has {} free together in {queue}", ask.describe())
+}
+
+/// Why a wake waits: its disk is on one host, and that host is full (or
+/// cannot take vessels now).
+pub fn why_waiting_on(hosts: &[HostCap], ask: &Ask, pin: i64) -> String {
+    let name = host_name(hosts, pin);
+    match hosts.iter().find(|h| h.id == pin) {
+        Some(h) if !h.online => format!("{name}, where its disk is, is offline"),
+        Some(h) if !h.active => format!("{name}, where its disk is, is drained"),
+        Some(_) => format!(
+            "waiting for {} on {name}, where its disk is",
+            ask.describe()
+        ),
+        None => "its disk's host is not in this queue any more".to_string(),
+    }
 }
 
 /// The largest host of a queue as "gpu-3 (8 GPUs, 64 cores and 512G)", for
@@ -387,6 +412,7 @@ mod tests {
             ask: ask(gpus),
             queued_at: now - chrono::Duration::minutes(age_min),
             held_host: None,
+            pin: None,
         }
     }
 

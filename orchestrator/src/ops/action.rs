@@ -36,11 +36,13 @@ pub enum Action {
     ListLinks,
     LinkIdentity,
     UnlinkIdentity,
+    HibernateVessel,
+    WakeVessel,
 }
 
 impl Action {
     /// Every action, for the tests that walk the table.
-    pub const EVERY: [Action; 26] = [
+    pub const EVERY: [Action; 28] = [
         Action::ShowMe,
         Action::ListKeys,
         Action::AddKey,
@@ -67,6 +69,8 @@ impl Action {
         Action::ListLinks,
         Action::LinkIdentity,
         Action::UnlinkIdentity,
+        Action::HibernateVessel,
+        Action::WakeVessel,
     ];
 
     /// The permissions that allow it: any one of them.
@@ -79,9 +83,11 @@ impl Action {
             Action::AddKey | Action::RemoveKey | Action::CreateVessel => &[VesselsCreate],
             // Your own with `vessels:create`; anyone's needs `OthersVessels`
             // too, which the operation checks against the target.
-            Action::KillVessel | Action::ExtendVessel | Action::KeepVessel => {
-                &[VesselsCreate, VesselsManageAny]
-            }
+            Action::KillVessel
+            | Action::ExtendVessel
+            | Action::KeepVessel
+            | Action::HibernateVessel
+            | Action::WakeVessel => &[VesselsCreate, VesselsManageAny],
             Action::OthersVessels | Action::MoveToFront => &[VesselsManageAny],
             Action::ReadFleet | Action::ReadMetrics | Action::ReadLine => &[FleetRead],
             Action::ReadEvents => &[EventsRead],

@@ -13,6 +13,7 @@ pub mod create;
 pub mod error;
 pub mod events;
 pub mod fleet;
+pub mod hibernation;
 pub mod hosts;
 pub mod line;
 pub mod links;

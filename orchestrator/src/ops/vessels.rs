@@ -133,8 +133,9 @@ pub async fn kill(ctx: &Ctx, caller: &Caller, key: &str) -> Result<VesselView, O
     } else {
         format!("killed by admin {}", caller.subject)
     };
-    // If it was placed meanwhile, it is stopped like any vessel.
-    if row.state() == VesselState::Pending {
+    // If it was placed meanwhile, it is stopped like any vessel. A waking
+    // vessel has a disk to remove: it is stopped like any vessel too.
+    if row.state() == VesselState::Pending && row.disk_host.is_none() {
         if let Some(now) = cancel(ctx, caller, &row, &reason).await? {
             return Ok(view(now, &[], caller.owns(&row.owner_id)));
         }
@@ -147,6 +148,9 @@ pub async fn kill(ctx: &Ctx, caller: &Caller, key: &str) -> Result<VesselView, O
             VesselState::Requested,
             VesselState::Provisioning,
             VesselState::Running,
+            VesselState::Pending,
+            VesselState::Hibernating,
+            VesselState::Hibernated,
         ],
         VesselState::Stopping,
         Some(&reason),

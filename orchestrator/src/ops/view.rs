@@ -46,6 +46,7 @@ pub fn view(v: VesselRow, key_fingerprints: &[String], for_owner: bool) -> Vesse
         line: None,
         idle: None,
         disk: None,
+        hibernated_at: v.hibernated_at,
     }
 }
 

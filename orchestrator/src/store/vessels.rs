@@ -41,6 +41,10 @@ pub struct VesselRow {
     pub ended_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
     pub dns_name: Option<String>,
+    /// When it went to sleep, while it sleeps or wakes.
+    pub hibernated_at: Option<DateTime<Utc>>,
+    /// The host its kept container is on, while it sleeps or wakes.
+    pub disk_host: Option<String>,
 }
 
 /// The row as `vessel_view` returns it, before its strings are parsed.
@@ -70,6 +74,8 @@ struct RawVessel {
     ended_at: Option<DateTime<Utc>>,
     expires_at: DateTime<Utc>,
     dns_name: Option<String>,
+    hibernated_at: Option<DateTime<Utc>>,
+    disk_host_name: Option<String>,
 }
 
 impl TryFrom<RawVessel> for VesselRow {
@@ -109,6 +115,8 @@ impl TryFrom<RawVessel> for VesselRow {
             ended_at: r.ended_at,
             expires_at: r.expires_at,
             dns_name: r.dns_name,
+            hibernated_at: r.hibernated_at,
+            disk_host: r.disk_host_name,
         })
     }
 }
@@ -177,7 +185,8 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<VesselRow>,
                   memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
                   gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
                   jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
-                  started_at, ended_at, expires_at AS "expires_at!", dns_name
+                  started_at, ended_at, expires_at AS "expires_at!", dns_name,
+                  hibernated_at, disk_host_name
            FROM vessel_view WHERE id = $1"#,
         id
     )
@@ -201,9 +210,10 @@ pub async fn by_owner_and_name(
                   memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
                   gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
                   jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
-                  started_at, ended_at, expires_at AS "expires_at!", dns_name
+                  started_at, ended_at, expires_at AS "expires_at!", dns_name,
+                  hibernated_at, disk_host_name
            FROM vessel_view WHERE owner_id = $1 AND name = $2
-           ORDER BY (state IN ('requested','pending','provisioning','running','stopping')) DESC,
+           ORDER BY (state IN ('requested','pending','provisioning','running','stopping','hibernating','hibernated')) DESC,
                     created_at DESC
            LIMIT 1"#,
         owner_id,
@@ -229,11 +239,12 @@ pub async fn list(
                   memory_bytes AS "memory_bytes!", state AS "state!", reason, host_name,
                   gpu_uuids AS "gpu_uuids!", cores AS "cores!", address, host_public_key,
                   jupyter_token, jupyter_port, created_at AS "created_at!", updated_at AS "updated_at!",
-                  started_at, ended_at, expires_at AS "expires_at!", dns_name
+                  started_at, ended_at, expires_at AS "expires_at!", dns_name,
+                  hibernated_at, disk_host_name
            FROM vessel_view
            WHERE ($1::text IS NULL OR owner_id = $1)
-             AND ($2 OR state IN ('requested','pending','provisioning','running','stopping'))
-           ORDER BY (state IN ('requested','pending','provisioning','running','stopping')) DESC,
+             AND ($2 OR state IN ('requested','pending','provisioning','running','stopping','hibernating','hibernated'))
+           ORDER BY (state IN ('requested','pending','provisioning','running','stopping','hibernating','hibernated')) DESC,
                     created_at DESC
            LIMIT 500"#,
         owner,
@@ -325,12 +336,70 @@ pub async fn free_lost_reservation_as_read(
 /// Gives the devices back (how many reservations that was: 0 or 1). The
 /// vessel row keeps what it had, for history.
 pub async fn free_reservation(conn: &mut PgConnection, id: Uuid) -> Result<u64, sqlx::Error> {
+    // A sleeping vessel's kept address goes with it.
+    sqlx::query!("DELETE FROM address_holds WHERE vessel_id = $1", id)
+        .execute(&mut *conn)
+        .await?;
     Ok(
         sqlx::query!("DELETE FROM reservations WHERE vessel_id = $1", id)
             .execute(conn)
             .await?
             .rows_affected(),
     )
+}
+
+/// Puts a `hibernating` vessel to sleep once its container is stopped: its
+/// reservation goes (the claims with it, and the line is told by the
+/// counters' trigger), its address is held for it, and the host its disk
+/// is on is recorded. False when it is no longer hibernating.
+pub async fn put_to_sleep(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let marked = sqlx::query!(
+        "UPDATE vessels SET hibernated_at = now(), disk_host_id = host_id
+         WHERE id = $1 AND state = 'hibernating'",
+        id
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if marked == 0 {
+        return Ok(false);
+    }
+    sqlx::query!(
+        "WITH r AS (DELETE FROM reservations WHERE vessel_id = $1 RETURNING host_id, address)
+         INSERT INTO address_holds (vessel_id, host_id, address)
+         SELECT $1, host_id, address FROM r WHERE address IS NOT NULL
+         ON CONFLICT (vessel_id) DO NOTHING",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+/// A woken vessel runs again: no longer asleep.
+pub async fn woke(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE vessels SET hibernated_at = NULL, disk_host_id = NULL WHERE id = $1",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A wake that failed: the reservation goes again, the address is held
+/// again (it is the disk host's), the vessel sleeps as before.
+pub async fn back_to_sleep(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH r AS (DELETE FROM reservations WHERE vessel_id = $1 RETURNING host_id, address)
+         INSERT INTO address_holds (vessel_id, host_id, address)
+         SELECT $1, host_id, address FROM r WHERE address IS NOT NULL
+         ON CONFLICT (vessel_id) DO NOTHING",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// What the user needs to reach the vessel, known once its container is made.
@@ -409,7 +478,9 @@ pub struct LiveVessel {
 pub async fn live_on_host(db: &PgPool, host: &str) -> Result<Vec<LiveVessel>, sqlx::Error> {
     let rows = sqlx::query!(
         "SELECT v.id, v.state, v.updated_at FROM vessels v JOIN hosts h ON h.id = v.host_id
-             WHERE h.name = $1 AND v.state IN ('provisioning', 'running', 'stopping', 'lost')",
+             WHERE h.name = $1 AND (v.state IN ('provisioning', 'running', 'stopping', 'lost',
+                                                 'hibernating', 'hibernated')
+                                    OR (v.state = 'pending' AND v.disk_host_id IS NOT NULL))",
         host
     )
     .fetch_all(db)
@@ -472,6 +543,8 @@ mod tests {
             ended_at: None,
             expires_at: t,
             dns_name: None,
+            hibernated_at: None,
+            disk_host_name: None,
         }
     }
 

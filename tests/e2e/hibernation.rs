@@ -1,0 +1,179 @@
+//! Hibernation (issue 21) against real Docker and real SSH: a hibernated
+//! vessel gives its GPU back at once and keeps every file (not only the
+//! home), its address and its host key; a wake goes through the line to the
+//! host its disk is on and is ready when the *same* known_hosts line logs
+//! in under `StrictHostKeyChecking yes`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::rig::{docker, gpu_host, Rig};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Files a researcher would lose to a burial: installed as root into `/opt`
+/// and `/usr/local` (as `apt`/`pip` would), and data in `/tmp`.
+fn leave_files(rig: &Rig, vessel: &Value) -> anyhow::Result<()> {
+    let container = format!("vessel-{}", vessel["id"].as_str().context("id")?);
+    docker(&[
+        "exec",
+        &container,
+        "sh",
+        "-c",
+        "mkdir -p /opt/tool && echo opt-kept > /opt/tool/v && echo usr-kept > /usr/local/bin/tool",
+    ])?;
+    rig.ssh(&vessel["ssh"], "echo tmp-kept > /tmp/x")?;
+    Ok(())
+}
+
+fn files_are_there(rig: &Rig, access: &Value) -> anyhow::Result<()> {
+    let out = rig.ssh(access, "cat /opt/tool/v /usr/local/bin/tool /tmp/x")?;
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["opt-kept", "usr-kept", "tmp-kept"]
+    );
+    Ok(())
+}
+
+async fn act(rig: &Rig, token: &str, id: &str, verb: &str) -> anyhow::Result<Value> {
+    let body = (verb == "wake").then(|| json!({}));
+    let (status, v) = rig
+        .call(
+            Method::POST,
+            &format!("/v1/vessels/{id}/{verb}"),
+            token,
+            body,
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "{verb}: {status} {v}");
+    Ok(v)
+}
+
+fn running(container: &str) -> anyhow::Result<bool> {
+    Ok(docker(&["inspect", "--format", "{{.State.Running}}", container])?.trim() == "true")
+}
+
+/// One GPU: asleep, its GPU is someone else's at once; the wake waits in
+/// line for that host with the reason, and once the GPU frees it starts in
+/// place with every file, its address and its host key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_outside_home_survive_hibernation_behind_the_same_host_key() -> anyhow::Result<()> {
+    let rig = Rig::start(&[gpu_host("gpu-1", 1, "3090")]).await?;
+    let alice = rig.researcher("alice");
+    let bob = rig.researcher("bob");
+    rig.add_key(&alice).await?;
+    rig.add_key(&bob).await?;
+    let vessel = rig
+        .launch(&alice, json!({ "queue": "3090", "name": "lab" }))
+        .await?;
+    let id = vessel["id"].as_str().context("id")?.to_string();
+    let container = format!("vessel-{id}");
+    let access = vessel["ssh"].clone();
+    leave_files(&rig, &vessel)?;
+
+    act(&rig, &alice, &id, "hibernate").await?;
+    let asleep = rig
+        .wait_state(&alice, &id, &["hibernated"], DEADLINE)
+        .await?;
+    assert!(asleep["hibernated_at"].is_string(), "{asleep}");
+    assert!(!running(&container)?, "its processes still run");
+    // Its GPU is free at once: another person's request runs on it.
+    let other = rig.launch(&bob, json!({ "queue": "3090" })).await?;
+    assert_eq!(other["gpu_uuids"], vessel["gpu_uuids"]);
+    assert_ne!(
+        other["address"], vessel["address"],
+        "its address was given away"
+    );
+
+    // The wake waits for its own host, saying so.
+    let waking = act(&rig, &alice, &id, "wake").await?;
+    assert_eq!(waking["state"], "pending", "{waking}");
+    let reason = waking["line"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("on gpu-1, where its disk is"), "{reason}");
+
+    // Bob is done: the wake is placed and starts as it was.
+    rig.kill(&bob, other["id"].as_str().context("id")?).await?;
+    let awake = rig.wait_state(&alice, &id, &["running"], DEADLINE).await?;
+    assert_eq!(awake["address"], vessel["address"]);
+    assert!(awake["hibernated_at"].is_null(), "{awake}");
+    files_are_there(&rig, &access)?;
+    let audited: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE target = $1 AND action IN ('vessel.hibernate', 'vessel.wake') ORDER BY id",
+    )
+    .bind(&id)
+    .fetch_all(&rig.db)
+    .await?;
+    assert_eq!(audited, ["vessel.hibernate", "vessel.wake"]);
+    Ok(())
+}
+
+/// Two GPUs: while it sleeps its GPU is taken, so the wake gets the other
+/// one; Docker cannot change a stopped container's devices, so the vessel
+/// is recreated from a commit of its disk, and still has every file and
+/// its host key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_on_other_gpus_is_recreated_from_its_disk() -> anyhow::Result<()> {
+    let rig = Rig::start(&[gpu_host("gpu-1", 2, "3090")]).await?;
+    let alice = rig.researcher("alice");
+    let bob = rig.researcher("bob");
+    rig.add_key(&alice).await?;
+    rig.add_key(&bob).await?;
+    let vessel = rig
+        .launch(&alice, json!({ "queue": "3090", "name": "lab" }))
+        .await?;
+    let id = vessel["id"].as_str().context("id")?.to_string();
+    let access = vessel["ssh"].clone();
+    leave_files(&rig, &vessel)?;
+
+    act(&rig, &alice, &id, "hibernate").await?;
+    rig.wait_state(&alice, &id, &["hibernated"], DEADLINE)
+        .await?;
+    // Hibernating again, or waking twice, answers the vessel as it is.
+    act(&rig, &alice, &id, "hibernate").await?;
+    let other = rig.launch(&bob, json!({ "queue": "3090" })).await?;
+    assert_eq!(other["gpu_uuids"], vessel["gpu_uuids"], "bob took its GPU");
+
+    act(&rig, &alice, &id, "wake").await?;
+    act(&rig, &alice, &id, "wake").await?;
+    let awake = rig.wait_state(&alice, &id, &["running"], DEADLINE).await?;
+    assert_ne!(awake["gpu_uuids"], vessel["gpu_uuids"]);
+    assert_eq!(awake["address"], vessel["address"]);
+    files_are_there(&rig, &access)?;
+    // One container for the vessel, by its own name, on its new GPU.
+    let env = docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        &format!("vessel-{id}"),
+    ])?;
+    let gpu = awake["gpu_uuids"][0].as_str().context("gpu")?;
+    assert!(
+        env.contains(&format!("NVIDIA_VISIBLE_DEVICES={gpu}")),
+        "{env}"
+    );
+    let all = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=vessel.id={id}"),
+        "--format",
+        "{{.Names}}",
+    ])?;
+    assert_eq!(all.trim(), format!("vessel-{id}"), "{all}");
+
+    // Killing it removes its disk.
+    rig.kill(&alice, &id).await?;
+    let left = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=vessel.id={id}"),
+        "--format",
+        "{{.Names}}",
+    ])?;
+    assert!(left.trim().is_empty(), "{left}");
+    Ok(())
+}
