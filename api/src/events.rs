@@ -25,6 +25,10 @@ pub enum EventKind {
     /// It wrote more outside its home than its queue allows: stopped at the
     /// next sweep unless it shrinks.
     DiskWarning,
+    /// Idle: it will be hibernated soon; Keep or Hibernate now.
+    HibernationWarning,
+    /// Asleep long: it will be buried soon; Wake or Kill.
+    BurialWarning,
     HostDrain,
     HostUndrain,
     HostUnreachable,
@@ -44,6 +48,8 @@ impl EventKind {
             "vessel.idle_warning" => EventKind::IdleWarning,
             "vessel.expiry_warning" => EventKind::ExpiryWarning,
             "vessel.disk_warning" => EventKind::DiskWarning,
+            "vessel.hibernation_warning" => EventKind::HibernationWarning,
+            "vessel.burial_warning" => EventKind::BurialWarning,
             "host.drain" => EventKind::HostDrain,
             "host.undrain" => EventKind::HostUndrain,
             "host.unreachable" => EventKind::HostUnreachable,
@@ -77,6 +83,8 @@ impl fmt::Display for EventKind {
             EventKind::IdleWarning => f.write_str("vessel.idle_warning"),
             EventKind::ExpiryWarning => f.write_str("vessel.expiry_warning"),
             EventKind::DiskWarning => f.write_str("vessel.disk_warning"),
+            EventKind::HibernationWarning => f.write_str("vessel.hibernation_warning"),
+            EventKind::BurialWarning => f.write_str("vessel.burial_warning"),
             EventKind::HostDrain => f.write_str("host.drain"),
             EventKind::HostUndrain => f.write_str("host.undrain"),
             EventKind::HostUnreachable => f.write_str("host.unreachable"),
@@ -171,6 +179,8 @@ mod tests {
             EventKind::Vessel(VesselState::Running),
             EventKind::IdleWarning,
             EventKind::DiskWarning,
+            EventKind::HibernationWarning,
+            EventKind::BurialWarning,
             EventKind::VesselQueued,
             EventKind::Vessel(VesselState::Expired),
             EventKind::HostUnreachable,

@@ -139,6 +139,14 @@ impl Bot {
                     ))
                 })
             }
+            VesselCommand::Hibernate(name) => self.orch.hibernate(actor, &name).await.map(|v| {
+                Message::says(format!(
+                    ":zzz: Hibernating *{}*. {}",
+                    v.name,
+                    vessel::HIBERNATE_ENDS
+                ))
+            }),
+            VesselCommand::Wake(name) => self.orch.wake(actor, &name).await.map(|v| woken(&v)),
             VesselCommand::Kill(name) => self.orch.kill(actor, &name).await.map(|v| {
                 Message::says(format!(
                     ":wastebasket: Killing *{}*: the container is being removed and its resources freed.",
@@ -242,6 +250,14 @@ impl Bot {
                 .extend(actor, value, Span::from_secs(24 * 3600))
                 .await
                 .map(|v| Message::says(format!(":hourglass: *{}* extended by 24h.", v.name))),
+            vessel::HIBERNATE => self.orch.hibernate(actor, value).await.map(|v| {
+                Message::says(format!(
+                    ":zzz: Hibernating *{}*. {}",
+                    v.name,
+                    vessel::HIBERNATE_ENDS
+                ))
+            }),
+            vessel::WAKE => self.orch.wake(actor, value).await.map(|v| woken(&v)),
             vessel::KEEP => self.orch.keep(actor, value).await.map(|v| {
                 Message::says(format!(
                     ":ok_hand: Keeping *{}*; it will not be reclaimed for idleness for a while.",
@@ -277,6 +293,21 @@ impl Bot {
             _ => return None,
         };
         Some(result.unwrap_or_else(|e| failure(&e, VESSEL_USAGE)))
+    }
+}
+
+/// The answer to a wake: waiting for its host, or starting.
+fn woken(v: &VesselView) -> Message {
+    match (&v.state, &v.line) {
+        (VesselState::Pending, Some(p)) => Message::says(format!(
+            ":alarm_clock: Waking *{}*: #{} in line — {}. Its DM is updated when it runs.",
+            v.name, p.position, p.reason
+        )),
+        _ => Message::says(format!(
+            ":alarm_clock: Waking *{}* on `{}`; its DM is updated when it is ready.",
+            v.name,
+            v.host.as_deref().unwrap_or("its host")
+        )),
     }
 }
 

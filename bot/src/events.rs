@@ -415,9 +415,14 @@ pub enum DmAction {
 pub fn decide(kind: &EventKind, ever_ran: bool, earlier: &Earlier) -> DmAction {
     use VesselState::{Buried, Expired, Failed, Lost, Running};
     match (kind, &earlier.dm) {
-        (EventKind::IdleWarning | EventKind::ExpiryWarning | EventKind::DiskWarning, _) => {
-            DmAction::Warn
-        }
+        (
+            EventKind::IdleWarning
+            | EventKind::ExpiryWarning
+            | EventKind::DiskWarning
+            | EventKind::HibernationWarning
+            | EventKind::BurialWarning,
+            _,
+        ) => DmAction::Warn,
         (_, Some(at)) => DmAction::Update(at.clone()),
         (EventKind::Vessel(Expired), None) => DmAction::TellExpired,
         // Cancelled while waiting: the waiting DM says so; nothing to add.
@@ -478,10 +483,10 @@ async fn tell_owner<I: Inbox>(
 
 /// The vessel's own DM as it is now: how to reach it, or how it ended.
 fn vessel_dm(view: &VesselView) -> Message {
-    if view.state == VesselState::Running {
-        vessel::running(view)
-    } else {
-        vessel::ended(view)
+    match view.state {
+        VesselState::Running => vessel::running(view),
+        VesselState::Hibernating | VesselState::Hibernated => vessel::hibernated(view),
+        _ => vessel::ended(view),
     }
 }
 
@@ -492,6 +497,30 @@ fn vessel_dm(view: &VesselView) -> Message {
 fn warning(kind: &EventKind, e: &VesselEvent, view: &VesselView) -> Message {
     let id = e.id.to_string();
     let kill = crate::views::Button::action("Kill", vessel::KILL, &id).danger();
+    let said = |fallback: &str| e.message.clone().unwrap_or_else(|| fallback.to_string());
+    match kind {
+        EventKind::HibernationWarning => {
+            return Message::says(format!(
+                ":zzz: {}",
+                said("It looks idle and will be hibernated.")
+            ))
+            .block(crate::views::Block::Actions(vec![
+                crate::views::Button::action("Keep", vessel::KEEP, &id).primary(),
+                crate::views::Button::action("Hibernate now", vessel::HIBERNATE, &id),
+            ]))
+        }
+        EventKind::BurialWarning => {
+            return Message::says(format!(
+                ":hourglass: {}",
+                said("It has slept long and will be buried.")
+            ))
+            .block(crate::views::Block::Actions(vec![
+                crate::views::Button::action("Wake", vessel::WAKE, &id).primary(),
+                kill,
+            ]))
+        }
+        _ => {}
+    }
     if *kind == EventKind::DiskWarning {
         let text = e.message.clone().unwrap_or_else(|| {
             format!(

@@ -177,6 +177,15 @@ impl Orchestrator {
         self.client.extend(&self.as_user(actor), vessel, by).await
     }
 
+    pub async fn hibernate(&self, actor: &Actor, vessel: &str) -> Result<VesselView, ApiFailure> {
+        self.client.hibernate(&self.as_user(actor), vessel).await
+    }
+
+    pub async fn wake(&self, actor: &Actor, vessel: &str) -> Result<VesselView, ApiFailure> {
+        let body = vessel_api::vessels::WakeVessel::default();
+        self.client.wake(&self.as_user(actor), vessel, &body).await
+    }
+
     pub async fn keep(&self, actor: &Actor, vessel: &str) -> Result<VesselView, ApiFailure> {
         self.client.keep(&self.as_user(actor), vessel, None).await
     }

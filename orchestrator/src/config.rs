@@ -566,6 +566,48 @@ pub struct QueueConfig {
     /// stops the vessel still over it at the next. Unset: no limit.
     #[serde(default)]
     pub disk: Option<ByteSize>,
+    /// What the undertaker does with an idle vessel: `hibernate` (its
+    /// processes end, every file is kept; counted around the clock) or
+    /// `bury` (removed, home kept; counted in work hours, `[undertaker]
+    /// warn_after` and `bury_after`).
+    #[serde(default)]
+    pub idle_action: IdleAction,
+    /// Idle this long (GPUs by DCGM and its processes under
+    /// `cpu_idle_below`), a vessel is hibernated.
+    #[serde(default = "default_hibernate_after")]
+    pub hibernate_after: Span,
+    /// The owner is warned this long before (Keep / Hibernate now).
+    #[serde(default = "default_warn_before")]
+    pub warn_before: Span,
+    /// A vessel asleep this long is buried (warned a day ahead).
+    #[serde(default = "default_bury_hibernated_after")]
+    pub bury_hibernated_after: Span,
+    /// Per person: hibernated vessels kept in this queue; over it, the
+    /// oldest is buried.
+    #[serde(default = "default_max_hibernated")]
+    pub max_hibernated: u32,
+}
+
+/// What the undertaker does with an idle vessel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleAction {
+    #[default]
+    Hibernate,
+    Bury,
+}
+
+fn default_hibernate_after() -> Span {
+    Span::from_secs(3600)
+}
+fn default_warn_before() -> Span {
+    Span::from_secs(15 * 60)
+}
+fn default_bury_hibernated_after() -> Span {
+    Span::from_secs(14 * 86_400)
+}
+fn default_max_hibernated() -> u32 {
+    3
 }
 
 fn one() -> u32 {
@@ -1171,6 +1213,18 @@ fn validate_queue(name: &str, q: &QueueConfig) -> Result<(), ConfigError> {
         return Err(invalid(
             format!("{key}.lifetime"),
             "is longer than max_lifetime",
+        ));
+    }
+    if q.warn_before >= q.hibernate_after {
+        return Err(invalid(
+            format!("{key}.warn_before"),
+            "must be shorter than hibernate_after (the warning comes before it)",
+        ));
+    }
+    if q.bury_hibernated_after.duration() <= std::time::Duration::from_secs(86_400) {
+        return Err(invalid(
+            format!("{key}.bury_hibernated_after"),
+            "must be longer than a day (its owner is warned a day ahead)",
         ));
     }
     // Below this, the image's own files and the init's would not fit.

@@ -117,7 +117,7 @@ impl Application {
                 clock.clone(),
                 hosts.clone(),
             )
-            .with_disk_limits(config.disk_limits()),
+            .with_queues(&config),
         );
         // At start: what the last run (or a crash) left behind.
         if let Err(e) = reconciler.run_once().await {

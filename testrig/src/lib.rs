@@ -335,6 +335,8 @@ image = "{VESSEL_IMAGE}"
 # The tailnet tests' stand-in image and the readiness test's sshd with a
 # host key of its own, built per test.
 images = ["vessel/ts-standin:*", "vessel/rogue-sshd:*"]
+# The CPU undertaker test is the burying queue's.
+idle_action = "bury"
 {host_tables}
 {extra}"#,
         db = database_url(id),

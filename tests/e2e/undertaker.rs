@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use reqwest::Method;
 use serde_json::json;
 use vessel_orchestrator::clock::ManualClock;
 
@@ -27,7 +28,13 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 impl Idle {
+    /// On the burying queue (work hours, `warn_after`, `bury_after`).
     pub(crate) async fn start(start: &str) -> anyhow::Result<Idle> {
+        Idle::start_with(start, "idle_action = \"bury\"").await
+    }
+
+    /// With `queue_3090` keys of the test's.
+    pub(crate) async fn start_with(start: &str, queue_3090: &str) -> anyhow::Result<Idle> {
         ensure_installed()?;
         let exporter = Exporter::start().await?;
         let prometheus = Prometheus::start(&exporter).await?;
@@ -42,6 +49,7 @@ impl Idle {
             Options {
                 clock: Some(clock.clone()),
                 extra_config: extra,
+                queue_3090: queue_3090.into(),
                 ..Options::default()
             },
         )
@@ -324,5 +332,78 @@ async fn nobody_is_buried_unwarned_even_after_a_long_gap() -> anyhow::Result<()>
     assert_eq!(t.state().await?, "running");
     t.sweep_at("2026-12-01T17:00:00Z").await?;
     t.wait_buried().await?;
+    Ok(())
+}
+
+/// Issue 21: a hibernating queue (the default) counts idle time around the
+/// clock — GPUs by DCGM *and* the vessel's processes — warns `warn_before`
+/// ahead with Keep / Hibernate now, and hibernates at `hibernate_after`;
+/// Keep from the warning holds it off; the GPU is free once it sleeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_vessel_is_warned_then_hibernated_around_the_clock() -> anyhow::Result<()> {
+    // Saturday night: work hours would protect it; hibernation does not care.
+    let t = Idle::start_with(
+        "2026-12-05T02:00:00Z",
+        "hibernate_after = \"1h\"\nwarn_before = \"15m\"",
+    )
+    .await?;
+    // CPU use is measured between two real readings of the cgroup: each
+    // sweep after the first waits until the last reading is a few seconds old.
+    let cpu_interval = || async {
+        crate::rig::eventually(
+            "a CPU measuring interval",
+            Duration::from_secs(15),
+            || async {
+                let age: f64 = sqlx::query_scalar(
+                    "SELECT extract(epoch FROM now() - cpu_read_at)::float8 FROM vessel_idle",
+                )
+                .fetch_one(&t.rig.db)
+                .await?;
+                Ok((age >= 4.0).then_some(()))
+            },
+        )
+        .await
+    };
+    t.sweep_at("2026-12-05T02:00:00Z").await?; // baseline
+    cpu_interval().await?;
+    t.sweep_at("2026-12-05T02:46:00Z").await?; // 46 idle minutes: warned
+    assert_eq!(t.events("vessel.hibernation_warning").await?, 1);
+    assert_eq!(t.state().await?, "running");
+
+    // Keep, from the warning: not hibernated at the hour.
+    let (status, body) = t
+        .rig
+        .call(
+            Method::POST,
+            &format!("/v1/vessels/{}/keep", t.id),
+            &t.token,
+            Some(json!({})),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    cpu_interval().await?;
+    t.sweep_at("2026-12-05T03:01:00Z").await?;
+    assert_eq!(t.state().await?, "running");
+
+    // The Keep ran out (a day) and it idles on: warned again, then asleep.
+    cpu_interval().await?;
+    t.sweep_at("2026-12-06T04:00:00Z").await?;
+    assert_eq!(t.events("vessel.hibernation_warning").await?, 2);
+    assert_eq!(t.state().await?, "running");
+    cpu_interval().await?;
+    t.sweep_at("2026-12-06T04:16:00Z").await?;
+    let asleep = t
+        .rig
+        .wait_state(&t.token, &t.id, &["hibernated"], Duration::from_secs(30))
+        .await?;
+    assert!(
+        asleep["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("idle minutes"),
+        "{asleep}"
+    );
+    let fleet = t.rig.fleet(&t.token).await?;
+    assert!(fleet["hosts"][0]["gpus"][0]["vessel"].is_null(), "{fleet}");
     Ok(())
 }

@@ -28,6 +28,10 @@ pub enum VesselCommand {
         by: Span,
     },
     Kill(String),
+    /// Its processes end; files, address and host key are kept.
+    Hibernate(String),
+    /// Back in line for the host its disk is on.
+    Wake(String),
     Keys,
     KeysAdd(String),
     KeysRemove(String),
@@ -77,7 +81,7 @@ pub struct ParseError {
     pub usage: &'static str,
 }
 
-pub const VESSEL_USAGE: &str = "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait] · list · queue · show NAME · ssh NAME · extend NAME [24h] · kill NAME · keys [add KEY | remove FINGERPRINT] · help";
+pub const VESSEL_USAGE: &str = "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait] · list · queue · show NAME · ssh NAME · extend NAME [24h] · hibernate NAME · wake NAME · kill NAME · keys [add KEY | remove FINGERPRINT] · help";
 pub const CREATE_USAGE: &str =
     "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait]";
 pub const FLEET_USAGE: &str =
@@ -85,7 +89,17 @@ pub const FLEET_USAGE: &str =
 pub const LIMIT_USAGE: &str = "/fleet limit @user queue=Q [gpus=N|none] [vessels=N|none]";
 
 const VESSEL_VERBS: &[&str] = &[
-    "create", "list", "queue", "show", "ssh", "extend", "kill", "keys", "help",
+    "create",
+    "list",
+    "queue",
+    "show",
+    "ssh",
+    "extend",
+    "hibernate",
+    "wake",
+    "kill",
+    "keys",
+    "help",
 ];
 const FLEET_VERBS: &[&str] = &[
     "status", "hosts", "queue", "drain", "undrain", "vessels", "kill", "audit", "user", "limit",
@@ -135,6 +149,10 @@ fn parse_vessel(words: &[&str]) -> Result<VesselCommand, ParseError> {
         "show" => one_name(rest, "vessel", "/vessel show NAME").map(VesselCommand::Show),
         "ssh" => one_name(rest, "vessel", "/vessel ssh NAME").map(VesselCommand::Ssh),
         "kill" => one_name(rest, "vessel", "/vessel kill NAME").map(VesselCommand::Kill),
+        "hibernate" | "sleep" => {
+            one_name(rest, "vessel", "/vessel hibernate NAME").map(VesselCommand::Hibernate)
+        }
+        "wake" => one_name(rest, "vessel", "/vessel wake NAME").map(VesselCommand::Wake),
         "extend" => match rest {
             [name] => Ok(VesselCommand::Extend {
                 name: name.to_string(),
@@ -385,6 +403,25 @@ mod tests {
                 name: "train".into(),
                 by: Span::parse("36h").unwrap()
             })
+        );
+    }
+
+    #[test]
+    fn hibernate_and_wake_name_one_vessel() {
+        assert_eq!(
+            parse("/vessel", "hibernate train").unwrap(),
+            Command::Vessel(VesselCommand::Hibernate("train".into()))
+        );
+        assert_eq!(
+            parse("/vessel", "wake train").unwrap(),
+            Command::Vessel(VesselCommand::Wake("train".into()))
+        );
+        assert!(parse("/vessel", "wake").is_err());
+        let e = parse("/vessel", "hibernat train").unwrap_err();
+        assert!(
+            e.message.contains("did you mean `hibernate`"),
+            "{}",
+            e.message
         );
     }
 

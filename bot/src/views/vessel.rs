@@ -12,6 +12,36 @@ use crate::commands::{FLEET_USAGE, VESSEL_USAGE};
 pub const EXTEND: &str = "vessel.extend";
 pub const KILL: &str = "vessel.kill";
 pub const KEEP: &str = "vessel.keep";
+pub const HIBERNATE: &str = "vessel.hibernate";
+pub const WAKE: &str = "vessel.wake";
+
+/// What hibernating means, wherever it is offered.
+pub const HIBERNATE_ENDS: &str =
+    "Its running processes end; every file (not only your home), its address and its host key are kept.";
+
+/// A vessel put to sleep, as its DM says it: what is kept, and Wake / Kill.
+pub fn hibernated(v: &VesselView) -> Message {
+    let name = v.name.as_str();
+    let host = v.host.as_deref().unwrap_or("its host");
+    let id = v.id.to_string();
+    let why = v
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    Message::new(format!("{name} is hibernated on {host}"))
+        .block(Block::Section(format!(
+            ":zzz: *{name}* is hibernated on `{host}`{why}. Its GPUs, cores and memory went back to the line;              every file, its address and its host key are kept, so your SSH config still works once it wakes."
+        )))
+        .block(Block::Actions(vec![
+            Button::action("Wake", WAKE, &id).primary(),
+            Button::action("Kill", KILL, &id).danger().confirm(
+                "Kill it?",
+                &format!("{name} and every file outside your home will be removed."),
+                "Kill",
+            ),
+        ]))
+}
 pub const VSCODE: &str = "vessel.vscode";
 
 fn summary(v: &VesselView) -> String {
@@ -90,6 +120,11 @@ pub fn running(v: &VesselView) -> Message {
     m.block(Block::Actions(vec![
         Button::link("Open in VS Code", VSCODE, &ssh.vscode_url).primary(),
         Button::action("Extend 24h", EXTEND, &id),
+        Button::action("Hibernate", HIBERNATE, &id).confirm(
+            "Hibernate it?",
+            HIBERNATE_ENDS,
+            "Hibernate",
+        ),
         Button::action("Kill", KILL, &id).danger().confirm(
             "Kill this vessel?",
             &format!("*{name}* will be stopped and removed. Your home directory stays."),

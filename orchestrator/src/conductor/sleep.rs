@@ -133,6 +133,7 @@ impl Conductor {
                     return Ok(None);
                 }
                 vessels::woke(&mut tx, v.id).await?;
+                crate::store::idle::reset(&mut tx, v.id).await?;
                 tx.commit().await?;
                 crate::metrics::woke(started.elapsed());
                 info!(elapsed_ms = started.elapsed().as_millis() as u64, "awake");

@@ -299,3 +299,64 @@ pub async fn ledgers(
         })
         .collect())
 }
+
+/// A hibernated vessel, as the sweep judges it.
+#[derive(Debug, Clone)]
+pub struct Sleeper {
+    pub id: Uuid,
+    pub name: String,
+    pub owner_id: String,
+    pub queue: String,
+    pub hibernated_at: DateTime<Utc>,
+    pub burial_warned_at: Option<DateTime<Utc>>,
+}
+
+/// Every hibernated vessel, by owner and queue, the newest asleep first.
+pub async fn sleepers(db: &PgPool) -> Result<Vec<Sleeper>, sqlx::Error> {
+    sqlx::query_as!(
+        Sleeper,
+        r#"SELECT v.id, v.name, v.owner_id, v.queue, v.hibernated_at AS "hibernated_at!",
+                  i.burial_warned_at AS "burial_warned_at?"
+           FROM vessels v LEFT JOIN vessel_idle i ON i.vessel_id = v.id
+           WHERE v.state = 'hibernated' AND v.hibernated_at IS NOT NULL
+           ORDER BY v.owner_id, v.queue, v.hibernated_at DESC"#
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The burial warning went out at `at`: recorded only for a vessel still
+/// asleep and not warned yet. True when recorded.
+pub async fn mark_burial_warned(
+    conn: &mut PgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar!(
+        "INSERT INTO vessel_idle (vessel_id, burial_warned_at)
+             SELECT id, $2 FROM vessels WHERE id = $1 AND state = 'hibernated'
+         ON CONFLICT (vessel_id) DO UPDATE SET burial_warned_at = $2
+           WHERE vessel_idle.burial_warned_at IS NULL
+         RETURNING vessel_id",
+        id,
+        at
+    )
+    .fetch_optional(conn)
+    .await?
+    .is_some())
+}
+
+/// A woken vessel starts its idle ledger afresh: the warnings and counts
+/// from before it slept are not about it now.
+pub async fn reset(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE vessel_idle SET idle_secs = 0, last_sweep_at = NULL, warned_at = NULL,
+                keep_until = NULL, burial_warned_at = NULL, disk_warned_at = NULL,
+                cpu_ns = NULL, cpu_read_at = NULL
+         WHERE vessel_id = $1",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -30,6 +30,9 @@ use crate::store::{self, audit, events, jobs, vessels};
 use crate::units::ByteSize;
 use crate::work_hours::WorkHours;
 
+pub mod hibernate;
+mod sleepers;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
     Idle,
@@ -48,6 +51,12 @@ pub struct SweepReport {
     pub expired: usize,
     /// Stopped for writing more outside their homes than their queue allows.
     pub disk_stopped: usize,
+    /// Idle vessels sent to sleep.
+    pub hibernated: usize,
+    /// Sleepers warned of their burial, and buried (asleep too long, or
+    /// over their owner's `max_hibernated`).
+    pub sleepers_warned: usize,
+    pub sleepers_buried: usize,
 }
 
 impl SweepReport {
@@ -63,6 +72,7 @@ impl SweepReport {
         match decision.verdict {
             Verdict::Warn => self.warned += 1,
             Verdict::Bury => self.buried += 1,
+            Verdict::Hibernate => self.hibernated += 1,
             _ => {}
         }
     }
@@ -126,8 +136,11 @@ pub enum Verdict {
     Expire,
     /// Idle for `bury_after` more since the warning: buried.
     Bury,
-    /// Idle for `warn_after` and not warned yet: the owner is warned.
+    /// Idle for `warn_after` (or, hibernating, `hibernate_after` less
+    /// `warn_before`) and not warned yet: the owner is warned.
     Warn,
+    /// Idle for `hibernate_after`, warned `warn_before` ago: hibernated.
+    Hibernate,
     /// Used, or kept: the counter is back at zero, a warning withdrawn.
     Reset,
     /// Below the marks, or its use unknown: the counter grows or holds.
@@ -175,9 +188,7 @@ pub fn decide(ledger: &Ledger, usage: Usage, now: DateTime<Utc>, policy: &Policy
             warn_expiry: false,
         };
     }
-    let expiry_due =
-        ledger.expires_at - chrono::Duration::from_std(policy.expiry_warning).unwrap_or_default();
-    let warn_expiry = now >= expiry_due && ledger.expiry_warned_at.is_none();
+    let warn_expiry = expiry_due(ledger, now, policy.expiry_warning);
     let kept = ledger.keep_until.is_some_and(|k| k > now);
     let idle = match (usage, kept) {
         (Usage::Busy, _) | (Usage::Idle, true) => {
@@ -217,6 +228,12 @@ pub fn decide(ledger: &Ledger, usage: Usage, now: DateTime<Utc>, policy: &Policy
     }
 }
 
+/// The lifetime ends within `warning` and the owner was not told yet.
+fn expiry_due(ledger: &Ledger, now: DateTime<Utc>, warning: Duration) -> bool {
+    let due = ledger.expires_at - chrono::Duration::from_std(warning).unwrap_or_default();
+    now >= due && ledger.expiry_warned_at.is_none()
+}
+
 /// A GPU vessel is idle when every one of its GPUs is; a GPU without a
 /// metric makes it unknown.
 pub fn gpu_usage(uuids: &[String], metrics: &HashMap<String, f64>, idle_below: f64) -> Usage {
@@ -252,6 +269,8 @@ pub struct Undertaker {
     config: UndertakerConfig,
     /// Each queue's `disk` limit in bytes, for the queues that have one.
     disk_limits: HashMap<String, u64>,
+    /// Each queue's hibernation rules.
+    queue_rules: HashMap<String, hibernate::QueueRules>,
     work: WorkHours,
     clock: Arc<dyn Clock>,
     hosts: Arc<HostPool>,
@@ -280,6 +299,7 @@ impl Undertaker {
             db,
             config,
             disk_limits: HashMap::new(),
+            queue_rules: HashMap::new(),
             work,
             clock,
             hosts,
@@ -287,10 +307,12 @@ impl Undertaker {
         }
     }
 
-    /// The queues' `disk` limits, which the sweep holds vessels to where
-    /// their host's engine cannot.
-    pub fn with_disk_limits(mut self, limits: HashMap<String, u64>) -> Self {
-        self.disk_limits = limits;
+    /// The queues' rules: `disk` limits, which the sweep holds vessels to
+    /// where their host's engine cannot, and hibernation (`idle_action`,
+    /// `hibernate_after` …).
+    pub fn with_queues(mut self, config: &crate::config::Config) -> Self {
+        self.disk_limits = config.disk_limits();
+        self.queue_rules = hibernate::rules_of(config);
         self
     }
 
@@ -406,6 +428,7 @@ impl Undertaker {
                 .await?;
         }
         idle::record_counters(&self.db, &counters, now).await?;
+        self.judge_sleepers(now, &mut report).await?;
         info!(?report, "undertaker sweep");
         Ok(report)
     }
@@ -420,13 +443,17 @@ impl Undertaker {
         counters: &mut Counters,
     ) -> Result<(), sqlx::Error> {
         let ledger = Ledger::of(v);
+        let sleeps = self.queue_rules.get(&v.queue).filter(|r| r.hibernates);
         // An expired vessel goes whatever its use: no need to measure it.
-        let usage = if ledger.expired(now) {
-            Usage::Unknown
-        } else {
-            self.usage(v, gpu).await
+        let usage = match (ledger.expired(now), sleeps) {
+            (true, _) => Usage::Unknown,
+            (false, Some(_)) => self.usage_for_sleep(v, gpu).await,
+            (false, None) => self.usage(v, gpu).await,
         };
-        let decision = decide(&ledger, usage, now, &self.policy());
+        let decision = match sleeps {
+            Some(r) => hibernate::decide(&ledger, usage, now, &r.policy),
+            None => decide(&ledger, usage, now, &self.policy()),
+        };
         report.count(usage, &decision);
         if decision.verdict == Verdict::Expire {
             let reason = format!(
@@ -451,15 +478,38 @@ impl Undertaker {
             decision.verdict == Verdict::Reset,
             v.keep_until,
         );
-        self.warn(v, &decision, now).await?;
-        if decision.verdict == Verdict::Bury {
-            let reason = format!("idle for {:.0} work-hours", decision.idle_secs / 3600.0);
-            if self.bury(v, Reclaim::Idle, &reason, now).await? {
-                crate::metrics::buried(crate::metrics::Burial::Idle);
-                crate::metrics::reclaimed_idle(v.gpu_uuids.len(), decision.idle_secs);
+        let note = match sleeps {
+            Some(r) => self.hibernation_note(v, &decision, &r.policy, now),
+            None => self.burial_note(v, &decision),
+        };
+        self.warn(v, &decision, now, note).await?;
+        match decision.verdict {
+            Verdict::Bury => {
+                let reason = format!("idle for {:.0} work-hours", decision.idle_secs / 3600.0);
+                if self.bury(v, Reclaim::Idle, &reason, now).await? {
+                    crate::metrics::buried(crate::metrics::Burial::Idle);
+                    crate::metrics::reclaimed_idle(v.gpu_uuids.len(), decision.idle_secs);
+                }
             }
+            Verdict::Hibernate => {
+                self.hibernate(v, decision.idle_secs, now).await?;
+            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// The idle warning of a burying queue, in words.
+    fn burial_note(&self, v: &RunningVessel, decision: &Decision) -> (EventKind, String) {
+        let idle = decision.idle_secs;
+        let left = self.policy().bury_at() - idle;
+        let message = format!(
+            "*{}* has been idle for {:.0} work-hours and will be reclaimed after {:.0} more unless you keep it.",
+            v.name,
+            idle / 3600.0,
+            left / 3600.0
+        );
+        (EventKind::IdleWarning, message)
     }
 
     /// Holds a vessel to its queue's `disk` limit where its host's engine
@@ -531,6 +581,7 @@ impl Undertaker {
         v: &RunningVessel,
         decision: &Decision,
         now: DateTime<Utc>,
+        (kind, message): (EventKind, String),
     ) -> Result<(), sqlx::Error> {
         let warn_idle = decision.verdict == Verdict::Warn;
         if !warn_idle && !decision.warn_expiry {
@@ -540,16 +591,7 @@ impl Undertaker {
         // Each warning only if its mark is written: a Keep or an Extend that
         // landed since the read makes it moot.
         if warn_idle && idle::mark_warned(&mut tx, v.id, now, v.keep_until).await? {
-            let idle = decision.idle_secs;
-            let left = self.policy().bury_at() - idle;
-            let message = format!(
-                "*{}* has been idle for {:.0} work-hours and will be reclaimed after {:.0} more unless you keep it.",
-                v.name,
-                idle / 3600.0,
-                left / 3600.0
-            );
-            self.notify(&mut tx, v.id, EventKind::IdleWarning, &message)
-                .await?;
+            self.notify(&mut tx, v.id, kind, &message).await?;
         }
         if decision.warn_expiry
             && idle::mark_expiry_warned(&mut tx, v.id, now, v.expires_at).await?
