@@ -116,7 +116,11 @@ pub fn decide(
     }
     for (id, state) in vessels {
         match (state, present.contains(id)) {
-            (VesselState::Running, false) => decisions.push(Decision::Vanished(*id)),
+            // A sleeper (or a waiting wake) whose container is gone has
+            // lost its disk: nothing to wake.
+            (VesselState::Running | VesselState::Hibernated | VesselState::Pending, false) => {
+                decisions.push(Decision::Vanished(*id))
+            }
             (VesselState::Lost, true) => decisions.push(Decision::Back(*id)),
             (VesselState::Lost, false) => decisions.push(Decision::Gone(*id)),
             _ => {}
@@ -328,7 +332,11 @@ impl Reconciler {
         let moved = vessels::transition_as_read(
             &mut tx,
             id,
-            &[VesselState::Running],
+            &[
+                VesselState::Running,
+                VesselState::Hibernated,
+                VesselState::Pending,
+            ],
             VesselState::Lost,
             Some(reason),
             read,
@@ -440,6 +448,10 @@ mod tests {
             ("provisioning, no container yet: fine", vec![], Some(Provisioning), vec![]),
             ("stopping with its container: the conductor's", vec![up.clone()], Some(Stopping), vec![]),
             ("stopping with a dead container: removed", vec![dead.clone()], Some(Stopping), vec![orphan(&dead)]),
+            ("hibernated with its stopped container: its disk, kept", vec![dead.clone()], Some(Hibernated), vec![]),
+            ("hibernating, container still up: the conductor's", vec![up.clone()], Some(Hibernating), vec![]),
+            ("a waiting wake with its stopped container: kept", vec![dead.clone()], Some(Pending), vec![]),
+            ("hibernated without its container: its disk is gone, lost", vec![], Some(Hibernated), vec![Decision::Vanished(v)]),
             ("a container of no live vessel: orphan", vec![stranger.clone()], None, vec![orphan(&stranger)]),
             ("a container whose label is no vessel id: orphan", vec![unlabelled.clone()], None, vec![orphan(&unlabelled)]),
         ];

@@ -177,3 +177,44 @@ async fn a_wake_on_other_gpus_is_recreated_from_its_disk() -> anyhow::Result<()>
     assert!(left.trim().is_empty(), "{left}");
     Ok(())
 }
+
+/// The reconciler knows a sleeper's stopped container is its disk, not an
+/// orphan; a sleeper whose container vanished has nothing to wake and is
+/// `lost`, saying so, its address freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleepers_disk_is_not_an_orphan_and_one_that_vanished_is_lost() -> anyhow::Result<()> {
+    let rig = Rig::start(&[gpu_host("gpu-1", 1, "3090")]).await?;
+    let alice = rig.researcher("alice");
+    rig.add_key(&alice).await?;
+    let vessel = rig.launch(&alice, json!({ "queue": "3090" })).await?;
+    let id = vessel["id"].as_str().context("id")?.to_string();
+    let container = format!("vessel-{id}");
+    act(&rig, &alice, &id, "hibernate").await?;
+    rig.wait_state(&alice, &id, &["hibernated"], DEADLINE)
+        .await?;
+
+    let report = rig.app().reconciler.run_once().await?;
+    assert!(!running(&container)?, "{report:?}");
+    assert_eq!(
+        rig.show(&alice, &id).await?["state"],
+        "hibernated",
+        "{report:?}"
+    );
+
+    docker(&["rm", "-f", &container])?;
+    rig.app().reconciler.run_once().await?;
+    let lost = rig.show(&alice, &id).await?;
+    assert_eq!(lost["state"], "lost", "{lost}");
+    assert!(
+        lost["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is gone"),
+        "{lost}"
+    );
+    let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM address_holds")
+        .fetch_one(&rig.db)
+        .await?;
+    assert_eq!(holds, 0, "a lost sleeper still holds its address");
+    Ok(())
+}

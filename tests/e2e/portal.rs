@@ -628,3 +628,51 @@ async fn the_dev_sign_in_needs_the_operators_key_and_every_sign_in_is_audited() 
     assert_eq!(off.status(), 404);
     Ok(())
 }
+
+/// Issue 21 in the portal: Hibernate (confirmed: its processes end) and
+/// Wake act on the researcher's own vessel, and the page says it sleeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_hibernates_and_wakes_a_vessel() -> Result<()> {
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        Options {
+            extra_config: "[portal]\ndev_sign_in = true\n".into(),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let token = rig.researcher("alice");
+    rig.add_key(&token).await?;
+    let vessel = rig.launch(&token, json!({ "queue": "3090" })).await?;
+    let id = vessel["id"].as_str().context("id")?.to_string();
+    let mut alice = Browser::new(&rig);
+    alice.sign_in("alice").await?;
+    let csrf = alice.csrf().await?;
+    let page = alice.get("/").await?;
+    assert!(
+        page.body.contains(&format!("/vessels/{id}/hibernate")),
+        "{}",
+        page.body
+    );
+
+    // Unconfirmed: nothing happens.
+    let path = format!("/vessels/{id}/hibernate");
+    assert_eq!(alice.post(&path, &[("csrf", &csrf)]).await?.status, 422);
+    assert_eq!(rig.show(&token, &id).await?["state"], "running");
+    let slept = alice
+        .post(&path, &[("csrf", &csrf), ("confirm", "on")])
+        .await?;
+    assert_eq!(slept.status, 303, "{}", slept.body);
+    rig.wait_state(&token, &id, &["hibernated"], Duration::from_secs(30))
+        .await?;
+    let page = alice.get("/").await?;
+    assert!(page.body.contains("Hibernated since"), "{}", page.body);
+
+    let woke = alice
+        .post(&format!("/vessels/{id}/wake"), &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(woke.status, 303, "{}", woke.body);
+    rig.wait_state(&token, &id, &["running"], Duration::from_secs(60))
+        .await?;
+    Ok(())
+}

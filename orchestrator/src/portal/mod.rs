@@ -50,6 +50,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/vessels/{id}/kill", post(pages::kill))
         .route("/vessels/{id}/extend", post(pages::extend))
         .route("/vessels/{id}/keep", post(pages::keep))
+        .route("/vessels/{id}/hibernate", post(pages::hibernate))
+        .route("/vessels/{id}/wake", post(pages::wake))
         .route("/admin", get(admin::hosts_and_line))
         .route("/admin/users", get(admin::people))
         .route("/admin/users/{subject}/limits", post(admin::set_limits))

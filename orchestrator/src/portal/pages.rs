@@ -197,10 +197,23 @@ fn vessel_card(v: &VesselView, token: &str, now: DateTime<Utc>) -> Markup {
                 @if v.state == VesselState::Running {
                     (action_form(&act("keep"), token, "Keep", Button::Quiet, None))
                     " "
+                    @let sleep = format!("Yes: its processes end, its files are kept ({})", v.name.as_str());
+                    (action_form(&act("hibernate"), token, "Hibernate", Button::Quiet, Some(&sleep)))
+                    " "
                 }
                 @let what = if v.line.is_some() { "Cancel" } else { "Kill" };
                 @let confirm = format!("Yes, {} {}", what.to_lowercase(), v.name.as_str());
                 (action_form(&act("kill"), token, what, Button::Danger, Some(&confirm)))
+            }
+            @if v.state == VesselState::Hibernated {
+                p.muted {
+                    "Hibernated" @if let Some(at) = v.hibernated_at { " since " (at.format("%Y-%m-%d %H:%M UTC")) }
+                    ": its GPUs went back to the line; every file, its address and its host key are kept."
+                }
+                (action_form(&act("wake"), token, "Wake", Button::Quiet, None))
+                " "
+                @let confirm = format!("Yes, kill {} and its files outside the home", v.name.as_str());
+                (action_form(&act("kill"), token, "Kill", Button::Danger, Some(&confirm)))
             }
         }
     }
@@ -405,6 +418,36 @@ pub async fn extend(
     act(&s, &form, check, "/", |caller| async move {
         let by = by.ok_or_else(|| OpError::bug("extend without a parsed span"))?;
         ops::vessels::extend(&state.ctx, &caller, &id, by)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+/// Hibernate: confirmed, since its processes end.
+pub async fn hibernate(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<String>,
+    Form(form): Fields,
+) -> Response {
+    act(&s, &form, confirmed(&form), "/", |caller| async move {
+        ops::hibernation::hibernate(&state.ctx, &caller, &id)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+/// Wake: back in line for the host its disk is on.
+pub async fn wake(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<String>,
+    Form(form): Fields,
+) -> Response {
+    act(&s, &form, Ok(()), "/", |caller| async move {
+        ops::hibernation::wake(&state.ctx, &caller, &id, Default::default())
             .await
             .map(|_| ())
     })
