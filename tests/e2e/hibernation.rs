@@ -218,3 +218,88 @@ async fn a_sleepers_disk_is_not_an_orphan_and_one_that_vanished_is_lost() -> any
     assert_eq!(holds, 0, "a lost sleeper still holds its address");
     Ok(())
 }
+
+/// Sleepers do not pile up: beyond `max_hibernated` per person and queue
+/// the oldest is buried at the next sweep; the rest are warned a day before
+/// `bury_hibernated_after` and then buried, their containers removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleepers_are_buried_after_a_warning_and_beyond_the_persons_limit() -> anyhow::Result<()> {
+    use vessel_orchestrator::clock::ManualClock;
+    let start = chrono::Utc::now();
+    let clock = ManualClock::at(start);
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 2, "3090")],
+        crate::rig::Options {
+            clock: Some(clock.clone()),
+            queue_3090: "max_hibernated = 1\nbury_hibernated_after = \"14d\"".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let alice = rig.researcher("alice");
+    rig.add_key(&alice).await?;
+    let old = rig
+        .launch(&alice, json!({ "queue": "3090", "name": "old" }))
+        .await?;
+    let new = rig
+        .launch(&alice, json!({ "queue": "3090", "name": "new" }))
+        .await?;
+    let (old, new) = (
+        old["id"].as_str().context("id")?,
+        new["id"].as_str().context("id")?,
+    );
+    for id in [old, new] {
+        act(&rig, &alice, id, "hibernate").await?;
+        rig.wait_state(&alice, id, &["hibernated"], DEADLINE)
+            .await?;
+    }
+    let sweep = |at: chrono::DateTime<chrono::Utc>| {
+        clock.set(at);
+        async { anyhow::Ok(rig.app().undertaker.sweep().await?) }
+    };
+    let report = sweep(start).await?;
+    assert_eq!(report.sleepers_buried, 1, "{report:?}");
+    let gone = rig.wait_state(&alice, old, &["buried"], DEADLINE).await?;
+    assert!(
+        gone["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit of 1"),
+        "{gone}"
+    );
+    assert_eq!(rig.show(&alice, new).await?["state"], "hibernated");
+
+    let report = sweep(start + chrono::Duration::days(13) + chrono::Duration::hours(1)).await?;
+    assert_eq!(
+        (report.sleepers_warned, report.sleepers_buried),
+        (1, 0),
+        "{report:?}"
+    );
+    let warned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE kind = 'vessel.burial_warning' AND vessel_id::text = $1",
+    )
+    .bind(new)
+    .fetch_one(&rig.db)
+    .await?;
+    assert_eq!(warned, 1);
+    let report = sweep(start + chrono::Duration::days(14) + chrono::Duration::hours(2)).await?;
+    assert_eq!(report.sleepers_buried, 1, "{report:?}");
+    let gone = rig.wait_state(&alice, new, &["buried"], DEADLINE).await?;
+    assert!(
+        gone["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("14 days"),
+        "{gone}"
+    );
+    let left = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=vessel.id={new}"),
+        "--format",
+        "{{.Names}}",
+    ])?;
+    assert!(left.trim().is_empty(), "its disk was kept: {left}");
+    Ok(())
+}
