@@ -465,6 +465,21 @@ async fn config_ssh_adds_one_include_line_changes_nothing_twice_and_drops_ended_
     let after: Vec<_> = files.iter().map(|f| stamp(f)).collect::<Result<_>>()?;
     assert_eq!(before, after, "a second run changed a file");
 
+    // Hibernated and woken (issue 21): the same SSH config logs in after,
+    // since the address and host key are kept.
+    let slept = desk.ok(&["hibernate", "nb"]).await?;
+    assert!(
+        slept.contains("its files, address and host key are kept"),
+        "{slept}"
+    );
+    eventually("nb to hibernate", Duration::from_secs(30), || async {
+        let v: Value = serde_json::from_str(&desk.ok(&["show", "nb", "--json"]).await?)?;
+        Ok((v["state"] == "hibernated").then_some(()))
+    })
+    .await?;
+    desk.ok(&["wake", "nb", "--wait"]).await?;
+    assert_eq!(desk.plain_ssh("nb", "true")?, "");
+
     // Every read answers, in JSON where asked; an admin's verb is refused
     // (exit 2) to a researcher.
     let fleet: Value = serde_json::from_str(&desk.ok(&["fleet", "--json"]).await?)?;

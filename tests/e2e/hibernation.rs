@@ -303,3 +303,32 @@ async fn sleepers_are_buried_after_a_warning_and_beyond_the_persons_limit() -> a
     assert!(left.trim().is_empty(), "its disk was kept: {left}");
     Ok(())
 }
+
+/// A vessel recreated from a commit of its disk takes that image with it
+/// when it is killed: sleepers do not leave images behind on their host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_recreated_vessel_removes_its_disk_image() -> anyhow::Result<()> {
+    let rig = Rig::start(&[gpu_host("gpu-1", 2, "3090")]).await?;
+    let (alice, bob) = (rig.researcher("alice"), rig.researcher("bob"));
+    rig.add_key(&alice).await?;
+    rig.add_key(&bob).await?;
+    let vessel = rig.launch(&alice, json!({ "queue": "3090" })).await?;
+    let id = vessel["id"].as_str().context("id")?.to_string();
+    act(&rig, &alice, &id, "hibernate").await?;
+    rig.wait_state(&alice, &id, &["hibernated"], DEADLINE)
+        .await?;
+    rig.launch(&bob, json!({ "queue": "3090" })).await?;
+    act(&rig, &alice, &id, "wake").await?;
+    rig.wait_state(&alice, &id, &["running"], DEADLINE).await?;
+    let image = format!("vessel-disk/{id}:latest");
+    assert!(
+        docker(&["image", "inspect", &image]).is_ok(),
+        "no commit was made"
+    );
+    rig.kill(&alice, &id).await?;
+    assert!(
+        docker(&["image", "inspect", &image]).is_err(),
+        "{image} was left behind"
+    );
+    Ok(())
+}

@@ -435,7 +435,24 @@ impl Conductor {
             .map_err(|source| RemoveError::Docker {
                 host: host.to_string(),
                 source,
-            })
+            })?;
+        // A vessel woken on other GPUs ran from a commit of its disk: that
+        // image goes with it (absent for every other vessel).
+        let image = super::sleep::disk_image(v.id);
+        if let Err(e) = link
+            .docker
+            .remove_image(
+                &image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
+            if !is_not_found(&e) {
+                warn!(%image, error = %chain(&e), "cannot remove the vessel's disk image");
+            }
+        }
+        Ok(())
     }
 }
 

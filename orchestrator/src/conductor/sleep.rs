@@ -27,6 +27,11 @@ use crate::store::vessels::{self, VesselRow};
 /// How long a hibernating vessel's processes get to end after SIGTERM.
 const STOP_GRACE_SECS: i32 = 2;
 
+/// The image a vessel's disk is committed to when it wakes on other GPUs.
+pub(super) fn disk_image(id: uuid::Uuid) -> String {
+    format!("vessel-disk/{id}:latest")
+}
+
 /// The GPUs a container was made with, from its environment.
 fn container_gpus(env: &[String]) -> Vec<String> {
     env.iter()
@@ -243,11 +248,12 @@ impl Conductor {
         let id = v.id.to_string();
         let woken = format!("{name}-woken");
         remove_quietly(docker, &woken).await;
-        let repo = format!("vessel-disk/{id}");
+        let image = disk_image(v.id);
+        let (repo, tag) = image.rsplit_once(':').unwrap_or((&image, "latest"));
         let commit = CommitContainerOptions {
             container: Some(name.to_string()),
-            repo: Some(repo.clone()),
-            tag: Some("latest".into()),
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
             pause: false,
             ..Default::default()
         };
@@ -257,7 +263,6 @@ impl Conductor {
             .map_err(|e| {
                 ProvisionError::Transient(format!("cannot commit {name}: {}", chain(&e)))
             })?;
-        let image = format!("{repo}:latest");
         let body = spec::container_body(
             spec,
             &VesselSpec {
