@@ -94,7 +94,10 @@ static PROVISION: Histogram =
     Histogram::new(&[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]);
 /// From a wake's placement to sshd answering with the same host key.
 static WAKE: Histogram = Histogram::new(&[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]);
-static HIBERNATIONS: AtomicU64 = AtomicU64::new(0);
+static HIBERNATIONS: LabelledCounter<3> =
+    LabelledCounter::new("reason", ["owner", "admin", "idle"]);
+/// GPU-seconds, whole, that sleepers gave back (GPUs × time asleep).
+static HIBERNATED_GPU_SECONDS: AtomicU64 = AtomicU64::new(0);
 /// Seconds to a day: a line can be short or long.
 static IN_LINE: Histogram = Histogram::new(&[
     1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0,
@@ -129,9 +132,24 @@ pub fn provisioned(elapsed: Duration) {
     PROVISION.observe(elapsed.as_secs_f64());
 }
 
-/// A vessel went to sleep: its container stopped, its resources given back.
-pub fn hibernated() {
-    HIBERNATIONS.fetch_add(1, Ordering::Relaxed);
+/// Why a vessel was sent to sleep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hibernation {
+    Owner = 0,
+    Admin = 1,
+    Idle = 2,
+}
+
+/// A vessel was sent to sleep (its stop is committed); counted where that
+/// is decided, once.
+pub fn hibernating(why: Hibernation) {
+    HIBERNATIONS.inc(why as usize);
+}
+
+/// A sleeper woke or was buried after `asleep` with `gpus` GPUs given back.
+pub fn slept(gpus: i32, asleep: Duration) {
+    let secs = f64::from(gpus.max(0)) * asleep.as_secs_f64();
+    HIBERNATED_GPU_SECONDS.fetch_add(secs.round() as u64, Ordering::Relaxed);
 }
 
 /// A woken vessel answers again.
@@ -197,14 +215,20 @@ fn render_counted(out: &mut String) {
         "vessel_wake_seconds",
         "From a wake's placement to sshd answering with the vessel's own host key.",
     );
-    header(
+    HIBERNATIONS.render(
         out,
         "vessel_hibernations_total",
-        "counter",
-        "Vessels put to sleep: container stopped and kept, GPUs, cores and memory given back.",
+        "Vessels sent to sleep (container stopped and kept, GPUs, cores and memory given back), \
+         by reason: owner, admin, idle (the undertaker).",
     );
-    let n = HIBERNATIONS.load(Ordering::Relaxed);
-    let _ = writeln!(out, "vessel_hibernations_total {n}");
+    header(
+        out,
+        "vessel_hibernated_gpu_hours_total",
+        "counter",
+        "GPU-hours sleepers gave back: for each that woke or was buried, its GPUs times its time asleep.",
+    );
+    let hours = HIBERNATED_GPU_SECONDS.load(Ordering::Relaxed) as f64 / 3600.0;
+    let _ = writeln!(out, "vessel_hibernated_gpu_hours_total {hours}");
     IN_LINE.render(
         out,
         "vessel_line_wait_seconds",

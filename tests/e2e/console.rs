@@ -62,8 +62,25 @@ async fn the_console_creates_a_vessel_and_prints_its_dm() -> anyhow::Result<()> 
     );
     assert!(screen.contains("Provisioning c1"), "{screen}");
 
-    // Buttons are numbered choices: the DM's [3] is Kill.
+    // Buttons are numbered choices: the DM's [3] is Hibernate, and the
+    // hibernated DM's [2] is Kill.
     stdin.write_all(b"3\n").await?;
+    let slept = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            seen.push(line.clone());
+            if line.contains("c1 is hibernated on") {
+                return anyhow::Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await;
+    assert!(
+        matches!(slept, Ok(Ok(true))),
+        "Hibernate did not put c1 to sleep:\n{}",
+        seen.join("\n")
+    );
+    stdin.write_all(b"2\n").await?;
     let killed = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await? {
             seen.push(line.clone());

@@ -332,3 +332,108 @@ async fn killing_a_recreated_vessel_removes_its_disk_image() -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// The orchestrator that does the work (a real process) is SIGKILLed at a
+/// random moment of each of five hibernates and wakes and started again:
+/// every step is idempotent, so each settles in one state with nothing held
+/// twice — a sleeper holds no reservation and its address, a running vessel
+/// the reverse — and the vessel still logs in behind its first host key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_hibernate_and_wake_leaks_nothing() -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    use std::process::Stdio;
+    let seed: u64 = match std::env::var("VESSEL_TEST_SEED") {
+        Ok(s) => s.parse()?,
+        Err(_) => rand::random(),
+    };
+    println!("hibernation: seed {seed} (VESSEL_TEST_SEED={seed} replays the kills)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // The in-test orchestrator serves the API and runs no workers; the
+    // worker process does every conductor step and is the one killed.
+    let rig = Rig::start_with(
+        &[gpu_host("gpu-1", 1, "3090")],
+        crate::rig::Options {
+            workers: 0,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let config = rig.dir.join("worker.toml");
+    std::fs::write(
+        &config,
+        rig.config_text
+            .replace("workers = 0", "workers = 2")
+            .replace("lease = \"5s\"", "lease = \"2s\""),
+    )?;
+    let spawn = || {
+        tokio::process::Command::new(crate::rig::binary("vessel-orchestrator").unwrap())
+            .args(["--config", &config.display().to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+    };
+    let mut worker = spawn()?;
+    let alice = rig.researcher("alice");
+    rig.add_key(&alice).await?;
+    let vessel = rig.launch(&alice, json!({ "queue": "3090" })).await?;
+    let id = vessel["id"].as_str().context("id")?.to_string();
+    let container = format!("vessel-{id}");
+    let access = vessel["ssh"].clone();
+    let count = |sql: &'static str| {
+        let db = rig.db.clone();
+        async move { anyhow::Ok(sqlx::query_scalar::<_, i64>(sql).fetch_one(&db).await?) }
+    };
+    for round in 0..5 {
+        let verb = if round % 2 == 0 { "hibernate" } else { "wake" };
+        act(&rig, &alice, &id, verb).await?;
+        // A moment within the step (a stop takes up to 2 s, a wake about
+        // one): the kill falls before, inside or after it.
+        let at = Duration::from_millis(rng.gen_range(0..1500));
+        tokio::time::sleep(at).await;
+        worker.start_kill()?;
+        worker.wait().await?;
+        worker = spawn()?;
+        let want = if verb == "hibernate" {
+            "hibernated"
+        } else {
+            "running"
+        };
+        rig.wait_state(&alice, &id, &[want], DEADLINE)
+            .await
+            .with_context(|| format!("round {round} ({verb}, killed after {at:?}, seed {seed})"))?;
+        let reservations = count("SELECT count(*) FROM reservations").await?;
+        let holds = count("SELECT count(*) FROM address_holds").await?;
+        let claims = count("SELECT count(*) FROM gpu_claims").await?;
+        if want == "hibernated" {
+            assert_eq!(
+                (reservations, claims, holds),
+                (0, 0, 1),
+                "round {round}, seed {seed}"
+            );
+            assert!(
+                !running(&container)?,
+                "round {round}: it runs without a reservation"
+            );
+        } else {
+            assert_eq!(
+                (reservations, claims, holds),
+                (1, 1, 0),
+                "round {round}, seed {seed}"
+            );
+            assert!(running(&container)?, "round {round}");
+            rig.ssh(&access, "true")?;
+        }
+        let all = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=vessel.id={id}"),
+            "--format",
+            "{{.Names}}",
+        ])?;
+        assert_eq!(all.trim(), container, "round {round}, seed {seed}");
+    }
+    Ok(())
+}

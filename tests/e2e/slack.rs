@@ -806,3 +806,64 @@ async fn a_replay_to_another_bot_replica_is_refused() -> anyhow::Result<()> {
     assert_eq!(replay.status(), 401, "the other replica acted on a replay");
     Ok(())
 }
+
+/// Issue 21 through Slack: *Hibernate* on the running DM (confirmed: its
+/// processes end) turns the DM into the hibernated one with *Wake*;
+/// `/vessel wake` brings it back, the DM shows it running again, and the
+/// SSH access from the first DM still logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hibernate_from_the_dm_and_wake_by_command_keep_the_ssh_access() -> anyhow::Result<()> {
+    let s = SlackRig::start(&[]).await?;
+    s.slack.set_name("UALICE", "alice");
+    s.add_key("UALICE").await?;
+    s.slash("UALICE", "/vessel", "create gpu=1 queue=3090 name=train")
+        .await?;
+    let dm = s
+        .slack
+        .wait_for("chat.postMessage", Duration::from_secs(60), |b| {
+            b["channel"] == "DUALICE" && text_of(b).contains("train is running")
+        })
+        .await?;
+    let access = access_from_dm(&dm.body, "train");
+    let hibernate = button(&dm.body, "vessel.hibernate");
+    assert!(
+        hibernate["confirm"].is_object(),
+        "Hibernate must ask to confirm"
+    );
+    let press = |action: &str, value: &Value| {
+        json!({
+            "type": "block_actions",
+            "api_app_id": "A0VESSEL",
+            "user": { "id": "UALICE", "username": "alice", "team_id": "T0LAB" },
+            "team": { "id": "T0LAB" },
+            "channel": { "id": "DUALICE" },
+            "container": { "type": "message", "message_ts": "1700000000.000002", "channel_id": "DUALICE" },
+            "message": { "ts": "1700000000.000002" },
+            "response_url": s.slack.response_url(),
+            "trigger_id": "1.2.3",
+            "actions": [{ "type": "button", "action_id": action, "block_id": "b", "value": value, "action_ts": "1" }],
+        })
+    };
+    let (status, _) = s
+        .interact(press("vessel.hibernate", &hibernate["value"]))
+        .await?;
+    assert_eq!(status, 200);
+    let asleep = s
+        .slack
+        .wait_for("chat.update", Duration::from_secs(30), |b| {
+            b["channel"] == "DUALICE" && text_of(b).contains("is hibernated on")
+        })
+        .await?;
+    button(&asleep.body, "vessel.wake");
+
+    let (status, ack) = s.slash("UALICE", "/vessel", "wake train").await?;
+    assert_eq!(status, 200);
+    assert!(text_of(&ack).contains("Waking"), "{ack}");
+    s.slack
+        .wait_for("chat.update", Duration::from_secs(60), |b| {
+            b["channel"] == "DUALICE" && text_of(b).contains("train is running")
+        })
+        .await?;
+    assert_eq!(s.rig.ssh(&access, "id -un")?.trim(), "alice");
+    Ok(())
+}

@@ -87,7 +87,6 @@ impl Conductor {
                         None,
                     )
                     .await?;
-                    crate::metrics::hibernated();
                     info!("hibernated");
                 }
             }
@@ -137,10 +136,16 @@ impl Conductor {
                     tx.rollback().await?;
                     return Ok(None);
                 }
-                vessels::woke(&mut tx, v.id).await?;
+                let slept = vessels::woke(&mut tx, v.id).await?;
                 crate::store::idle::reset(&mut tx, v.id).await?;
                 tx.commit().await?;
                 crate::metrics::woke(started.elapsed());
+                if let Some(secs) = slept {
+                    crate::metrics::slept(
+                        v.gpus,
+                        std::time::Duration::from_secs_f64(secs.max(0.0)),
+                    );
+                }
                 info!(elapsed_ms = started.elapsed().as_millis() as u64, "awake");
                 Ok(Some(Outcome::Done))
             }

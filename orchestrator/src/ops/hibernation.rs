@@ -78,6 +78,13 @@ pub async fn hibernate(ctx: &Ctx, caller: &Caller, key: &str) -> Result<VesselVi
     }
     record(&mut tx, caller, audit::Action::VesselHibernate, &row).await?;
     tx.commit().await?;
+    if to == VesselState::Hibernating {
+        crate::metrics::hibernating(if caller.owns(&row.owner_id) {
+            crate::metrics::Hibernation::Owner
+        } else {
+            crate::metrics::Hibernation::Admin
+        });
+    }
     Ok(shown(caller, now))
 }
 

@@ -307,6 +307,7 @@ pub struct Sleeper {
     pub name: String,
     pub owner_id: String,
     pub queue: String,
+    pub gpus: i32,
     pub hibernated_at: DateTime<Utc>,
     pub burial_warned_at: Option<DateTime<Utc>>,
 }
@@ -315,7 +316,7 @@ pub struct Sleeper {
 pub async fn sleepers(db: &PgPool) -> Result<Vec<Sleeper>, sqlx::Error> {
     sqlx::query_as!(
         Sleeper,
-        r#"SELECT v.id, v.name, v.owner_id, v.queue, v.hibernated_at AS "hibernated_at!",
+        r#"SELECT v.id, v.name, v.owner_id, v.queue, v.gpus, v.hibernated_at AS "hibernated_at!",
                   i.burial_warned_at AS "burial_warned_at?"
            FROM vessels v LEFT JOIN vessel_idle i ON i.vessel_id = v.id
            WHERE v.state = 'hibernated' AND v.hibernated_at IS NOT NULL

@@ -376,15 +376,18 @@ pub async fn put_to_sleep(conn: &mut PgConnection, id: Uuid) -> Result<bool, sql
     Ok(true)
 }
 
-/// A woken vessel runs again: no longer asleep.
-pub async fn woke(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE vessels SET hibernated_at = NULL, disk_host_id = NULL WHERE id = $1",
+/// A woken vessel runs again: no longer asleep. How long it slept, in
+/// seconds (on the database's clock).
+pub async fn woke(conn: &mut PgConnection, id: Uuid) -> Result<Option<f64>, sqlx::Error> {
+    let slept = sqlx::query_scalar!(
+        r#"WITH before AS (SELECT hibernated_at FROM vessels WHERE id = $1)
+           UPDATE vessels SET hibernated_at = NULL, disk_host_id = NULL WHERE id = $1
+           RETURNING (SELECT extract(epoch FROM now() - hibernated_at)::float8 FROM before)"#,
         id
     )
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(())
+    Ok(slept.flatten())
 }
 
 /// A wake that failed: the reservation goes again, the address is held

@@ -100,6 +100,9 @@ impl Undertaker {
             info!(%reason, "hibernating");
         }
         tx.commit().await?;
+        if moved.is_some() {
+            crate::metrics::hibernating(crate::metrics::Hibernation::Idle);
+        }
         Ok(moved.is_some())
     }
 
@@ -203,6 +206,12 @@ impl Undertaker {
             info!(vessel = %s.id, %reason, "burying a sleeper");
         }
         tx.commit().await?;
+        if moved.is_some() {
+            let asleep = (self.clock.now() - s.hibernated_at)
+                .to_std()
+                .unwrap_or_default();
+            crate::metrics::slept(s.gpus, asleep);
+        }
         Ok(moved.is_some())
     }
 }
