@@ -82,8 +82,10 @@ pub struct VesselView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WakeVessel {
-    /// Wake it on another host if its own is full (not yet supported:
-    /// refused with a clear message).
+    /// Its own host first; when that is full, any host of its queue with
+    /// room: its disk is committed, streamed there and started, and the old
+    /// container goes once the new one is ready. Its address changes (its
+    /// host key does not): `vessel config-ssh` again.
     #[serde(default)]
     pub anywhere: bool,
 }

@@ -146,7 +146,11 @@ impl Bot {
                     vessel::HIBERNATE_ENDS
                 ))
             }),
-            VesselCommand::Wake(name) => self.orch.wake(actor, &name).await.map(|v| woken(&v)),
+            VesselCommand::Wake { name, anywhere } => self
+                .orch
+                .wake(actor, &name, anywhere)
+                .await
+                .map(|v| woken(&v)),
             VesselCommand::Kill(name) => self.orch.kill(actor, &name).await.map(|v| {
                 Message::says(format!(
                     ":wastebasket: Killing *{}*: the container is being removed and its resources freed.",
@@ -257,7 +261,7 @@ impl Bot {
                     vessel::HIBERNATE_ENDS
                 ))
             }),
-            vessel::WAKE => self.orch.wake(actor, value).await.map(|v| woken(&v)),
+            vessel::WAKE => self.orch.wake(actor, value, false).await.map(|v| woken(&v)),
             vessel::KEEP => self.orch.keep(actor, value).await.map(|v| {
                 Message::says(format!(
                     ":ok_hand: Keeping *{}*; it will not be reclaimed for idleness for a while.",

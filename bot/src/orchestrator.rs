@@ -181,8 +181,13 @@ impl Orchestrator {
         self.client.hibernate(&self.as_user(actor), vessel).await
     }
 
-    pub async fn wake(&self, actor: &Actor, vessel: &str) -> Result<VesselView, ApiFailure> {
-        let body = vessel_api::vessels::WakeVessel::default();
+    pub async fn wake(
+        &self,
+        actor: &Actor,
+        vessel: &str,
+        anywhere: bool,
+    ) -> Result<VesselView, ApiFailure> {
+        let body = vessel_api::vessels::WakeVessel { anywhere };
         self.client.wake(&self.as_user(actor), vessel, &body).await
     }
 

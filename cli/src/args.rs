@@ -90,6 +90,10 @@ pub enum Command {
         /// Follow it to ready, as `create --wait` does, then print its SSH access.
         #[arg(long)]
         wait: bool,
+        /// If its own host is full, wake it on another (its disk is moved
+        /// there; its address changes, so run `vessel config-ssh` after).
+        #[arg(long)]
+        anywhere: bool,
     },
     /// Your SSH public keys.
     #[command(subcommand)]

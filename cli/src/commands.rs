@@ -61,7 +61,11 @@ async fn signed_in(ctx: &mut Ctx, command: Command) -> Result<(), CliError> {
         Command::Keep { name, for_ } => keep(ctx, &name, for_.as_deref()).await,
         Command::Kill { name } => kill(ctx, &name).await,
         Command::Hibernate { name } => hibernate(ctx, &name).await,
-        Command::Wake { name, wait } => wake(ctx, &name, wait).await,
+        Command::Wake {
+            name,
+            wait,
+            anywhere,
+        } => wake(ctx, &name, wait, anywhere).await,
         Command::Keys(args::Keys::Ls) => keys_ls(ctx).await,
         Command::Keys(args::Keys::Add { file }) => keys_add(ctx, file).await,
         Command::Keys(args::Keys::Rm { fingerprint }) => keys_rm(ctx, &fingerprint).await,
@@ -239,9 +243,9 @@ async fn hibernate(ctx: &mut Ctx, name: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn wake(ctx: &mut Ctx, name: &str, follow: bool) -> Result<(), CliError> {
+async fn wake(ctx: &mut Ctx, name: &str, follow: bool, anywhere: bool) -> Result<(), CliError> {
     let token = ctx.token().await?;
-    let body = vessel_api::vessels::WakeVessel::default();
+    let body = vessel_api::vessels::WakeVessel { anywhere };
     let v = match ctx.client.wake(&token, name, &body).await {
         Ok(v) => Vessel::parse(v)?,
         Err(e) => return Err(ctx.about(name, "cannot wake", e).await),

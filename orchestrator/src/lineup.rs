@@ -84,6 +84,9 @@ pub struct Waiter {
     /// The only host it may be placed on: a hibernated vessel's wake goes
     /// where its disk is.
     pub pin: Option<i64>,
+    /// The host it goes to first if it fits there (a wake that may move:
+    /// its disk is there), else anywhere.
+    pub home: Option<i64>,
 }
 
 /// What an owner holds in the queue now (placed vessels only).

@@ -123,7 +123,8 @@ core_claim AS (
 ),
 -- The held address is the reservation's now.
 moved_hold AS (
-    DELETE FROM address_holds a USING reservation r WHERE a.vessel_id = r.vessel_id
+    DELETE FROM address_holds a USING reservation r
+    WHERE a.vessel_id = r.vessel_id AND a.host_id = r.host_id
 )
 -- A lifetime counts from placement: the time spent in line is added back,
 -- and for a waking vessel the time it slept too (its lifetime is paused).

@@ -437,3 +437,60 @@ async fn sigkill_during_hibernate_and_wake_leaks_nothing() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+/// `wake --anywhere` when its own host is full: its disk is committed on the
+/// old host, streamed to the other, started there behind the same host key
+/// (a new address), and the old container is gone once it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_anywhere_on_a_full_host_moves_the_disk() -> anyhow::Result<()> {
+    let rig = Rig::start(&[gpu_host("gpu-1", 1, "3090"), gpu_host("gpu-2", 1, "3090")]).await?;
+    let (alice, bob) = (rig.researcher("alice"), rig.researcher("bob"));
+    rig.add_key(&alice).await?;
+    rig.add_key(&bob).await?;
+    let vessel = rig
+        .launch(&alice, json!({ "queue": "3090", "name": "lab" }))
+        .await?;
+    let id = vessel["id"].as_str().context("id")?.to_string();
+    let home = vessel["host"].clone();
+    leave_files(&rig, &vessel)?;
+    act(&rig, &alice, &id, "hibernate").await?;
+    rig.wait_state(&alice, &id, &["hibernated"], DEADLINE)
+        .await?;
+    let taker = rig.launch(&bob, json!({ "queue": "3090" })).await?;
+    assert_eq!(taker["host"], home, "bob was placed on the other host");
+
+    let (status, v) = rig
+        .call(
+            Method::POST,
+            &format!("/v1/vessels/{id}/wake"),
+            &alice,
+            Some(json!({ "anywhere": true })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{v}");
+    let moved = rig.wait_state(&alice, &id, &["running"], DEADLINE).await?;
+    assert_ne!(moved["host"], home, "{moved}");
+    assert_ne!(moved["address"], vessel["address"]);
+    let key = |v: &Value| {
+        v["ssh"]["known_hosts"]
+            .as_str()
+            .and_then(|l| l.split_once(' '))
+            .map(|(_, key)| key.to_string())
+    };
+    assert_eq!(key(&moved), key(&vessel), "its host key changed");
+    files_are_there(&rig, &moved["ssh"])?;
+    let all = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=vessel.id={id}"),
+        "--format",
+        "{{.Names}} {{.Label \"vessel.host\"}}",
+    ])?;
+    assert_eq!(
+        all.trim(),
+        format!("vessel-{id} {}", moved["host"].as_str().unwrap_or_default()),
+        "{all}"
+    );
+    Ok(())
+}

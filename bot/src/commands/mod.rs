@@ -30,8 +30,12 @@ pub enum VesselCommand {
     Kill(String),
     /// Its processes end; files, address and host key are kept.
     Hibernate(String),
-    /// Back in line for the host its disk is on.
-    Wake(String),
+    /// Back in line for the host its disk is on (or, `anywhere`, another
+    /// host when that one is full).
+    Wake {
+        name: String,
+        anywhere: bool,
+    },
     Keys,
     KeysAdd(String),
     KeysRemove(String),
@@ -81,7 +85,7 @@ pub struct ParseError {
     pub usage: &'static str,
 }
 
-pub const VESSEL_USAGE: &str = "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait] · list · queue · show NAME · ssh NAME · extend NAME [24h] · hibernate NAME · wake NAME · kill NAME · keys [add KEY | remove FINGERPRINT] · help";
+pub const VESSEL_USAGE: &str = "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait] · list · queue · show NAME · ssh NAME · extend NAME [24h] · hibernate NAME · wake NAME [anywhere] · kill NAME · keys [add KEY | remove FINGERPRINT] · help";
 pub const CREATE_USAGE: &str =
     "/vessel create [gpu=N] [queue=Q] [cpu=N] [mem=64G] [image=I] [name=N] [for=2d] [--no-wait]";
 pub const FLEET_USAGE: &str =
@@ -152,7 +156,21 @@ fn parse_vessel(words: &[&str]) -> Result<VesselCommand, ParseError> {
         "hibernate" | "sleep" => {
             one_name(rest, "vessel", "/vessel hibernate NAME").map(VesselCommand::Hibernate)
         }
-        "wake" => one_name(rest, "vessel", "/vessel wake NAME").map(VesselCommand::Wake),
+        "wake" => match rest {
+            [name] => Ok(VesselCommand::Wake {
+                name: name.to_string(),
+                anywhere: false,
+            }),
+            [name, "anywhere" | "--anywhere"] => Ok(VesselCommand::Wake {
+                name: name.to_string(),
+                anywhere: true,
+            }),
+            [] => Err(err("which vessel?", "/vessel wake NAME [anywhere]")),
+            _ => Err(err(
+                "`wake` takes a vessel's name and, optionally, `anywhere`",
+                "/vessel wake NAME [anywhere]",
+            )),
+        },
         "extend" => match rest {
             [name] => Ok(VesselCommand::Extend {
                 name: name.to_string(),
@@ -414,8 +432,19 @@ mod tests {
         );
         assert_eq!(
             parse("/vessel", "wake train").unwrap(),
-            Command::Vessel(VesselCommand::Wake("train".into()))
+            Command::Vessel(VesselCommand::Wake {
+                name: "train".into(),
+                anywhere: false
+            })
         );
+        assert_eq!(
+            parse("/vessel", "wake train anywhere").unwrap(),
+            Command::Vessel(VesselCommand::Wake {
+                name: "train".into(),
+                anywhere: true
+            })
+        );
+        assert!(parse("/vessel", "wake train somewhere").is_err());
         assert!(parse("/vessel", "wake").is_err());
         let e = parse("/vessel", "hibernat train").unwrap_err();
         assert!(

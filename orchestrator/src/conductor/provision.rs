@@ -341,7 +341,7 @@ impl Conductor {
 
     /// Creates the host's vessel network if it is missing. Another worker
     /// creating it at the same moment is fine.
-    async fn ensure_network(
+    pub(super) async fn ensure_network(
         &self,
         host: &str,
         spec: &HostSpec,

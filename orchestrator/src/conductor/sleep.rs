@@ -163,6 +163,9 @@ impl Conductor {
     /// GPUs, and its sshd proves the host key it had.
     async fn start_again(&self, v: &VesselRow) -> Result<(), ProvisionError> {
         let (host, spec) = self.placed_on(v)?;
+        if let Some(from) = v.disk_host.as_deref().filter(|d| *d != host) {
+            return self.move_disk(v, from, host, spec).await;
+        }
         let link = self.hosts.link(host).await.map_err(|e| {
             self.hosts.forget(host);
             ProvisionError::Transient(chain(&e).to_string())
@@ -250,31 +253,98 @@ impl Conductor {
         name: &str,
         v: &VesselRow,
     ) -> Result<String, ProvisionError> {
-        let id = v.id.to_string();
         let woken = format!("{name}-woken");
         remove_quietly(docker, &woken).await;
-        let image = disk_image(v.id);
-        let (repo, tag) = image.rsplit_once(':').unwrap_or((&image, "latest"));
-        let commit = CommitContainerOptions {
-            container: Some(name.to_string()),
-            repo: Some(repo.to_string()),
-            tag: Some(tag.to_string()),
-            pause: false,
-            ..Default::default()
-        };
-        docker
-            .commit_container(commit, ContainerConfig::default())
-            .await
-            .map_err(|e| {
-                ProvisionError::Transient(format!("cannot commit {name}: {}", chain(&e)))
-            })?;
+        let image = commit_disk(docker, name, v.id).await?;
+        // A stopped container does not hold its address: the new one takes it.
+        self.create_from(docker, spec, v, &image, &woken).await?;
+        info!(
+            image,
+            "recreated from a commit of its disk: its GPUs were taken while it slept"
+        );
+        Ok(woken)
+    }
+
+    /// `wake --anywhere` on a host that is not its disk's: the disk is
+    /// committed on the old host, streamed to the new one over the
+    /// orchestrator's two SSH connections, and started there (`…-moved`);
+    /// the old container goes only once the new one proves its host key.
+    async fn move_disk(
+        &self,
+        v: &VesselRow,
+        from: &str,
+        to: &str,
+        spec: &crate::config::HostSpec,
+    ) -> Result<(), ProvisionError> {
+        let (old, new) = (self.link_to(from).await?, self.link_to(to).await?);
+        let name = spec::container_name(&v.id.to_string());
+        let image = commit_disk(&old.docker, &name, v.id).await?;
+        let started = std::time::Instant::now();
+        let bytes = copy_image(&old.docker, &new.docker, &image).await?;
+        info!(
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            from,
+            to,
+            "disk streamed"
+        );
+        self.ensure_network(to, spec, &new.docker).await?;
+        let moved = format!("{name}-moved");
+        remove_quietly(&new.docker, &moved).await;
+        self.create_from(&new.docker, spec, v, &image, &moved)
+            .await?;
+        let address = v.address.clone().ok_or_else(|| {
+            ProvisionError::Permanent("the vessel has no address on its new host".into())
+        })?;
+        let host_key = v.host_public_key.clone().ok_or_else(|| {
+            ProvisionError::Permanent("the vessel has no host key to prove".into())
+        })?;
+        ready::wait_for_sshd(
+            &new.docker,
+            &moved,
+            &address,
+            &host_key,
+            self.config.conductor.ready_timeout.duration(),
+            None,
+        )
+        .await?;
+        remove_quietly(&old.docker, &name).await;
+        let none = None::<bollard::query_parameters::RemoveImageOptions>;
+        if let Err(e) = old.docker.remove_image(&image, none, None).await {
+            // Still used (the rig's hosts share one engine), or gone.
+            tracing::debug!(error = %chain(&e), "the old host keeps the disk image");
+        }
+        self.swap_in(&new.docker, &name, &moved).await
+    }
+
+    async fn link_to(
+        &self,
+        host: &str,
+    ) -> Result<std::sync::Arc<crate::hosts::HostLink>, ProvisionError> {
+        self.hosts.link(host).await.map_err(|e| {
+            self.hosts.forget(host);
+            ProvisionError::Transient(chain(&e).to_string())
+        })
+    }
+
+    /// A container named `name` from `image`, as the vessel is now (its
+    /// cores, memory, GPUs and address), started.
+    async fn create_from(
+        &self,
+        docker: &Docker,
+        spec: &crate::config::HostSpec,
+        v: &VesselRow,
+        image: &str,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
+        let id = v.id.to_string();
         let body = spec::container_body(
             spec,
             &VesselSpec {
                 id: &id,
                 fleet: &self.config.fleet,
                 name: &v.name,
-                image: &image,
+                image,
                 user: &v.owner_unix,
                 cores: &v.cores,
                 memory_bytes: v.memory_bytes,
@@ -284,25 +354,21 @@ impl Conductor {
                 disk_bytes: None,
             },
         );
-        // A stopped container does not hold its address: the new one takes it.
         let options = bollard::query_parameters::CreateContainerOptions {
-            name: Some(woken.clone()),
+            name: Some(name.to_string()),
             ..Default::default()
+        };
+        let failed = |what: &str, e: DockerError| {
+            ProvisionError::Transient(format!("cannot {what} {name}: {}", chain(&e)))
         };
         docker
             .create_container(Some(options), body)
             .await
-            .map_err(|e| {
-                ProvisionError::Transient(format!("cannot create {woken}: {}", chain(&e)))
-            })?;
-        docker.start_container(&woken, None).await.map_err(|e| {
-            ProvisionError::Transient(format!("cannot start {woken}: {}", chain(&e)))
-        })?;
-        info!(
-            image,
-            "recreated from a commit of its disk: its GPUs were taken while it slept"
-        );
-        Ok(woken)
+            .map_err(|e| failed("create", e))?;
+        docker
+            .start_container(name, None)
+            .await
+            .map_err(|e| failed("start", e))
     }
 
     /// The new container takes the vessel's name; the old one goes.
@@ -333,6 +399,7 @@ impl Conductor {
         if let Ok(link) = self.hosts.link(host).await {
             let name = spec::container_name(&v.id.to_string());
             remove_quietly(&link.docker, &format!("{name}-woken")).await;
+            remove_quietly(&link.docker, &format!("{name}-moved")).await;
             let options = StopContainerOptions {
                 t: Some(STOP_GRACE_SECS),
                 signal: None,
@@ -370,6 +437,70 @@ impl Conductor {
         tx.commit().await?;
         Ok(Some(Outcome::Done))
     }
+}
+
+/// Commits the vessel's container (its disk) to its disk image; the image.
+async fn commit_disk(
+    docker: &Docker,
+    name: &str,
+    id: uuid::Uuid,
+) -> Result<String, ProvisionError> {
+    let image = disk_image(id);
+    let (repo, tag) = image.rsplit_once(':').unwrap_or((&image, "latest"));
+    let commit = CommitContainerOptions {
+        container: Some(name.to_string()),
+        repo: Some(repo.to_string()),
+        tag: Some(tag.to_string()),
+        pause: false,
+        ..Default::default()
+    };
+    docker
+        .commit_container(commit, ContainerConfig::default())
+        .await
+        .map_err(|e| ProvisionError::Transient(format!("cannot commit {name}: {}", chain(&e))))?;
+    Ok(image)
+}
+
+/// Streams `image` from one host's engine into another's (`docker save |
+/// docker load`, each over its host's SSH connection), a few chunks in
+/// flight at a time; the bytes sent.
+async fn copy_image(from: &Docker, to: &Docker, image: &str) -> Result<u64, ProvisionError> {
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let source = from.clone();
+    let name = image.to_string();
+    let pump = tokio::spawn(async move {
+        let mut sent = 0u64;
+        let mut chunks = std::pin::pin!(source.export_image(&name));
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(std::io::Error::other);
+            let failed = chunk.is_err();
+            sent += chunk.as_ref().map_or(0, |b| b.len() as u64);
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+        sent
+    });
+    let body =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let options = bollard::query_parameters::ImportImageOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    let mut load = std::pin::pin!(to.import_image_stream(options, body, None));
+    while let Some(step) = load.next().await {
+        let step = step.map_err(|e| {
+            ProvisionError::Transient(format!("cannot load {image}: {}", chain(&e)))
+        })?;
+        if let Some(e) = step.error_detail.and_then(|d| d.message) {
+            return Err(ProvisionError::Transient(format!(
+                "cannot load {image}: {e}"
+            )));
+        }
+    }
+    pump.await
+        .map_err(|e| ProvisionError::Transient(format!("the stream of {image} stopped: {e}")))
 }
 
 async fn remove_quietly(docker: &Docker, name: &str) {

@@ -133,7 +133,9 @@ pub fn plan(
         }
         let excluded = hold.filter(|(holder, _)| *holder != w.id).map(|(_, h)| h);
         let fit = if room.may_fit(&w.ask) {
-            best_fit(hosts, &w.ask, excluded, w.pin)
+            w.home
+                .and_then(|home| best_fit(hosts, &w.ask, excluded, Some(home)))
+                .or_else(|| best_fit(hosts, &w.ask, excluded, w.pin))
         } else {
             None
         };
@@ -413,6 +415,7 @@ mod tests {
             queued_at: now - chrono::Duration::minutes(age_min),
             held_host: None,
             pin: None,
+            home: None,
         }
     }
 

@@ -97,12 +97,6 @@ pub async fn wake(
     body: WakeVessel,
 ) -> Result<VesselView, OpError> {
     caller.require(Action::WakeVessel)?;
-    if body.anywhere {
-        return Err(OpError::invalid(
-            "anywhere",
-            "waking on another host is not built yet: wake it on its own host, where it waits in line if the host is full",
-        ));
-    }
     let row = resolve(ctx, caller, key, audit::Action::VesselWake).await?;
     match row.state() {
         VesselState::Hibernated => {}
@@ -123,10 +117,17 @@ pub async fn wake(
     let now = ctx.clock.now();
     let queue = row.queue.as_str();
     let mut tx = ctx.db.begin().await?;
-    let why = format!(
-        "waking on {}, where its disk is",
-        row.disk_host.as_deref().unwrap_or("its host")
-    );
+    let why = if body.anywhere {
+        format!(
+            "waking on {} where its disk is, or on another host (its disk is moved there)",
+            row.disk_host.as_deref().unwrap_or("its host")
+        )
+    } else {
+        format!(
+            "waking on {}, where its disk is",
+            row.disk_host.as_deref().unwrap_or("its host")
+        )
+    };
     let moved = store::vessels::transition(
         &mut tx,
         row.id,
@@ -148,6 +149,7 @@ pub async fn wake(
         Span::from_secs(365 * 86_400),
         "wait",
     )?;
+    store::vessels::set_wake_anywhere(&mut tx, row.id, body.anywhere).await?;
     line_store::join(&mut tx, row.id, now, until).await?;
     record(&mut tx, caller, audit::Action::VesselWake, &row).await?;
     let outcome = crate::line::pass(&mut tx, &ctx.config, queue, now, Some(row.id)).await?;

@@ -69,7 +69,7 @@ pub async fn waiting(conn: &mut PgConnection, queue: &str) -> Result<Vec<Waiting
     let rows = sqlx::query!(
         r#"SELECT v.id, v.name, v.owner_id, u.unix_name, v.gpus, v.cpus, v.memory_bytes,
                   v.queued_at AS "queued_at!", v.wait_until AS "wait_until!",
-                  v.held_host_id, v.line_position, v.reason, v.disk_host_id
+                  v.held_host_id, v.line_position, v.reason, v.disk_host_id, v.wake_anywhere
            FROM vessels v JOIN users u ON u.id = v.owner_id
            WHERE v.queue = $1 AND v.state = 'pending'
            ORDER BY v.line_seq"#,
@@ -90,7 +90,8 @@ pub async fn waiting(conn: &mut PgConnection, queue: &str) -> Result<Vec<Waiting
                 },
                 queued_at: r.queued_at,
                 held_host: r.held_host_id,
-                pin: r.disk_host_id,
+                pin: r.disk_host_id.filter(|_| !r.wake_anywhere),
+                home: r.disk_host_id.filter(|_| r.wake_anywhere),
             },
             name: r.name,
             owner_unix: r.unix_name,

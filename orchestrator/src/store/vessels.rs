@@ -381,24 +381,56 @@ pub async fn put_to_sleep(conn: &mut PgConnection, id: Uuid) -> Result<bool, sql
 pub async fn woke(conn: &mut PgConnection, id: Uuid) -> Result<Option<f64>, sqlx::Error> {
     let slept = sqlx::query_scalar!(
         r#"WITH before AS (SELECT hibernated_at FROM vessels WHERE id = $1)
-           UPDATE vessels SET hibernated_at = NULL, disk_host_id = NULL WHERE id = $1
+           UPDATE vessels SET hibernated_at = NULL, disk_host_id = NULL, wake_anywhere = false
+           WHERE id = $1
            RETURNING (SELECT extract(epoch FROM now() - hibernated_at)::float8 FROM before)"#,
         id
     )
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    // A moved vessel's address on its old host goes with the old container.
+    sqlx::query!("DELETE FROM address_holds WHERE vessel_id = $1", id)
+        .execute(conn)
+        .await?;
     Ok(slept.flatten())
 }
 
-/// A wake that failed: the reservation goes again, the address is held
-/// again (it is the disk host's), the vessel sleeps as before.
+/// A wake that failed: the reservation goes again, the address on the
+/// disk's host is held again, and the vessel sleeps there as before (a
+/// move that failed is back on its old host, with its old address).
 pub async fn back_to_sleep(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "WITH r AS (DELETE FROM reservations WHERE vessel_id = $1 RETURNING host_id, address)
          INSERT INTO address_holds (vessel_id, host_id, address)
-         SELECT $1, host_id, address FROM r WHERE address IS NOT NULL
+         SELECT $1, r.host_id, r.address FROM r JOIN vessels v ON v.id = $1
+         WHERE r.address IS NOT NULL AND r.host_id = v.disk_host_id
          ON CONFLICT (vessel_id) DO NOTHING",
         id
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE vessels v SET host_id = v.disk_host_id, wake_anywhere = false,
+                address = coalesce((SELECT a.address FROM address_holds a WHERE a.vessel_id = v.id),
+                                   v.address)
+         WHERE v.id = $1",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether a wake may go to another host when its own is full.
+pub async fn set_wake_anywhere(
+    conn: &mut PgConnection,
+    id: Uuid,
+    anywhere: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE vessels SET wake_anywhere = $2 WHERE id = $1",
+        id,
+        anywhere
     )
     .execute(conn)
     .await?;
