@@ -485,7 +485,8 @@ async fn tell_owner<I: Inbox>(
 fn vessel_dm(view: &VesselView) -> Message {
     match view.state {
         VesselState::Running => vessel::running(view),
-        VesselState::Hibernating | VesselState::Hibernated => vessel::hibernated(view),
+        VesselState::Hibernating => vessel::hibernating(view),
+        VesselState::Hibernated => vessel::hibernated(view),
         _ => vessel::ended(view),
     }
 }

@@ -859,11 +859,25 @@ async fn hibernate_from_the_dm_and_wake_by_command_keep_the_ssh_access() -> anyh
     let (status, ack) = s.slash("UALICE", "/vessel", "wake train").await?;
     assert_eq!(status, 200);
     assert!(text_of(&ack).contains("Waking"), "{ack}");
-    s.slack
+    let awake = s
+        .slack
         .wait_for("chat.update", Duration::from_secs(60), |b| {
             b["channel"] == "DUALICE" && text_of(b).contains("train is running")
         })
-        .await?;
+        .await;
+    if let Err(e) = awake {
+        let token = s.rig.researcher("UALICE");
+        let id = hibernate["value"].as_str().unwrap_or_default();
+        let v = s.rig.show(&token, id).await?;
+        let calls: Vec<String> = s
+            .slack
+            .calls("chat.update")
+            .iter()
+            .chain(s.slack.calls("chat.postMessage").iter())
+            .map(|c| text_of(&c.body))
+            .collect();
+        anyhow::bail!("{e}: the vessel is {v}; Slack saw {calls:#?}");
+    }
     assert_eq!(s.rig.ssh(&access, "id -un")?.trim(), "alice");
     Ok(())
 }

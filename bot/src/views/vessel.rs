@@ -19,6 +19,15 @@ pub const WAKE: &str = "vessel.wake";
 pub const HIBERNATE_ENDS: &str =
     "Its running processes end; every file (not only your home), its address and its host key are kept.";
 
+/// A vessel on its way to sleep: nothing to press until it sleeps.
+pub fn hibernating(v: &VesselView) -> Message {
+    let name = v.name.as_str();
+    let host = v.host.as_deref().unwrap_or("its host");
+    Message::new(format!("{name} is going to sleep on {host}")).block(Block::Section(format!(
+        ":zzz: *{name}* is going to sleep on `{host}`: its processes are ending. Its files are kept; you can wake it once it is hibernated."
+    )))
+}
+
 /// A vessel put to sleep, as its DM says it: what is kept, and Wake / Kill.
 pub fn hibernated(v: &VesselView) -> Message {
     let name = v.name.as_str();

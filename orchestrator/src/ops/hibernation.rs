@@ -103,7 +103,15 @@ pub async fn wake(
         VesselState::Pending | VesselState::Provisioning if row.disk_host.is_some() => {
             return Ok(shown(caller, row))
         }
-        VesselState::Running | VesselState::Hibernating => return Ok(shown(caller, row)),
+        VesselState::Running => return Ok(shown(caller, row)),
+        // Not asleep yet: a wake now would be lost, so it is refused.
+        VesselState::Hibernating => return Err(OpError::conflict(
+            ErrorCode::NotLive,
+            format!(
+                "vessel `{}` is going to sleep now: wake it once it is hibernated (a few seconds)",
+                row.name
+            ),
+        )),
         other => {
             return Err(OpError::conflict(
                 ErrorCode::NotLive,
