@@ -105,13 +105,13 @@ pub async fn wake(
         }
         VesselState::Running => return Ok(shown(caller, row)),
         // Not asleep yet: a wake now would be lost, so it is refused.
-        VesselState::Hibernating => return Err(OpError::conflict(
-            ErrorCode::NotLive,
-            format!(
-                "vessel `{}` is going to sleep now: wake it once it is hibernated (a few seconds)",
+        VesselState::Hibernating => {
+            let why = format!(
+                "vessel `{}` is going to sleep now: wake it once it is hibernated (seconds)",
                 row.name
-            ),
-        )),
+            );
+            return Err(OpError::conflict(ErrorCode::NotLive, why));
+        }
         other => {
             return Err(OpError::conflict(
                 ErrorCode::NotLive,
