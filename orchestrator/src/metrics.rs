@@ -96,6 +96,7 @@ static PROVISION: Histogram =
 static WAKE: Histogram = Histogram::new(&[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]);
 static HIBERNATIONS: LabelledCounter<3> =
     LabelledCounter::new("reason", ["owner", "admin", "idle"]);
+static WAKES: LabelledCounter<2> = LabelledCounter::new("where", ["home", "elsewhere"]);
 /// GPU-seconds, whole, that sleepers gave back (GPUs × time asleep).
 static HIBERNATED_GPU_SECONDS: AtomicU64 = AtomicU64::new(0);
 /// Seconds to a day: a line can be short or long.
@@ -152,9 +153,10 @@ pub fn slept(gpus: i32, asleep: Duration) {
     HIBERNATED_GPU_SECONDS.fetch_add(secs.round() as u64, Ordering::Relaxed);
 }
 
-/// A woken vessel answers again.
-pub fn woke(elapsed: Duration) {
+/// A woken vessel answers again: on its disk's host, or moved elsewhere.
+pub fn woke(elapsed: Duration, moved: bool) {
     WAKE.observe(elapsed.as_secs_f64());
+    WAKES.inc(usize::from(moved));
 }
 
 /// A request placed from the line after waiting `secs`.
@@ -220,6 +222,11 @@ fn render_counted(out: &mut String) {
         "vessel_hibernations_total",
         "Vessels sent to sleep (container stopped and kept, GPUs, cores and memory given back), \
          by reason: owner, admin, idle (the undertaker).",
+    );
+    WAKES.render(
+        out,
+        "vessel_wakes_total",
+        "Sleepers woken, by where: home (the host their disk was on) or elsewhere (moved).",
     );
     header(
         out,

@@ -135,6 +135,26 @@ async fn a_vessel_joins_the_tailnet_with_one_tagged_key_and_leaves_at_kill() -> 
         .contains(&format!("HostName {address}")));
     assert_eq!(rig.ssh(&vessel["ssh"], "id -un")?, "alice");
 
+    // Hibernation is not built for tailnet hosts (the key is single-use, a
+    // sleeper could not wake): refused with the reason, nothing changes.
+    let (status, body) = rig
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/vessels/{id}/hibernate"),
+            &alice,
+            None,
+        )
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tailnet"),
+        "{body}"
+    );
+    assert_eq!(rig.show(&alice, &id).await?["state"], "running");
+
     // Kill: the device goes from the tailnet now, not at expiry.
     let short_id: String = docker(&["inspect", "-f", "{{.Id}}", &container])?
         .chars()

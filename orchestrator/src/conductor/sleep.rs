@@ -139,7 +139,8 @@ impl Conductor {
                 let slept = vessels::woke(&mut tx, v.id).await?;
                 crate::store::idle::reset(&mut tx, v.id).await?;
                 tx.commit().await?;
-                crate::metrics::woke(started.elapsed());
+                let moved = v.disk_host.is_some() && v.disk_host != v.host_name;
+                crate::metrics::woke(started.elapsed(), moved);
                 if let Some(secs) = slept {
                     crate::metrics::slept(
                         v.gpus,

@@ -14,6 +14,14 @@ use crate::domain::VesselState;
 use crate::store::{self, audit, jobs, line as line_store, vessels::VesselRow};
 use crate::units::Span;
 
+/// Whether the vessel's host joins vessels to a tailnet.
+fn on_tailnet(ctx: &Ctx, row: &VesselRow) -> bool {
+    ctx.config.hosts.iter().any(|h| {
+        Some(h.name.as_str()) == row.host_name.as_deref()
+            && matches!(h.network, crate::config::NetworkSpec::Tailscale { .. })
+    })
+}
+
 fn shown(caller: &Caller, row: VesselRow) -> VesselView {
     let mine = caller.owns(&row.owner_id);
     view(row, &[], mine)
@@ -59,6 +67,15 @@ pub async fn hibernate(ctx: &Ctx, caller: &Caller, key: &str) -> Result<VesselVi
             ))
         }
     };
+    if on_tailnet(ctx, &row) {
+        return Err(OpError::conflict(
+            ErrorCode::NotRunning,
+            format!(
+                "vessel `{}` runs on a tailnet host, where hibernation is not built yet (its tailnet key is single-use, so it could not wake): keep it, or kill it",
+                row.name
+            ),
+        ));
+    }
     let reason = if caller.owns(&row.owner_id) {
         "hibernated by its owner".to_string()
     } else {
@@ -88,6 +105,33 @@ pub async fn hibernate(ctx: &Ctx, caller: &Caller, key: &str) -> Result<VesselVi
     Ok(shown(caller, now))
 }
 
+/// A wake that has nothing to do: the vessel as it is when it is waking or
+/// awake already; a refusal when it is not asleep; None for a sleeper.
+fn not_to_wake(caller: &Caller, row: &VesselRow) -> Result<Option<VesselView>, OpError> {
+    match row.state() {
+        VesselState::Hibernated => Ok(None),
+        VesselState::Pending | VesselState::Provisioning if row.disk_host.is_some() => {
+            Ok(Some(shown(caller, row.clone())))
+        }
+        VesselState::Running => Ok(Some(shown(caller, row.clone()))),
+        // Not asleep yet: a wake now would be lost, so it is refused.
+        VesselState::Hibernating => {
+            let why = format!(
+                "vessel `{}` is going to sleep now: wake it once it is hibernated (seconds)",
+                row.name
+            );
+            Err(OpError::conflict(ErrorCode::NotLive, why))
+        }
+        other => Err(OpError::conflict(
+            ErrorCode::NotLive,
+            format!(
+                "vessel `{}` is {other}: only a hibernated vessel wakes",
+                row.name
+            ),
+        )),
+    }
+}
+
 /// A hibernated vessel joins the line for the host its disk is on. Asking
 /// again while it waits or starts answers it as it is.
 pub async fn wake(
@@ -98,29 +142,8 @@ pub async fn wake(
 ) -> Result<VesselView, OpError> {
     caller.require(Action::WakeVessel)?;
     let row = resolve(ctx, caller, key, audit::Action::VesselWake).await?;
-    match row.state() {
-        VesselState::Hibernated => {}
-        VesselState::Pending | VesselState::Provisioning if row.disk_host.is_some() => {
-            return Ok(shown(caller, row))
-        }
-        VesselState::Running => return Ok(shown(caller, row)),
-        // Not asleep yet: a wake now would be lost, so it is refused.
-        VesselState::Hibernating => {
-            let why = format!(
-                "vessel `{}` is going to sleep now: wake it once it is hibernated (seconds)",
-                row.name
-            );
-            return Err(OpError::conflict(ErrorCode::NotLive, why));
-        }
-        other => {
-            return Err(OpError::conflict(
-                ErrorCode::NotLive,
-                format!(
-                    "vessel `{}` is {other}: only a hibernated vessel wakes",
-                    row.name
-                ),
-            ))
-        }
+    if let Some(answer) = not_to_wake(caller, &row)? {
+        return Ok(answer);
     }
     let now = ctx.clock.now();
     let queue = row.queue.as_str();

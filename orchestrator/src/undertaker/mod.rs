@@ -316,6 +316,13 @@ impl Undertaker {
         self
     }
 
+    fn on_tailnet(&self, v: &RunningVessel) -> bool {
+        v.host
+            .as_deref()
+            .and_then(|h| self.hosts.spec(h))
+            .is_some_and(|s| matches!(s.network, crate::config::NetworkSpec::Tailscale { .. }))
+    }
+
     fn policy(&self) -> Policy<'_> {
         Policy {
             warn_after: self.config.warn_after.duration(),
@@ -443,7 +450,11 @@ impl Undertaker {
         counters: &mut Counters,
     ) -> Result<(), sqlx::Error> {
         let ledger = Ledger::of(v);
-        let sleeps = self.queue_rules.get(&v.queue).filter(|r| r.hibernates);
+        // Tailnet hosts cannot wake a sleeper yet: their vessels are buried.
+        let sleeps = self
+            .queue_rules
+            .get(&v.queue)
+            .filter(|r| r.hibernates && !self.on_tailnet(v));
         // An expired vessel goes whatever its use: no need to measure it.
         let usage = match (ledger.expired(now), sleeps) {
             (true, _) => Usage::Unknown,
