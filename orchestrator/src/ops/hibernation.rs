@@ -7,7 +7,7 @@
 use vessel_api::vessels::{VesselView, WakeVessel};
 use vessel_api::ErrorCode;
 
-use super::vessels::resolve;
+use super::vessels::{record, resolve};
 use super::view::view;
 use super::{later, Action, Caller, Ctx, OpError};
 use crate::domain::VesselState;
@@ -25,24 +25,6 @@ fn on_tailnet(ctx: &Ctx, row: &VesselRow) -> bool {
 fn shown(caller: &Caller, row: VesselRow) -> VesselView {
     let mine = caller.owns(&row.owner_id);
     view(row, &[], mine)
-}
-
-async fn record(
-    tx: &mut sqlx::PgConnection,
-    caller: &Caller,
-    action: audit::Action,
-    row: &VesselRow,
-) -> Result<(), OpError> {
-    audit::record(
-        tx,
-        &caller.subject,
-        action,
-        Some(&row.id.to_string()),
-        "ok",
-        serde_json::json!({ "name": row.name }),
-    )
-    .await?;
-    Ok(())
 }
 
 /// A running vessel goes to sleep: its processes end; its files, name,

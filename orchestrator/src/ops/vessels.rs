@@ -209,7 +209,8 @@ async fn cancel(
     Ok(left)
 }
 
-async fn record(
+/// The audit row of an act on a vessel, by the caller.
+pub(super) async fn record(
     tx: &mut sqlx::PgConnection,
     caller: &Caller,
     action: audit::Action,
