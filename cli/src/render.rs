@@ -104,8 +104,19 @@ pub fn vessel(v: &VesselView) -> String {
     if let Some(h) = &v.host {
         out.push_str(&format!("  host     {h}\n"));
     }
-    if !v.gpu_uuids.is_empty() {
+    // A sleeper holds no GPU: the row's are the ones it last had.
+    if !v.gpu_uuids.is_empty() && v.state != VesselState::Hibernated {
         out.push_str(&format!("  gpus     {}\n", v.gpu_uuids.join(", ")));
+    }
+    if let Some(at) = v
+        .hibernated_at
+        .filter(|_| v.state == VesselState::Hibernated)
+    {
+        out.push_str(&format!(
+            "  asleep   since {} (its processes ended; files, address and host key kept): vessel wake {}\n",
+            when(at),
+            v.name
+        ));
     }
     if let Some(p) = &v.line {
         out.push_str(&format!(
@@ -117,7 +128,12 @@ pub fn vessel(v: &VesselView) -> String {
     if let Some(r) = &v.reason {
         out.push_str(&format!("  reason   {r}\n"));
     }
-    out.push_str(&format!("  expires  {}\n", when(v.expires_at)));
+    let paused = if v.state == VesselState::Hibernated {
+        " (paused while it sleeps)"
+    } else {
+        ""
+    };
+    out.push_str(&format!("  expires  {}{paused}\n", when(v.expires_at)));
     if let Some(d) = &v.disk {
         out.push_str(&format!("  disk     {}\n", d.summary()));
     }

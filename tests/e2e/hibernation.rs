@@ -52,6 +52,13 @@ async fn act(rig: &Rig, token: &str, id: &str, verb: &str) -> anyhow::Result<Val
     Ok(v)
 }
 
+/// A researcher with the rig's key registered: their token.
+async fn researcher(rig: &Rig, name: &str) -> anyhow::Result<String> {
+    let token = rig.researcher(name);
+    rig.add_key(&token).await?;
+    Ok(token)
+}
+
 fn running(container: &str) -> anyhow::Result<bool> {
     Ok(docker(&["inspect", "--format", "{{.State.Running}}", container])?.trim() == "true")
 }
@@ -62,10 +69,10 @@ fn running(container: &str) -> anyhow::Result<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_outside_home_survive_hibernation_behind_the_same_host_key() -> anyhow::Result<()> {
     let rig = Rig::start(&[gpu_host("gpu-1", 1, "3090")]).await?;
-    let alice = rig.researcher("alice");
-    let bob = rig.researcher("bob");
-    rig.add_key(&alice).await?;
-    rig.add_key(&bob).await?;
+    let (alice, bob) = (
+        researcher(&rig, "alice").await?,
+        researcher(&rig, "bob").await?,
+    );
     let vessel = rig
         .launch(&alice, json!({ "queue": "3090", "name": "lab" }))
         .await?;
@@ -117,10 +124,10 @@ async fn files_outside_home_survive_hibernation_behind_the_same_host_key() -> an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wake_on_other_gpus_is_recreated_from_its_disk() -> anyhow::Result<()> {
     let rig = Rig::start(&[gpu_host("gpu-1", 2, "3090")]).await?;
-    let alice = rig.researcher("alice");
-    let bob = rig.researcher("bob");
-    rig.add_key(&alice).await?;
-    rig.add_key(&bob).await?;
+    let (alice, bob) = (
+        researcher(&rig, "alice").await?,
+        researcher(&rig, "bob").await?,
+    );
     let vessel = rig
         .launch(&alice, json!({ "queue": "3090", "name": "lab" }))
         .await?;
@@ -184,8 +191,7 @@ async fn a_wake_on_other_gpus_is_recreated_from_its_disk() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleepers_disk_is_not_an_orphan_and_one_that_vanished_is_lost() -> anyhow::Result<()> {
     let rig = Rig::start(&[gpu_host("gpu-1", 1, "3090")]).await?;
-    let alice = rig.researcher("alice");
-    rig.add_key(&alice).await?;
+    let alice = researcher(&rig, "alice").await?;
     let vessel = rig.launch(&alice, json!({ "queue": "3090" })).await?;
     let id = vessel["id"].as_str().context("id")?.to_string();
     let container = format!("vessel-{id}");
@@ -236,8 +242,7 @@ async fn sleepers_are_buried_after_a_warning_and_beyond_the_persons_limit() -> a
         },
     )
     .await?;
-    let alice = rig.researcher("alice");
-    rig.add_key(&alice).await?;
+    let alice = researcher(&rig, "alice").await?;
     let old = rig
         .launch(&alice, json!({ "queue": "3090", "name": "old" }))
         .await?;
@@ -309,9 +314,10 @@ async fn sleepers_are_buried_after_a_warning_and_beyond_the_persons_limit() -> a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_recreated_vessel_removes_its_disk_image() -> anyhow::Result<()> {
     let rig = Rig::start(&[gpu_host("gpu-1", 2, "3090")]).await?;
-    let (alice, bob) = (rig.researcher("alice"), rig.researcher("bob"));
-    rig.add_key(&alice).await?;
-    rig.add_key(&bob).await?;
+    let (alice, bob) = (
+        researcher(&rig, "alice").await?,
+        researcher(&rig, "bob").await?,
+    );
     let vessel = rig.launch(&alice, json!({ "queue": "3090" })).await?;
     let id = vessel["id"].as_str().context("id")?.to_string();
     act(&rig, &alice, &id, "hibernate").await?;
@@ -375,8 +381,7 @@ async fn sigkill_during_hibernate_and_wake_leaks_nothing() -> anyhow::Result<()>
             .spawn()
     };
     let mut worker = spawn()?;
-    let alice = rig.researcher("alice");
-    rig.add_key(&alice).await?;
+    let alice = researcher(&rig, "alice").await?;
     let vessel = rig.launch(&alice, json!({ "queue": "3090" })).await?;
     let id = vessel["id"].as_str().context("id")?.to_string();
     let container = format!("vessel-{id}");
@@ -444,9 +449,10 @@ async fn sigkill_during_hibernate_and_wake_leaks_nothing() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wake_anywhere_on_a_full_host_moves_the_disk() -> anyhow::Result<()> {
     let rig = Rig::start(&[gpu_host("gpu-1", 1, "3090"), gpu_host("gpu-2", 1, "3090")]).await?;
-    let (alice, bob) = (rig.researcher("alice"), rig.researcher("bob"));
-    rig.add_key(&alice).await?;
-    rig.add_key(&bob).await?;
+    let (alice, bob) = (
+        researcher(&rig, "alice").await?,
+        researcher(&rig, "bob").await?,
+    );
     let vessel = rig
         .launch(&alice, json!({ "queue": "3090", "name": "lab" }))
         .await?;
